@@ -1,0 +1,8 @@
+/* flowgmm — the list of components compiled into libflowgmm. */
+#include "config.h"
+
+#include "builtins.h"
+
+const FgPluginInfo *const _fg_builtin_plugins[] = {
+  NULL,
+};

@@ -1,0 +1,12 @@
+/* flowgmm — components compiled into libflowgmm itself (private). */
+#pragma once
+
+#include <flowgmm/plugin.h>
+
+G_BEGIN_DECLS
+
+/* NULL-terminated list of the core's own descriptors, registered by
+ * fg_registry_new_with_builtins (). */
+extern const FgPluginInfo *const _fg_builtin_plugins[];
+
+G_END_DECLS

@@ -1,0 +1,63 @@
+/* flowgmm — optimizers and learning-rate schedules. */
+#pragma once
+
+#include <glib.h>
+#include <flowgmm/weights.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  FG_OPTIM_ADAM = 0,  /* weight decay, if any, is an L2 term added to the gradient */
+  FG_OPTIM_ADAMW = 1, /* decoupled weight decay (Loshchilov & Hutter): w -= lr·wd·w */
+} FgOptimKind;
+
+typedef struct {
+  FgOptimKind kind;
+  double beta1;         /* 0.9 */
+  double beta2;         /* 0.999 */
+  double eps;           /* 1e-8 */
+  double weight_decay;  /* applied to weights with decay == TRUE */
+} FgOptimConfig;
+
+/* Defaults: Adam, betas (0.9, 0.999), eps 1e-8, no weight decay. */
+FG_API void fg_optim_config_init (FgOptimConfig *config, FgOptimKind kind);
+
+typedef struct _FgOptimizer FgOptimizer;
+
+/* The optimizer keeps its moment buffers for every trainable weight in the set (borrowed;
+ * the set must outlive it and must not gain weights afterwards). */
+FG_API FgOptimizer *fg_optimizer_new (const FgOptimConfig *config, FgWeightSet *weights);
+FG_API void         fg_optimizer_free (FgOptimizer *opt);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (FgOptimizer, fg_optimizer_free)
+/* One update with learning rate lr from the accumulated gradients (not zeroed here). */
+FG_API void         fg_optimizer_step (FgOptimizer *opt, double lr);
+FG_API guint64      fg_optimizer_get_steps (const FgOptimizer *opt);
+
+/* Learning-rate (or any weight) schedules: a multiplicative factor of time t in [0, total]. */
+typedef enum {
+  FG_SCHEDULE_CONSTANT = 0, /* 1 */
+  FG_SCHEDULE_COSINE,       /* max(0.5·(1 + cos(π·t/total)), floor)       (authors' cosLr) */
+  FG_SCHEDULE_STEP,         /* gamma^(number of milestones ≤ t/total)     (milestones: fractions) */
+  FG_SCHEDULE_LINEAR_RAMP,  /* min(1, t/total), 0 for t ≤ 0               (consistency ramp-up) */
+  FG_SCHEDULE_WILSON,       /* 1 to 50 %, linear to floor at 90 %, then floor (authors' "wilson") */
+} FgScheduleKind;
+
+#define FG_SCHEDULE_MAX_MILESTONES 8
+
+typedef struct {
+  FgScheduleKind kind;
+  double total;                                 /* horizon in the caller's unit (steps, epochs) */
+  double floor;                                 /* cosine / wilson floor factor */
+  double gamma;                                 /* step decay factor */
+  guint  n_milestones;
+  double milestones[FG_SCHEDULE_MAX_MILESTONES]; /* fractions of total, increasing */
+} FgSchedule;
+
+FG_API void   fg_schedule_init (FgSchedule *s, FgScheduleKind kind, double total);
+FG_API double fg_schedule_factor (const FgSchedule *s, double t);
+/* Parse "constant", "cosine", "step", "linear-ramp", "wilson". */
+FG_API gboolean fg_schedule_kind_from_string (const char *name, FgScheduleKind *kind,
+                                              GError **error);
+FG_API const char *fg_schedule_kind_to_string (FgScheduleKind kind);
+
+G_END_DECLS

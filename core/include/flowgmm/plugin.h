@@ -1,0 +1,144 @@
+/* flowgmm — THE plugin ABI.
+ *
+ * A plugin is a shared object exporting exactly one symbol, fg_plugin_query (), which returns a
+ * const FgPluginInfo.  The host checks, in order: abi_version == FG_PLUGIN_ABI_VERSION; the
+ * struct sizes; non-NULL strings and name == the file's basename; each component's kind, vtable
+ * size, required methods and parameter specs; and that no kind/name is registered twice.
+ *
+ * Compatibility rules:
+ *  - FG_PLUGIN_ABI_VERSION is bumped on ANY incompatible change (reordered or removed fields,
+ *    changed signatures).  A plugin built for another version is rejected.
+ *  - Structs and vtables only grow at the end.  Every vtable starts with its own struct_size, so
+ *    the host can tell whether an optional method appended later is present (FG_VTABLE_HAS).
+ *
+ * All four vtables, the parameter specs (params.h) and the data types they use (dataset.h,
+ * tensor.h, tape.h, weights.h, rng.h) are part of ABI version 1.
+ */
+#pragma once
+
+#include <glib.h>
+#include <flowgmm/error.h>
+#include <flowgmm/params.h>
+#include <flowgmm/dataset.h>
+#include <flowgmm/tape.h>
+#include <flowgmm/weights.h>
+#include <flowgmm/rng.h>
+
+G_BEGIN_DECLS
+
+#define FG_PLUGIN_ABI_VERSION 1u
+
+typedef enum {
+  FG_KIND_DATASET = 1,
+  FG_KIND_FLOW = 2,
+  FG_KIND_LOSS = 3,
+  FG_KIND_BASELINE = 4,
+} FgKind;
+
+#define FG_KIND_FIRST FG_KIND_DATASET
+#define FG_KIND_LAST FG_KIND_BASELINE
+
+FG_API const char *fg_kind_to_string (FgKind kind); /* "dataset", "flow", "loss", "baseline" */
+FG_API gboolean    fg_kind_from_string (const char *name, FgKind *kind);
+
+/* ---- Dataset ------------------------------------------------------------------------------- */
+typedef struct {
+  const char *base_dir;  /* directory of the experiment file (PATH params are already resolved) */
+  gpointer reserved[4];
+} FgLoadContext;
+
+typedef struct {
+  gsize struct_size; /* sizeof (FgDatasetVTable) in the plugin's build */
+  /* Required.  Load (or generate) the whole data set.  Deterministic for given params: the host
+   * caches the result per process and shares it across cells. */
+  FgDataset *(*load) (const FgParams *params, const FgLoadContext *ctx, GError **error);
+} FgDatasetVTable;
+
+/* ---- Flow ---------------------------------------------------------------------------------- */
+typedef struct {
+  gboolean train; /* dropout and other train-only behaviour on */
+  FgRng   *rng;   /* for stochastic layers; never NULL when train is TRUE */
+  gpointer reserved[2];
+} FgFlowRun;
+
+typedef struct {
+  gsize struct_size;
+  /* Required.  Build the flow for examples of `shape`, adding its weights to `weights` (names
+   * unique, e.g. "c3.w1") and initialising them from `rng`. */
+  gpointer (*create) (const FgParams *params, const FgSampleShape *shape, FgWeightSet *weights,
+                      FgRng *rng, GError **error);
+  /* Required.  z = f(x) with the same shape as x, and *logdet = log|det ∂f/∂x| per example as
+   * an [N, 1] node.  Built from tape ops so gradients flow to the weights. */
+  FgVar *(*forward) (gpointer self, FgTape *tape, FgVar *x, const FgFlowRun *run,
+                     FgVar **logdet, GError **error);
+  /* Required.  x = f⁻¹(z) (evaluation mode). */
+  FgVar *(*inverse) (gpointer self, FgTape *tape, FgVar *z, GError **error);
+  /* Required. */
+  void (*destroy) (gpointer self);
+} FgFlowVTable;
+
+/* ---- Loss ---------------------------------------------------------------------------------- */
+/* The batch a loss sees: the tape, the latent mixture, the labeled and unlabeled examples and a
+ * way to push them through the flow.  Opaque; accessors in loss.h. */
+typedef struct _FgLossBatch FgLossBatch;
+
+typedef struct {
+  gsize struct_size;
+  /* Required. */
+  gpointer (*create) (const FgParams *params, GError **error);
+  /* Required.  The scalar ([1, 1]) objective to minimise for this batch. */
+  FgVar *(*compute) (gpointer self, FgLossBatch *batch, GError **error);
+  /* Required. */
+  void (*destroy) (gpointer self);
+} FgLossVTable;
+
+/* ---- Baseline (any classifier the runner can fit and evaluate) ----------------------------- */
+typedef struct {
+  gsize struct_size;
+  /* Required.  `rng` is the cell's own stream; the instance may keep it. */
+  gpointer (*create) (const FgParams *params, FgRng *rng, GError **error);
+  /* Required.  Train on the cell's split (borrowed for the call; keep copies of what predict
+   * needs). */
+  gboolean (*fit) (gpointer self, const FgSplit *split, GError **error);
+  /* Required.  Predict n = rows(x) labels into labels_out and, when proba_out is not NULL,
+   * class probabilities into proba_out (n × n_classes, row-major). */
+  gboolean (*predict) (gpointer self, const FgTensor *x, gint32 *labels_out, float *proba_out,
+                       GError **error);
+  /* Required. */
+  void (*destroy) (gpointer self);
+} FgBaselineVTable;
+
+/* True when vtable `vt` of type T was built with member m and m is set. */
+#define FG_VTABLE_HAS(vt, T, m) \
+  ((vt)->struct_size >= G_STRUCT_OFFSET (T, m) + sizeof ((vt)->m) && (vt)->m != NULL)
+
+/* ---- Descriptor ---------------------------------------------------------------------------- */
+typedef struct {
+  FgKind             kind;    /* 0 ends the component list */
+  const char        *name;    /* unique per kind across all plugins, [a-z0-9-]+ */
+  const char        *summary; /* one line */
+  const FgParamSpec *params;  /* ends with a NULL name; may be NULL for none */
+  const void        *vtable;  /* FgDatasetVTable, FgFlowVTable, FgLossVTable or FgBaselineVTable */
+  gpointer reserved[2];
+} FgComponent;
+
+typedef struct {
+  guint32            abi_version; /* always first: FG_PLUGIN_ABI_VERSION */
+  guint32            struct_size; /* sizeof (FgPluginInfo) in the plugin's build */
+  const char        *name;        /* == the file's basename without ".so" */
+  const char        *version;
+  const char        *license;     /* SPDX identifier */
+  const char        *description;
+  const FgComponent *components;  /* ends with an entry whose kind is 0 */
+  gpointer reserved[4];
+} FgPluginInfo;
+
+#define FG_PLUGIN_EXPORT __attribute__ ((visibility ("default")))
+#define FG_PLUGIN_ENTRY_SYMBOL "fg_plugin_query"
+
+/* Define the plugin's one exported symbol. */
+#define FG_PLUGIN_DEFINE(info)                                   \
+  FG_PLUGIN_EXPORT const FgPluginInfo *fg_plugin_query (void);  \
+  const FgPluginInfo *fg_plugin_query (void) { return &(info); }
+
+G_END_DECLS

@@ -1,0 +1,47 @@
+/* flowgmm — the reproducible per-cell split of a data set (labeled / unlabeled / validation /
+ * test) and the preprocessing fitted on its training part.
+ *
+ * The keys that configure it are declared in fg_split_param_specs () and are valid in every
+ * [dataset:NAME] group of an experiment file beside the dataset plugin's own parameters.
+ *
+ * Order of the draws (each from its own RNG stream, so changing one size does not reshuffle the
+ * others):
+ *  1. test: the data set's test part, or `test` points held out of the train part with the
+ *     fixed `data_seed` (the same test set for every cell seed);
+ *  2. validation: the data set's validation part, or `validation` points drawn from what is
+ *     left of the train part with the cell seed;
+ *  3. labeled: given indices (`labeled_indices` file, or the data set's own), or a
+ *     class-balanced draw of `labeled` points (or `labeled_per_class` per class);
+ *  4. unlabeled: the rest of the train part, or a random `unlabeled` of them.
+ */
+#pragma once
+
+#include <glib.h>
+#include <flowgmm/params.h>
+#include <flowgmm/dataset.h>
+
+G_BEGIN_DECLS
+
+/* The declared split keys (ends with a NULL name). */
+FG_API const FgParamSpec *fg_split_param_specs (void);
+
+typedef struct _FgSplitData FgSplitData;
+
+/* Build the split of `ds` for `seed` from split parameters (made with fg_split_param_specs ()).
+ * Errors name the key and what was expected (e.g. a labeled size larger than a class allows). */
+FG_API FgSplitData *fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed,
+                                       GError **error);
+FG_API void         fg_split_data_free (FgSplitData *data);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (FgSplitData, fg_split_data_free)
+
+/* What the method sees (test part excluded). */
+FG_API const FgSplit    *fg_split_data_get_split (const FgSplitData *data);
+FG_API const FgDataPart *fg_split_data_get_test (const FgSplitData *data);
+/* Row indices into the data set's parts, for records and tests. */
+FG_API const guint32 *fg_split_data_get_indices (const FgSplitData *data, const char *which,
+                                                 gsize *n); /* "labeled", "unlabeled",
+                                                               "validation", "test" */
+/* Attach progress/cancellation hooks to the split handed to fit. */
+FG_API void fg_split_data_set_hooks (FgSplitData *data, const FgFitHooks *hooks);
+
+G_END_DECLS

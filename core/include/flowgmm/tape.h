@@ -1,0 +1,149 @@
+/* flowgmm — reverse-mode automatic differentiation on a per-step tape.
+ *
+ * Ops execute eagerly: each fg_op_* computes its value at once into memory from the tape's arena
+ * and, when gradients are enabled and an input needs one, records how to propagate the gradient
+ * back.  fg_tape_backward () walks the records in reverse.  fg_tape_reset () forgets every node
+ * but keeps the arena's blocks, so a training step allocates nothing from the heap once warm.
+ *
+ * Shapes: binary ops take a full operand `a` and an operand `b` that is either the same shape,
+ * a row vector [1, cols] (broadcast over rows), a column [rows, 1] (broadcast over columns) or a
+ * scalar [1, 1]; the result has a's shape.  A 4-D tensor N×C×H×W is, for these rules, a matrix
+ * of N rows and C·H·W columns, so concatenating or slicing channels is the same as columns.
+ *
+ * Reductions (sum, mean, logsumexp, log-densities) accumulate in double.
+ *
+ * Shape mismatches are programmer errors: the op logs a critical warning and returns NULL, and
+ * every op returns NULL when given a NULL input, so fg_tape_backward () reports the failure.
+ */
+#pragma once
+
+#include <glib.h>
+#include <flowgmm/tensor.h>
+#include <flowgmm/rng.h>
+#include <flowgmm/weights.h>
+
+G_BEGIN_DECLS
+
+typedef struct _FgTape FgTape;
+
+/* A node on the tape.  Read-only for callers; the tape owns the memory. */
+typedef struct _FgVar {
+  FgTensor value;         /* contiguous unless made by a view op */
+  FgTensor grad;          /* .data is NULL until the backward pass reaches the node */
+  gboolean requires_grad; /* some weight upstream wants a gradient */
+} FgVar;
+
+typedef enum {
+  FG_AXIS_ROWS = 0, /* reduce over rows: [N, C] -> [1, C] */
+  FG_AXIS_COLS = 1, /* reduce over columns: [N, C] -> [N, 1] */
+  FG_AXIS_ALL = 2,  /* reduce everything: -> [1, 1] */
+} FgAxis;
+
+FG_API FgTape  *fg_tape_new (void);
+FG_API void     fg_tape_free (FgTape *tape);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (FgTape, fg_tape_free)
+/* Forget all nodes; keep the memory for the next step. */
+FG_API void     fg_tape_reset (FgTape *tape);
+/* With gradients disabled no backward record is kept (evaluation, inverse passes). */
+FG_API void     fg_tape_set_grad_enabled (FgTape *tape, gboolean enabled);
+FG_API gboolean fg_tape_get_grad_enabled (const FgTape *tape);
+
+/* Arena scratch memory valid until the next reset; 64-byte aligned, not zeroed. */
+FG_API gpointer fg_tape_alloc (FgTape *tape, gsize bytes);
+FG_API float   *fg_tape_alloc_floats (FgTape *tape, gsize n);
+
+typedef struct {
+  gsize n_nodes;       /* nodes recorded since the last reset */
+  gsize arena_bytes;   /* bytes reserved by the arena (all blocks) */
+  gsize heap_allocs;   /* heap allocations made by the tape since it was created */
+} FgTapeStats;
+FG_API void fg_tape_get_stats (const FgTape *tape, FgTapeStats *stats);
+
+/* Leaves. */
+/* Wrap caller memory (no copy): it must stay valid until reset.  No gradient. */
+FG_API FgVar *fg_tape_constant (FgTape *tape, const FgTensor *t);
+/* Copy caller memory into the arena.  No gradient. */
+FG_API FgVar *fg_tape_constant_copy (FgTape *tape, const FgTensor *t);
+/* A weight: the value is read in place; gradients accumulate into w->grad (if trainable). */
+FG_API FgVar *fg_tape_weight (FgTape *tape, FgWeight *w);
+/* A fresh uninitialised arena tensor without gradient (fill it yourself). */
+FG_API FgVar *fg_tape_empty (FgTape *tape, guint ndim, const gsize *shape);
+FG_API FgVar *fg_tape_empty_2d (FgTape *tape, gsize rows, gsize cols);
+
+/* Backward from a [1,1] scalar (seed 1), or from any node with an explicit seed gradient. */
+FG_API gboolean fg_tape_backward (FgTape *tape, FgVar *loss, GError **error);
+FG_API gboolean fg_tape_backward_seed (FgTape *tape, FgVar *out, const FgTensor *seed,
+                                       GError **error);
+
+/* ---- Custom ops (hand-fused kernels with their own backward) ---------------------------
+ * fg_tape_op_new () allocates the output node (value uninitialised) and, when gradients are
+ * on and an input requires one, records `backward` with `saved_size` bytes of private data
+ * (returned in *saved, arena memory).  In `backward`, out->grad holds dL/d(out); add the
+ * input gradients into fg_tape_grad (tape, input), which allocates and zeroes the buffer on
+ * first use and returns NULL for an input that needs no gradient. */
+typedef void (*FgBackwardFunc) (FgTape *tape, FgVar *out, FgVar *const *inputs, gpointer saved);
+FG_API FgVar    *fg_tape_op_new (FgTape *tape, guint ndim, const gsize *shape,
+                                 FgVar *const *inputs, guint n_inputs, FgBackwardFunc backward,
+                                 gsize saved_size, gpointer *saved);
+FG_API FgTensor *fg_tape_grad (FgTape *tape, FgVar *v);
+
+/* ---- Linear algebra ---------------------------------------------------------------------- */
+/* op(a) · op(b) through cblas_sgemm; 2-D operands. */
+FG_API FgVar *fg_op_matmul (FgTape *tape, FgVar *a, FgVar *b, gboolean trans_a, gboolean trans_b);
+/* x · W + b with W [in, out] and b [1, out] (b may be NULL). */
+FG_API FgVar *fg_op_linear (FgTape *tape, FgVar *x, FgVar *w, FgVar *b);
+/* Squared Euclidean distances between rows: a [N, D], b [K, D] -> [N, K]. */
+FG_API FgVar *fg_op_sq_dist (FgTape *tape, FgVar *a, FgVar *b);
+
+/* ---- Elementwise, with broadcasting of b (see top) ---------------------------------------- */
+FG_API FgVar *fg_op_add (FgTape *tape, FgVar *a, FgVar *b);
+FG_API FgVar *fg_op_sub (FgTape *tape, FgVar *a, FgVar *b);
+FG_API FgVar *fg_op_mul (FgTape *tape, FgVar *a, FgVar *b);
+FG_API FgVar *fg_op_div (FgTape *tape, FgVar *a, FgVar *b);
+FG_API FgVar *fg_op_add_bias (FgTape *tape, FgVar *a, FgVar *bias); /* bias [1, cols] */
+/* a ⊙ mask for a constant 0/1 (or any constant) mask: no gradient flows into the mask. */
+FG_API FgVar *fg_op_mask (FgTape *tape, FgVar *a, const FgTensor *mask);
+
+FG_API FgVar *fg_op_scale (FgTape *tape, FgVar *a, float s);        /* s·a */
+FG_API FgVar *fg_op_add_scalar (FgTape *tape, FgVar *a, float s);   /* a + s */
+FG_API FgVar *fg_op_neg (FgTape *tape, FgVar *a);
+FG_API FgVar *fg_op_square (FgTape *tape, FgVar *a);
+FG_API FgVar *fg_op_exp (FgTape *tape, FgVar *a);
+FG_API FgVar *fg_op_log (FgTape *tape, FgVar *a);
+FG_API FgVar *fg_op_tanh (FgTape *tape, FgVar *a);
+FG_API FgVar *fg_op_sigmoid (FgTape *tape, FgVar *a);
+FG_API FgVar *fg_op_softplus (FgTape *tape, FgVar *a);              /* log(1 + e^a), stable */
+FG_API FgVar *fg_op_relu (FgTape *tape, FgVar *a);
+FG_API FgVar *fg_op_leaky_relu (FgTape *tape, FgVar *a, float slope);
+/* Inverted dropout: at train time zero each element with probability p and scale the rest by
+ * 1/(1-p); returns `a` itself when !train or p == 0. */
+FG_API FgVar *fg_op_dropout (FgTape *tape, FgVar *a, float p, FgRng *rng, gboolean train);
+
+/* ---- Reductions (double accumulation) ----------------------------------------------------- */
+FG_API FgVar *fg_op_sum (FgTape *tape, FgVar *a, FgAxis axis);
+FG_API FgVar *fg_op_mean (FgTape *tape, FgVar *a, FgAxis axis);
+FG_API FgVar *fg_op_logsumexp (FgTape *tape, FgVar *a);             /* over columns -> [N, 1] */
+FG_API FgVar *fg_op_log_softmax (FgTape *tape, FgVar *a);           /* over columns */
+FG_API FgVar *fg_op_softmax (FgTape *tape, FgVar *a);               /* over columns */
+/* out[i] = a[i, idx[i]] -> [N, 1]; idx is copied; idx[i] < 0 gives 0 with no gradient. */
+FG_API FgVar *fg_op_gather (FgTape *tape, FgVar *a, const gint32 *idx);
+
+/* ---- Shape ----------------------------------------------------------------------------------- */
+/* Concatenate columns (2-D) or channels (4-D, same H×W); rows must agree. */
+FG_API FgVar *fg_op_concat (FgTape *tape, FgVar *a, FgVar *b);
+/* Columns [start, start+n) of a 2-D tensor, or channels of a 4-D one: a view, no copy. */
+FG_API FgVar *fg_op_slice (FgTape *tape, FgVar *a, gsize start, gsize n);
+/* Rows [start, start+n): a view, no copy. */
+FG_API FgVar *fg_op_slice_rows (FgTape *tape, FgVar *a, gsize start, gsize n);
+/* Same rows, new trailing shape with the same number of columns (view of contiguous data). */
+FG_API FgVar *fg_op_reshape (FgTape *tape, FgVar *a, guint ndim, const gsize *shape);
+/* Space-to-depth by 2: N×C×H×W -> N×4C×(H/2)×(W/2), out channel = 4c + 2·dy + dx. */
+FG_API FgVar *fg_op_squeeze2d (FgTape *tape, FgVar *a);
+FG_API FgVar *fg_op_unsqueeze2d (FgTape *tape, FgVar *a);
+
+/* ---- Convolution ------------------------------------------------------------------------------ */
+/* Stride 1, zero padding `pad`: x N×Cin×H×W, w [Cout, Cin, kh, kw], bias [1, Cout] or NULL
+ * -> N×Cout×(H+2pad-kh+1)×(W+2pad-kw+1).  im2col + sgemm. */
+FG_API FgVar *fg_op_conv2d (FgTape *tape, FgVar *x, FgVar *w, FgVar *bias, guint pad);
+
+G_END_DECLS

@@ -1,0 +1,640 @@
+/* flowgmm — the reproducible per-cell split of a data set. */
+#include "config.h"
+
+#include <string.h>
+
+#include <flowgmm/io.h>
+#include <flowgmm/rng.h>
+#include <flowgmm/split.h>
+
+static const FgParamSpec split_specs[] = {
+  FG_PARAM_SPEC_INT ("labeled", "-1", -1, INFINITY,
+                     "labeled training points, class-balanced; -1: the data set's own labeled "
+                     "subset, else every labeled training point"),
+  FG_PARAM_SPEC_INT ("labeled_per_class", "0", 0, INFINITY,
+                     "labeled points per class (instead of labeled); 0: unused"),
+  FG_PARAM_SPEC_PATH ("labeled_indices", NULL,
+                      "file of 0-based training rows to label; '{seed}' in the name is "
+                      "replaced by the cell seed; may be gzip-compressed"),
+  FG_PARAM_SPEC_CHOICE ("labeled_indices_format", "list", "list|line-per-seed",
+                        "list: all numbers in the file; line-per-seed: line number <seed> "
+                        "(0-based) of the file, as the FlowGMM authors' split files"),
+  FG_PARAM_SPEC_INT ("unlabeled", "-1", -1, INFINITY,
+                     "unlabeled points drawn from the rest of the training part; -1: all"),
+  FG_PARAM_SPEC_INT ("validation", "0", 0, INFINITY,
+                     "validation points drawn from the training part when the data set has no "
+                     "validation part (0: none); with a validation part: at most this many of it"),
+  FG_PARAM_SPEC_PATH ("validation_indices", NULL,
+                      "file of 0-based training rows for validation ('{seed}' replaced)"),
+  FG_PARAM_SPEC_INT ("test", "0", 0, INFINITY,
+                     "test points held out of the training part when the data set has no test "
+                     "part (drawn once with data_seed, the same for every cell seed)"),
+  FG_PARAM_SPEC_INT ("data_seed", "0", 0, INFINITY, "seed of the held-out test draw"),
+  FG_PARAM_SPEC_END,
+};
+
+/**
+ * fg_split_param_specs:
+ *
+ * Returns: the split keys valid in every [dataset:NAME] group.
+ */
+const FgParamSpec *
+fg_split_param_specs (void)
+{
+  return split_specs;
+}
+
+typedef struct {
+  guint32 *idx;
+  gsize n;
+} IndexSet;
+
+struct _FgSplitData {
+  FgSplit split;
+  FgDataPart test;
+  FgDataset *ds;
+  IndexSet labeled, unlabeled, validation, test_rows; /* rows of train (or of VAL/TEST part) */
+  gboolean val_from_part, test_from_part;
+  FgTensor *owned_x[4];
+  gint32 *owned_y[4];
+  char *fingerprint;
+  FgFitHooks hooks;
+};
+
+static gint
+compare_u32 (gconstpointer a, gconstpointer b)
+{
+  guint32 x = *(const guint32 *) a, y = *(const guint32 *) b;
+  return x < y ? -1 : x > y;
+}
+
+static void
+index_set_sort (IndexSet *s)
+{
+  if (s->n > 1)
+    qsort (s->idx, s->n, sizeof *s->idx, compare_u32);
+}
+
+static char *
+substitute_seed (const char *path, guint64 seed)
+{
+  g_autofree char *s = g_strdup_printf ("%" G_GUINT64_FORMAT, seed);
+  g_auto (GStrv) parts = g_strsplit (path, "{seed}", -1);
+  return g_strjoinv (s, parts);
+}
+
+static gboolean
+read_index_file (const char *path_template, const char *format, guint64 seed, guint32 limit,
+                 const char *key, IndexSet *out, GError **error)
+{
+  g_autofree char *path = substitute_seed (path_template, seed);
+  g_autofree char *text = NULL;
+  gsize len = 0;
+  const char *start, *end;
+
+  if (!fg_file_read_all (path, 0, &text, &len, error))
+    {
+      g_prefix_error (error, "split key '%s': ", key);
+      return FALSE;
+    }
+  start = text;
+  end = text + len;
+  if (g_strcmp0 (format, "line-per-seed") == 0)
+    {
+      guint64 line = 0;
+      while (line < seed && start < end)
+        {
+          const char *nl = memchr (start, '\n', (gsize) (end - start));
+          if (nl == NULL)
+            {
+              start = end;
+              break;
+            }
+          start = nl + 1;
+          line++;
+        }
+      if (start >= end)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                       "split key '%s': %s has no line for seed %" G_GUINT64_FORMAT
+                       " (only %" G_GUINT64_FORMAT " lines)",
+                       key, path, seed, line);
+          return FALSE;
+        }
+      {
+        const char *nl = memchr (start, '\n', (gsize) (end - start));
+        if (nl != NULL)
+          end = nl;
+      }
+    }
+  {
+    g_autofree char *what = g_strdup_printf ("%s (split key '%s')", path, key);
+    out->idx = fg_parse_indices (start, (gsize) (end - start), limit, what, &out->n, error);
+  }
+  if (out->idx == NULL)
+    return FALSE;
+  if (out->n == 0)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA, "split key '%s': %s lists no rows", key, path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Take rows from `take` out of `avail`, failing if one is not available (already used, or
+ * without a label when `need_label`). */
+static gboolean
+claim_rows (const IndexSet *take, guint8 *state, const gint32 *y, gboolean need_label,
+            const char *what, GError **error)
+{
+  for (gsize i = 0; i < take->n; i++)
+    {
+      guint32 r = take->idx[i];
+      if (state[r] != 0)
+        {
+          static const char *const used_by[] = { "", "the test set", "the validation set",
+                                                 "the labeled set", "the labeled set" };
+          g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                       "split: %s row %u is already in %s", what, r,
+                       state[r] == 4 ? "this list (listed twice)" : used_by[state[r]]);
+          return FALSE;
+        }
+      if (need_label && y[r] < 0)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_DATA, "split: %s row %u has no label", what, r);
+          return FALSE;
+        }
+      state[r] = 4; /* temporarily: catches duplicates within the list */
+    }
+  return TRUE;
+}
+
+static void
+mark_rows (const IndexSet *s, guint8 *state, guint8 mark)
+{
+  for (gsize i = 0; i < s->n; i++)
+    state[s->idx[i]] = mark;
+}
+
+/* Draw n random available labeled rows. */
+static gboolean
+draw_random (FgRng *rng, const guint8 *state, const gint32 *y, gsize n_rows, gsize n,
+             gboolean need_label, const char *key, IndexSet *out, GError **error)
+{
+  g_autofree guint32 *pool = g_new (guint32, n_rows ? n_rows : 1);
+  gsize n_pool = 0;
+  for (gsize r = 0; r < n_rows; r++)
+    if (state[r] == 0 && (!need_label || y[r] >= 0))
+      pool[n_pool++] = (guint32) r;
+  if (n > n_pool)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "split key '%s': asks for %" G_GSIZE_FORMAT " rows but only %" G_GSIZE_FORMAT
+                   " %sare left",
+                   key, n, n_pool, need_label ? "labeled training rows " : "training rows ");
+      return FALSE;
+    }
+  fg_rng_shuffle (rng, pool, n_pool);
+  out->n = n;
+  out->idx = g_new (guint32, n ? n : 1);
+  memcpy (out->idx, pool, n * sizeof *pool);
+  return TRUE;
+}
+
+/* Class-balanced draw: per_class[k] rows of class k. */
+static gboolean
+draw_balanced (FgRng *rng, const FgDataset *ds, const guint8 *state, const gint32 *y,
+               gsize n_rows, const gsize *per_class, const char *key, gsize asked, IndexSet *out,
+               GError **error)
+{
+  guint K = fg_dataset_get_n_classes (ds);
+  gsize total = 0;
+  g_autofree gsize *avail = g_new0 (gsize, K);
+  g_autofree guint32 **pools = g_new0 (guint32 *, K);
+  gboolean ok = TRUE;
+
+  for (gsize r = 0; r < n_rows; r++)
+    if (state[r] == 0 && y[r] >= 0)
+      avail[y[r]]++;
+  for (guint k = 0; k < K; k++)
+    {
+      total += per_class[k];
+      if (per_class[k] > avail[k])
+        {
+          const char *name = fg_dataset_get_class_name (ds, k);
+          g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                       "split key '%s' = %" G_GSIZE_FORMAT ": needs %" G_GSIZE_FORMAT
+                       " labeled examples of class %u%s%s%s but only %" G_GSIZE_FORMAT
+                       " are available (after the test and validation draws)",
+                       key, asked, per_class[k], k, name ? " ('" : "", name ? name : "",
+                       name ? "')" : "", avail[k]);
+          return FALSE;
+        }
+    }
+  for (guint k = 0; k < K; k++)
+    pools[k] = g_new (guint32, avail[k] ? avail[k] : 1), avail[k] = 0;
+  for (gsize r = 0; r < n_rows; r++)
+    if (state[r] == 0 && y[r] >= 0)
+      pools[y[r]][avail[y[r]]++] = (guint32) r;
+  out->idx = g_new (guint32, total ? total : 1);
+  out->n = 0;
+  for (guint k = 0; k < K; k++)
+    {
+      fg_rng_shuffle (rng, pools[k], avail[k]);
+      memcpy (out->idx + out->n, pools[k], per_class[k] * sizeof (guint32));
+      out->n += per_class[k];
+      g_free (pools[k]);
+    }
+  return ok;
+}
+
+/* Copy rows of a part into a new contiguous tensor (keeping the image shape). */
+static FgTensor *
+gather_rows (const FgDataPart *part, const IndexSet *rows, gint32 **y_out)
+{
+  gsize shape[4];
+  FgTensor *x;
+  gsize cols = fg_tensor_cols (&part->x);
+  for (guint d = 0; d < part->x.ndim; d++)
+    shape[d] = part->x.shape[d];
+  shape[0] = rows->n;
+  x = fg_tensor_new (part->x.ndim, shape);
+  if (y_out != NULL)
+    *y_out = part->y ? g_new (gint32, rows->n ? rows->n : 1) : NULL;
+  for (gsize i = 0; i < rows->n; i++)
+    {
+      memcpy (fg_tensor_row (x, i), fg_tensor_row (&part->x, rows->idx[i]), cols * sizeof (float));
+      if (y_out != NULL && part->y != NULL)
+        (*y_out)[i] = part->y[rows->idx[i]];
+    }
+  return x;
+}
+
+static void
+set_out_part (FgSplitData *d, int slot, FgDataPart *dst, const FgDataPart *src,
+              const IndexSet *rows, gboolean keep_labels)
+{
+  gint32 *y = NULL;
+  d->owned_x[slot] = gather_rows (src, rows, keep_labels ? &y : NULL);
+  d->owned_y[slot] = y;
+  dst->x = *d->owned_x[slot];
+  dst->y = y;
+  dst->n = rows->n;
+}
+
+static IndexSet
+all_rows (gsize n)
+{
+  IndexSet s;
+  s.n = n;
+  s.idx = g_new (guint32, n ? n : 1);
+  for (gsize i = 0; i < n; i++)
+    s.idx[i] = (guint32) i;
+  return s;
+}
+
+static void
+hash_set (GChecksum *sum, const char *tag, const IndexSet *s)
+{
+  guint64 n = s->n;
+  g_checksum_update (sum, (const guchar *) tag, (gssize) strlen (tag) + 1);
+  g_checksum_update (sum, (const guchar *) &n, sizeof n);
+  g_checksum_update (sum, (const guchar *) s->idx, (gssize) (s->n * sizeof (guint32)));
+}
+
+/**
+ * fg_split_data_new:
+ * @ds: a finished data set
+ * @split_params: values for fg_split_param_specs ()
+ * @seed: the cell seed
+ * @error: return location for a #GError
+ *
+ * Draws the split (see split.h for the order) and copies the rows of each set.
+ *
+ * Returns: (transfer full) (nullable): the split.
+ */
+FgSplitData *
+fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GError **error)
+{
+  g_autoptr (FgSplitData) d = NULL;
+  const FgDataPart *train, *val_part, *test_part;
+  g_autofree guint8 *state = NULL; /* 0 free, 1 test, 2 validation, 3 labeled */
+  gint64 labeled, per_class, unlabeled, validation, test;
+  const char *labeled_path, *val_path;
+  guint K;
+  FgRng rng;
+  g_autoptr (GChecksum) sum = NULL;
+
+  g_return_val_if_fail (ds != NULL && split_params != NULL, NULL);
+  train = fg_dataset_get_part (ds, FG_PART_TRAIN);
+  g_return_val_if_fail (train != NULL && train->y != NULL, NULL);
+  val_part = fg_dataset_get_part (ds, FG_PART_VAL);
+  test_part = fg_dataset_get_part (ds, FG_PART_TEST);
+  K = fg_dataset_get_n_classes (ds);
+
+  labeled = fg_params_get_int (split_params, "labeled");
+  per_class = fg_params_get_int (split_params, "labeled_per_class");
+  labeled_path = fg_params_get_string (split_params, "labeled_indices");
+  unlabeled = fg_params_get_int (split_params, "unlabeled");
+  validation = fg_params_get_int (split_params, "validation");
+  val_path = fg_params_get_string (split_params, "validation_indices");
+  test = fg_params_get_int (split_params, "test");
+
+  if ((labeled_path != NULL) + (per_class > 0) + (labeled >= 0) > 1)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "split keys 'labeled', 'labeled_per_class' and 'labeled_indices' exclude "
+                   "each other: set one");
+      return NULL;
+    }
+  if (labeled == 0)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "split key 'labeled' = 0: a classifier needs labeled examples "
+                   "(-1 takes the data set's own labeled subset or every label)");
+      return NULL;
+    }
+
+  d = g_new0 (FgSplitData, 1);
+  d->ds = fg_dataset_ref (ds);
+  state = g_new0 (guint8, train->n);
+
+  /* Labeled rows fixed in advance (a file, or the data set's own) are reserved first, so that
+   * the random test and validation draws can never take them. */
+  if (labeled_path != NULL)
+    {
+      if (!read_index_file (labeled_path,
+                            fg_params_get_string (split_params, "labeled_indices_format"), seed,
+                            (guint32) train->n, "labeled_indices", &d->labeled, error)
+          || !claim_rows (&d->labeled, state, train->y, TRUE, "labeled", error))
+        return NULL;
+      mark_rows (&d->labeled, state, 3);
+    }
+  else if (per_class == 0 && labeled < 0)
+    {
+      gsize n_own = 0;
+      const guint32 *own = fg_dataset_get_labeled_indices (ds, &n_own);
+      if (own != NULL)
+        {
+          d->labeled.n = n_own;
+          d->labeled.idx = g_new (guint32, n_own);
+          memcpy (d->labeled.idx, own, n_own * sizeof *own);
+          if (!claim_rows (&d->labeled, state, train->y, TRUE, "the data set's labeled", error))
+            return NULL;
+          mark_rows (&d->labeled, state, 3);
+        }
+    }
+
+  /* 1. test */
+  if (test_part != NULL)
+    {
+      if (test > 0)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "split key 'test' = %" G_GINT64_FORMAT ": the data set has its own test "
+                       "part; remove the key",
+                       test);
+          return NULL;
+        }
+      d->test_rows = all_rows (test_part->n);
+      d->test_from_part = TRUE;
+    }
+  else
+    {
+      if (test <= 0)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "split: data set '%s' has no test part; set test = N to hold N training "
+                       "points out",
+                       fg_dataset_get_name (ds));
+          return NULL;
+        }
+      fg_rng_init (&rng, (guint64) fg_params_get_int (split_params, "data_seed"),
+                   fg_rng_stream_id ("split/test"));
+      if (!draw_random (&rng, state, train->y, train->n, (gsize) test, TRUE, "test", &d->test_rows,
+                        error))
+        return NULL;
+      mark_rows (&d->test_rows, state, 1);
+    }
+
+  /* 2. validation */
+  if (val_part != NULL)
+    {
+      d->val_from_part = TRUE;
+      if (val_path != NULL)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "split key 'validation_indices': the data set has its own validation "
+                       "part");
+          return NULL;
+        }
+      if (validation > 0 && (gsize) validation < val_part->n)
+        {
+          g_autofree guint8 *none = g_new0 (guint8, val_part->n);
+          fg_rng_init (&rng, seed, fg_rng_stream_id ("split/validation"));
+          if (!draw_random (&rng, none, val_part->y, val_part->n, (gsize) validation, TRUE,
+                            "validation", &d->validation, error))
+            return NULL;
+        }
+      else
+        d->validation = all_rows (val_part->n);
+    }
+  else if (val_path != NULL)
+    {
+      if (!read_index_file (val_path, "list", seed, (guint32) train->n, "validation_indices",
+                            &d->validation, error)
+          || !claim_rows (&d->validation, state, train->y, TRUE, "validation", error))
+        return NULL;
+      mark_rows (&d->validation, state, 2);
+    }
+  else if (validation > 0)
+    {
+      fg_rng_init (&rng, seed, fg_rng_stream_id ("split/validation"));
+      if (!draw_random (&rng, state, train->y, train->n, (gsize) validation, TRUE, "validation",
+                        &d->validation, error))
+        return NULL;
+      mark_rows (&d->validation, state, 2);
+    }
+
+  /* 3. labeled (unless reserved above) */
+  fg_rng_init (&rng, seed, fg_rng_stream_id ("split/labeled"));
+  if (d->labeled.idx != NULL)
+    ; /* from a file or the data set */
+  else if (per_class > 0 || labeled > 0)
+    {
+      g_autofree gsize *want = g_new0 (gsize, K);
+      const char *key = per_class > 0 ? "labeled_per_class" : "labeled";
+      gsize asked = (gsize) (per_class > 0 ? per_class : labeled);
+      if (per_class > 0)
+        for (guint k = 0; k < K; k++)
+          want[k] = (gsize) per_class;
+      else
+        {
+          /* Equal shares; the remainder goes to randomly chosen classes. */
+          g_autofree guint32 *order = g_new (guint32, K);
+          for (guint k = 0; k < K; k++)
+            want[k] = (gsize) labeled / K;
+          fg_rng_permutation (&rng, order, K);
+          for (guint k = 0; k < (gsize) labeled % K; k++)
+            want[order[k]]++;
+        }
+      if (!draw_balanced (&rng, ds, state, train->y, train->n, want, key, asked, &d->labeled,
+                          error))
+        return NULL;
+    }
+  else
+    {
+      d->labeled.idx = g_new (guint32, train->n);
+      for (gsize r = 0; r < train->n; r++)
+        if (state[r] == 0 && train->y[r] >= 0)
+          d->labeled.idx[d->labeled.n++] = (guint32) r;
+    }
+  mark_rows (&d->labeled, state, 3);
+  if (d->labeled.n == 0)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA, "split: no labeled training rows are left");
+      return NULL;
+    }
+
+  /* 4. unlabeled */
+  if (unlabeled >= 0)
+    {
+      fg_rng_init (&rng, seed, fg_rng_stream_id ("split/unlabeled"));
+      if (!draw_random (&rng, state, train->y, train->n, (gsize) unlabeled, FALSE, "unlabeled",
+                        &d->unlabeled, error))
+        return NULL;
+    }
+  else
+    {
+      d->unlabeled.idx = g_new (guint32, train->n);
+      for (gsize r = 0; r < train->n; r++)
+        if (state[r] == 0)
+          d->unlabeled.idx[d->unlabeled.n++] = (guint32) r;
+    }
+
+  index_set_sort (&d->labeled);
+  index_set_sort (&d->unlabeled);
+  if (!d->val_from_part)
+    index_set_sort (&d->validation);
+  if (!d->test_from_part)
+    index_set_sort (&d->test_rows);
+
+  set_out_part (d, 0, &d->split.labeled, train, &d->labeled, TRUE);
+  set_out_part (d, 1, &d->split.unlabeled, train, &d->unlabeled, FALSE);
+  if (d->validation.n > 0)
+    set_out_part (d, 2, &d->split.validation, d->val_from_part ? val_part : train,
+                  &d->validation, TRUE);
+  set_out_part (d, 3, &d->test, d->test_from_part ? test_part : train, &d->test_rows, TRUE);
+
+  sum = g_checksum_new (G_CHECKSUM_SHA256);
+  hash_set (sum, "labeled", &d->labeled);
+  hash_set (sum, "unlabeled", &d->unlabeled);
+  hash_set (sum, d->val_from_part ? "validation-part" : "validation", &d->validation);
+  hash_set (sum, d->test_from_part ? "test-part" : "test", &d->test_rows);
+  d->fingerprint = g_strndup (g_checksum_get_string (sum), 16);
+
+  d->split.n_classes = K;
+  d->split.shape = *fg_dataset_get_sample_shape (ds);
+  d->split.dim = fg_dataset_get_dim (ds);
+  d->split.fingerprint = d->fingerprint;
+  d->split.seed = seed;
+  return g_steal_pointer (&d);
+}
+
+/**
+ * fg_split_data_free:
+ * @data: (nullable): a split
+ */
+void
+fg_split_data_free (FgSplitData *data)
+{
+  if (data == NULL)
+    return;
+  for (int i = 0; i < 4; i++)
+    {
+      fg_tensor_free (data->owned_x[i]);
+      g_free (data->owned_y[i]);
+    }
+  g_free (data->labeled.idx);
+  g_free (data->unlabeled.idx);
+  g_free (data->validation.idx);
+  g_free (data->test_rows.idx);
+  g_free (data->fingerprint);
+  fg_dataset_unref (data->ds);
+  g_free (data);
+}
+
+/**
+ * fg_split_data_get_split:
+ * @data: a split
+ *
+ * Returns: what a method's fit sees (no test part).
+ */
+const FgSplit *
+fg_split_data_get_split (const FgSplitData *data)
+{
+  g_return_val_if_fail (data != NULL, NULL);
+  return &data->split;
+}
+
+/**
+ * fg_split_data_get_test:
+ * @data: a split
+ *
+ * Returns: the test examples and labels.
+ */
+const FgDataPart *
+fg_split_data_get_test (const FgSplitData *data)
+{
+  g_return_val_if_fail (data != NULL, NULL);
+  return &data->test;
+}
+
+/**
+ * fg_split_data_get_indices:
+ * @data: a split
+ * @which: "labeled", "unlabeled", "validation" or "test"
+ * @n: (out): count
+ *
+ * Returns: (nullable): the rows of the set (rows of the train part, or of the data set's own
+ *   validation/test part when it has one), sorted.
+ */
+const guint32 *
+fg_split_data_get_indices (const FgSplitData *data, const char *which, gsize *n)
+{
+  const IndexSet *s = NULL;
+  g_return_val_if_fail (data != NULL && which != NULL && n != NULL, NULL);
+  if (strcmp (which, "labeled") == 0)
+    s = &data->labeled;
+  else if (strcmp (which, "unlabeled") == 0)
+    s = &data->unlabeled;
+  else if (strcmp (which, "validation") == 0)
+    s = &data->validation;
+  else if (strcmp (which, "test") == 0)
+    s = &data->test_rows;
+  if (s == NULL)
+    {
+      *n = 0;
+      return NULL;
+    }
+  *n = s->n;
+  return s->idx;
+}
+
+/**
+ * fg_split_data_set_hooks:
+ * @data: a split
+ * @hooks: (nullable): progress and cancellation hooks (copied)
+ */
+void
+fg_split_data_set_hooks (FgSplitData *data, const FgFitHooks *hooks)
+{
+  g_return_if_fail (data != NULL);
+  if (hooks == NULL)
+    {
+      data->split.hooks = NULL;
+      return;
+    }
+  data->hooks = *hooks;
+  data->split.hooks = &data->hooks;
+}

@@ -1,0 +1,10 @@
+/* Rejected: the entry symbol returns no descriptor. */
+#include "fixture.h"
+
+FG_PLUGIN_EXPORT const FgPluginInfo *fg_plugin_query (void);
+
+const FgPluginInfo *
+fg_plugin_query (void)
+{
+  return NULL;
+}

@@ -92,6 +92,20 @@ FG_API FgTensor *fg_tape_grad (FgTape *tape, FgVar *v);
 FG_API FgVar *fg_op_matmul (FgTape *tape, FgVar *a, FgVar *b, gboolean trans_a, gboolean trans_b);
 /* x · W + b with W [in, out] and b [1, out] (b may be NULL). */
 FG_API FgVar *fg_op_linear (FgTape *tape, FgVar *x, FgVar *w, FgVar *b);
+/* Activations fused into fg_op_linear_act.  Each one's derivative is a function of its output,
+ * so the fused op keeps only the activated output. */
+typedef enum {
+  FG_ACT_NONE = 0,
+  FG_ACT_RELU,
+  FG_ACT_LEAKY_RELU, /* slope for inputs <= 0: the `slope` argument, >= 0 */
+  FG_ACT_TANH,
+  FG_ACT_SIGMOID,
+  FG_ACT_SOFTPLUS,
+} FgActivation;
+/* act(x · W + b) as one node, in chunks of 256 rows so that each block of the product is still
+ * in cache when the activation runs; values as the unfused ops (up to sgemm rounding). */
+FG_API FgVar *fg_op_linear_act (FgTape *tape, FgVar *x, FgVar *w, FgVar *b, FgActivation act,
+                                float slope);
 /* Squared Euclidean distances between rows: a [N, D], b [K, D] -> [N, K]. */
 FG_API FgVar *fg_op_sq_dist (FgTape *tape, FgVar *a, FgVar *b);
 

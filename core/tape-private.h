@@ -1,0 +1,127 @@
+/* flowgmm — internals of the autodiff tape shared by tape.c and the ops-*.c files.
+ *
+ * Memory model: every node, value, gradient and scratch buffer of a step comes from the tape's
+ * arena (a list of large blocks that survive fg_tape_reset ()), and the list of backward records
+ * is a growing array that also survives reset.  A step that makes the same allocations in the
+ * same order as the previous one therefore reuses exactly the same memory and never calls the
+ * heap.
+ *
+ * Gradients: every gradient buffer the tape hands out is contiguous (ld == cols).  Leaves of
+ * weights alias w->grad; slice_rows and reshape views alias a range of their parent's gradient
+ * (so their consumers accumulate straight into it); column/channel slices are strided, so they
+ * get their own buffer and a backward that adds it into the parent's range.
+ */
+#pragma once
+
+#include <math.h>
+#include <string.h>
+#include <flowgmm/tape.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  FG_NODE_ALIAS_NONE = 0,
+  FG_NODE_ALIAS_ROWS, /* grad = rows [alias_row, ...) of the parent's grad, parent's ld */
+  FG_NODE_ALIAS_FLAT, /* grad = the parent's contiguous grad reinterpreted with this shape */
+} FgNodeAlias;
+
+typedef struct _FgNode FgNode;
+struct _FgNode {
+  FgVar var;               /* first: an FgVar * is an FgNode * */
+  FgBackwardFunc backward; /* NULL for leaves and aliasing views */
+  FgVar **inputs;          /* arena copy, only when recorded */
+  guint n_inputs;
+  gpointer saved;          /* arena memory for the backward's private data */
+  FgNodeAlias alias;
+  FgNode *alias_parent;
+  gsize alias_row;
+};
+
+static inline FgNode *
+_fg_node (FgVar *v)
+{
+  return (FgNode *) v;
+}
+
+/* A contiguous tensor over `data` (trailing shape entries set to 1). */
+static inline FgTensor
+_fg_tensor_make (float *data, guint ndim, const gsize *shape)
+{
+  FgTensor t;
+  memset (&t, 0, sizeof t);
+  t.data = data;
+  t.ndim = ndim;
+  for (guint i = 0; i < FG_TENSOR_MAX_DIMS; i++)
+    t.shape[i] = i < ndim ? shape[i] : 1;
+  t.ld = fg_tensor_cols (&t);
+  return t;
+}
+
+/* "2x3x4 (ld 7)" into buf (64 bytes at least) for critical messages. */
+const char *_fg_tape_shape_str (const FgTensor *t, char *buf, gsize size);
+
+/* The gradient buffer of v for an op that will write every element of it when *fresh is TRUE
+ * (it was just allocated and is NOT zeroed), or accumulate into it otherwise.  Saves the
+ * memset of zero-on-first-touch when the first consumer overwrites anyway (GEMM with beta 0).
+ * Returns NULL when v needs no gradient. */
+FgTensor *_fg_tape_grad_fresh (FgTape *tape, FgVar *v, gboolean *fresh);
+
+/* A view node of `parent`: value as given (aliasing the parent's memory).  With alias !=
+ * NONE the gradient aliases the parent's (no record backward needed); otherwise `backward`
+ * maps the view's own gradient back into the parent. */
+FgVar *_fg_tape_view_new (FgTape *tape, FgVar *parent, const FgTensor *value, FgNodeAlias alias,
+                          gsize alias_row, FgBackwardFunc backward, gsize saved_size,
+                          gpointer *saved);
+
+/* ---- Kernels shared by the op files ------------------------------------------------------ */
+
+/* Elementwise loops are written plain (restrict pointers, no branches: -O2 does not
+ * if-convert, so a comparison is written `(float) (int) (x > 0)`) and left to gcc's vectorizer.
+ * configure adds -fvect-cost-model=dynamic: gcc 12's default "very cheap" model at -O2 refuses
+ * any loop that needs an epilogue or a runtime alias check, i.e. nearly all of ours (2-4x
+ * measured on these loops). */
+
+#define FG_SIMD_FOR(j, n, ...)                                                                  \
+  G_STMT_START                                                                                  \
+  {                                                                                             \
+    const gsize fg_n_ = (n);                                                                    \
+    for (gsize j = 0; j < fg_n_; j++)                                                           \
+      {                                                                                         \
+        __VA_ARGS__;                                                                            \
+      }                                                                                         \
+  }                                                                                             \
+  G_STMT_END
+
+/* Σ x[0..n) in double with eight independent partial sums (a fixed order: reproducible). */
+double _fg_sum_f64 (const float *x, gsize n);
+/* Σ x·y in double, same scheme. */
+double _fg_dot_f64 (const float *x, const float *y, gsize n);
+/* dst[j] (+)= Σ_i src[i, j] in double; acc is caller scratch of `cols` doubles. */
+void _fg_colsum (float *dst, gboolean accumulate, const FgTensor *src, double *acc);
+/* acc[j] += Σ_i src[i, j] in double (acc not cleared). */
+void _fg_colsum_acc (double *acc, const FgTensor *src);
+/* Activations on contiguous runs (ops-elementwise.c): y = act(y) in place, and
+ * dz = g · act'(from y). */
+void _fg_act_forward (FgActivation act, float slope, float *y, gsize n);
+void _fg_act_grad (FgActivation act, float slope, float *dz, const float *g, const float *y,
+                   gsize n);
+/* Rows per block where an op keeps a block of activations in cache (DESIGN.md: a 1024-row
+ * activation of width 256 already spills the 1 MiB L2). */
+#define FG_CHUNK_ROWS 256
+/* dst (+)= src elementwise over rows × cols with each tensor's own ld; scale multiplies src. */
+void _fg_accumulate (FgTensor *dst, const FgTensor *src, float scale, gboolean overwrite);
+/* Contiguous copy of a possibly strided tensor (same shape). */
+void _fg_copy_rows (float *dst, const FgTensor *src);
+/* Fill all rows of dst with the row vector v (cols entries). */
+void _fg_fill_rows (FgTensor *dst, const float *v);
+
+/* C = alpha·op(A)·op(B) + beta·C through cblas_sgemm (row-major; each operand's own ld).
+ * beta == 0 never reads C (it may be uninitialised). */
+void _fg_sgemm (gboolean trans_a, gboolean trans_b, gsize m, gsize n, gsize k, float alpha,
+                const float *a, gsize lda, const float *b, gsize ldb, float beta, float *c,
+                gsize ldc);
+
+/* Rows [start, start+n) of t (same ld). */
+FgTensor _fg_tensor_view_rows (const FgTensor *t, gsize start, gsize n);
+
+G_END_DECLS

@@ -653,7 +653,7 @@ fg_params_check_complete (const FgParams *params, GError **error)
                        val->spec->doc);
           return FALSE;
         }
-      if (val->spec->type == FG_PARAM_COMPONENT)
+      if (val->spec->type == FG_PARAM_COMPONENT && val->has_value)
         {
           if (val->component == NULL)
             {

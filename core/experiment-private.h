@@ -1,0 +1,171 @@
+/* flowgmm — what experiment.c, runner.c, results.c, table.c and progress.c share.
+ *
+ * An FgExperiment exists at two levels.  Its *syntax* (groups, raw values, grids, cells and their
+ * keys) needs no plugin and is all that rendering a table needs, so `flowgmm table OUT` works from
+ * OUT/experiment.exp alone.  Loaded with a registry it also holds the *validated* parameters: one
+ * FgParams per dataset (and its split keys) and one per grid point of each method.
+ *
+ * Cell keys are computed from the syntax only (group names, normalised raw values, seed), never
+ * from plugin defaults, for the same reason.
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <flowgmm/flowgmm.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  FG_SELECT_BEST_VALIDATION,
+  FG_SELECT_MEAN_STD,
+} FgSelectRule;
+
+/* Metrics computed on the validation and test parts. */
+typedef enum {
+  FG_METRIC_ACCURACY = 0,
+  FG_METRIC_NLL = 1,
+  FG_METRIC_ECE = 2,
+  FG_N_METRICS = 3,
+} FgMetric;
+
+/* Stored metric fields: part (0 = validation, 1 = test) * FG_N_METRICS + metric. */
+#define FG_N_FIELDS (2 * FG_N_METRICS)
+#define FG_FIELD(test, metric) ((test) * FG_N_METRICS + (metric))
+
+const char *_fg_metric_name (FgMetric m);             /* "accuracy", "nll", "ece" */
+const char *_fg_field_name (guint field);             /* "val_accuracy", ..., "test_ece" */
+gboolean    _fg_metric_from_name (const char *name, FgMetric *m);
+gboolean    _fg_field_from_name (const char *name, guint *field); /* also "accuracy" = test */
+
+/* One key = value line of a dataset or method group, after comment stripping and grid
+ * expansion.  `values` holds one entry for a fixed value, several for a grid axis. */
+typedef struct {
+  char      *key;
+  char      *raw;     /* normalised raw text (comment stripped, trimmed), for hashing */
+  GPtrArray *values;  /* char *, unescaped */
+  gboolean   is_grid; /* written as a list or a range */
+  guint      line;    /* 1-based line in the file, 0 when unknown */
+} FgExpEntry;
+
+typedef struct {
+  char              *name;   /* NAME of [dataset:NAME] */
+  char              *group;  /* "dataset:NAME" */
+  char              *plugin;
+  GPtrArray         *entries;     /* FgExpEntry, file order, `plugin` excluded */
+  char              *config_text; /* canonical text of the group, hashed into cell keys */
+  /* Validated (registry mode only). */
+  const FgComponent *component;
+  FgParams          *params;
+  FgParams          *split_params;
+} FgExpDataset;
+
+typedef struct {
+  char              *name;   /* NAME of [method:NAME] */
+  char              *group;  /* "method:NAME" */
+  char              *plugin;
+  GPtrArray         *entries;  /* FgExpEntry, file order, `plugin` and `datasets` excluded */
+  char             **datasets; /* restriction, or NULL for all */
+  guint              n_points; /* product of the axes' sizes */
+  /* Validated (registry mode only). */
+  const FgComponent *component;
+  GPtrArray         *points;   /* FgParams *, one per grid point */
+} FgExpMethod;
+
+typedef struct {
+  guint         index;
+  FgExpDataset *dataset;
+  FgExpMethod  *method;
+  guint         point;      /* grid point in grid order */
+  guint         seed_index;
+  guint64       seed;
+  char         *key;        /* "<dataset>/<method>/<seed>/<digest>" */
+  char         *config;     /* digest of the dataset group + split keys + method plugin */
+  char         *grid;       /* "k=3 lr=0.01": the axes' values at this point ("" when none) */
+  char         *label;      /* "moons/knn k=3 seed 1", for progress lines */
+  guint64       stream;     /* the method's RNG stream: a hash of dataset, method and point */
+} FgCell;
+
+typedef struct _FgDatasetCache FgDatasetCache;
+
+struct _FgExperiment {
+  char         *path;      /* as given (display name) */
+  char         *base_dir;  /* absolute directory of the file */
+  char         *contents;  /* the file's text */
+  gsize         length;
+  FgRegistry   *reg;       /* borrowed; NULL when loaded for its syntax only */
+
+  char         *title;
+  gboolean      title_given;
+  GArray       *seeds;     /* guint64 */
+  FgSelectRule  select;
+  gboolean      rows_are_methods;
+  guint         table_field;      /* FG_FIELD () shown in the table */
+  gboolean      metrics[FG_N_METRICS];
+
+  GPtrArray    *datasets;  /* FgExpDataset, in run/table order */
+  GPtrArray    *methods;   /* FgExpMethod, in run/table order */
+  GPtrArray    *cells;     /* FgCell, dataset-major, then method, grid point, seed */
+
+  FgDatasetCache *cache;   /* datasets loaded by the runner */
+};
+
+/* experiment.c */
+FgExperiment *_fg_experiment_parse (const char *data, gsize length, const char *display_name,
+                                    const char *base_dir, FgRegistry *reg, GError **error);
+/* OUT/experiment.exp starts with this line and the path of the file it copies, whose name is
+ * the default title. */
+#define FG_EXPERIMENT_COPY_HEADER "# flowgmm: copy of "
+FgExperiment *_fg_experiment_load_copy (const char *data, gsize length, const char *copy_path,
+                                        const char *out_dir, GError **error);
+/* Values of the grid axes of method `m` at `point`: fills `values` (one per entry of
+ * m->entries, borrowed). */
+void          _fg_exp_method_point_values (const FgExpMethod *m, guint point,
+                                           const char **values);
+char         *_fg_digest (const char *text, guint n_hex);
+
+/* runner.c */
+void          _fg_dataset_cache_free (FgDatasetCache *cache);
+
+/* results.c: the results store OUT/results.jsonl.
+ *
+ * One JSON object per line, appended with one write () each and flushed to disk; a torn last
+ * line (a crash during that write) is skipped with a warning when the file is read, and the file
+ * is rewritten without it (temp file + rename) before anything is appended. */
+typedef struct _FgResultsStore FgResultsStore;
+
+/* Read `out_dir`/results.jsonl (a missing file is an empty store).  `for_writing`: take the
+ * directory's lock, repair a torn file and open it for appending. */
+FgResultsStore *_fg_results_open (const char *out_dir, gboolean for_writing, GError **error);
+void            _fg_results_close (FgResultsStore *store);
+/* The last stored record for `key` (borrowed), or NULL. */
+JsonObject     *_fg_results_lookup (FgResultsStore *store, const char *key);
+/* Append one record (thread-safe). */
+gboolean        _fg_results_append (FgResultsStore *store, JsonObject *record, GError **error);
+/* Double member, NAN when absent or null. */
+double          _fg_json_get_double (JsonObject *obj, const char *name);
+const char     *_fg_json_get_string (JsonObject *obj, const char *name);
+/* Refuses an out_dir holding results of another experiment; then writes the copy
+ * OUT/experiment.exp. */
+gboolean        _fg_results_claim_dir (const FgExperiment *exp, const char *out_dir,
+                                       GError **error);
+
+/* table.c */
+gboolean      _fg_table_render (const FgExperiment *exp, FgResultsStore *store,
+                                const char *out_dir, char **markdown, GError **error);
+
+/* progress.c: progress on stderr, thread-safe.  A bar on a terminal, plain lines otherwise. */
+typedef struct _FgProgress FgProgress;
+
+FgProgress *_fg_progress_new (guint n_total, gboolean quiet);
+void        _fg_progress_free (FgProgress *p);
+void        _fg_progress_cell_started (FgProgress *p, const FgCell *cell);
+/* From FgFitHooks.progress; `last_us` (per cell) rate-limits plain lines. */
+void        _fg_progress_cell_update (FgProgress *p, const FgCell *cell, gint64 *last_us,
+                                      double fraction, const char *what);
+void        _fg_progress_cell_finished (FgProgress *p, const FgCell *cell, const char *status,
+                                        double val_accuracy, double test_accuracy,
+                                        double seconds, const char *message);
+void        _fg_progress_done (FgProgress *p);
+
+G_END_DECLS

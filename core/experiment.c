@@ -1,0 +1,1620 @@
+/* flowgmm — experiment files: parsing, validation against the plugins' declared parameters,
+ * grid expansion into cells.  The grammar is documented in doc/flowgmm-experiment.5.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "experiment-private.h"
+
+/* Guards against a typo such as "1..1000000000" eating the machine. */
+#define MAX_AXIS_VALUES 100000u
+#define MAX_CELLS 1000000u
+
+/* ---- metric names ---------------------------------------------------------------------------- */
+
+static const char *const metric_names[FG_N_METRICS] = { "accuracy", "nll", "ece" };
+static const char *const field_names[FG_N_FIELDS] = {
+  "val_accuracy", "val_nll", "val_ece", "test_accuracy", "test_nll", "test_ece",
+};
+
+const char *
+_fg_metric_name (FgMetric m)
+{
+  g_return_val_if_fail (m < FG_N_METRICS, NULL);
+  return metric_names[m];
+}
+
+const char *
+_fg_field_name (guint field)
+{
+  g_return_val_if_fail (field < FG_N_FIELDS, NULL);
+  return field_names[field];
+}
+
+gboolean
+_fg_metric_from_name (const char *name, FgMetric *m)
+{
+  for (guint i = 0; i < FG_N_METRICS; i++)
+    if (g_strcmp0 (name, metric_names[i]) == 0)
+      {
+        *m = (FgMetric) i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+gboolean
+_fg_field_from_name (const char *name, guint *field)
+{
+  FgMetric m;
+  for (guint i = 0; i < FG_N_FIELDS; i++)
+    if (g_strcmp0 (name, field_names[i]) == 0)
+      {
+        *field = i;
+        return TRUE;
+      }
+  /* A bare metric name means its test value. */
+  if (_fg_metric_from_name (name, &m))
+    {
+      *field = FG_FIELD (1, m);
+      return TRUE;
+    }
+  return FALSE;
+}
+
+char *
+_fg_digest (const char *text, guint n_hex)
+{
+  char *hex = g_compute_checksum_for_string (G_CHECKSUM_SHA256, text, -1);
+  if (n_hex > 0 && n_hex < strlen (hex))
+    hex[n_hex] = '\0';
+  return hex;
+}
+
+/* ---- parse context and errors ---------------------------------------------------------------- */
+
+typedef struct {
+  FgExperiment *exp;
+  GKeyFile     *kf;
+  GHashTable   *lines;      /* "group\nkey" or "group" -> line (GUINT_TO_POINTER) */
+  char        **dataset_order; /* [experiment] datasets, or NULL */
+  char        **method_order;
+  guint         datasets_line, methods_line;
+} ParseCtx;
+
+/* Line numbers of group headers and keys: GKeyFile does not keep them, so scan the text. */
+static GHashTable *
+index_lines (const char *text)
+{
+  GHashTable *lines = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_auto (GStrv) all = g_strsplit (text, "\n", -1);
+  g_autofree char *group = NULL;
+
+  for (guint i = 0; all[i] != NULL; i++)
+    {
+      char *line = g_strstrip (all[i]);
+      const char *eq;
+      if (line[0] == '[')
+        {
+          char *end = strrchr (line, ']');
+          if (end != NULL)
+            {
+              g_free (group);
+              group = g_strndup (line + 1, (gsize) (end - line - 1));
+              if (!g_hash_table_contains (lines, group))
+                g_hash_table_insert (lines, g_strdup (group), GUINT_TO_POINTER (i + 1));
+            }
+          continue;
+        }
+      if (group == NULL || line[0] == '#' || (eq = strchr (line, '=')) == NULL)
+        continue;
+      {
+        g_autofree char *key = g_strstrip (g_strndup (line, (gsize) (eq - line)));
+        /* GKeyFile keeps the last of duplicate keys: so do we. */
+        g_hash_table_replace (lines, g_strconcat (group, "\n", key, NULL),
+                              GUINT_TO_POINTER (i + 1));
+      }
+    }
+  return lines;
+}
+
+static guint
+line_of (ParseCtx *ctx, const char *group, const char *key)
+{
+  g_autofree char *k = key ? g_strconcat (group, "\n", key, NULL) : g_strdup (group);
+  return GPOINTER_TO_UINT (g_hash_table_lookup (ctx->lines, k));
+}
+
+/* Every experiment-file error reads "FILE:LINE: [GROUP] key 'KEY': what was wrong". */
+G_GNUC_PRINTF (6, 7)
+static gboolean
+exp_error (ParseCtx *ctx, GError **error, FgExperimentError code, const char *group,
+           const char *key, const char *format, ...)
+{
+  va_list args;
+  g_autofree char *msg = NULL;
+  g_autoptr (GString) where = g_string_new (ctx->exp->path);
+  guint line = group ? line_of (ctx, group, key) : 0;
+
+  va_start (args, format);
+  msg = g_strdup_vprintf (format, args);
+  va_end (args);
+  if (line == 0 && group != NULL && key != NULL)
+    line = line_of (ctx, group, NULL); /* a missing key: point at its group */
+  if (line > 0)
+    g_string_append_printf (where, ":%u", line);
+  if (line > 0 || group != NULL)
+    g_string_append (where, ":");
+  if (group != NULL)
+    g_string_append_printf (where, " [%s]", group);
+  if (key != NULL)
+    g_string_append_printf (where, " key '%s'", key);
+  g_set_error (error, FG_EXPERIMENT_ERROR, code, "%s: %s", where->str, msg);
+  return FALSE;
+}
+
+/* ---- values: comments, escapes, lists and ranges --------------------------------------------- */
+
+/* Drop an inline comment ('#' at the start or after a blank; "\#" is a literal '#') and the
+ * surrounding blanks. */
+static char *
+normalize_raw (const char *raw)
+{
+  GString *s = g_string_new (NULL);
+  for (const char *p = raw; *p; p++)
+    {
+      if (*p == '\\' && p[1] != '\0')
+        {
+          g_string_append_c (s, *p++);
+          g_string_append_c (s, *p);
+          continue;
+        }
+      if (*p == '#' && (p == raw || g_ascii_isspace (p[-1])))
+        break;
+      g_string_append_c (s, *p);
+    }
+  g_strstrip (s->str);
+  s->len = strlen (s->str);
+  return g_string_free (s, FALSE);
+}
+
+static char *
+unescape (const char *s)
+{
+  GString *out = g_string_new (NULL);
+  for (const char *p = s; *p; p++)
+    {
+      if (*p != '\\' || p[1] == '\0')
+        {
+          g_string_append_c (out, *p);
+          continue;
+        }
+      p++;
+      switch (*p)
+        {
+        case 's': g_string_append_c (out, ' '); break;
+        case 'n': g_string_append_c (out, '\n'); break;
+        case 't': g_string_append_c (out, '\t'); break;
+        case 'r': g_string_append_c (out, '\r'); break;
+        case '\\': case ';': case '#': g_string_append_c (out, *p); break;
+        default:
+          g_string_append_c (out, '\\');
+          g_string_append_c (out, *p);
+        }
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* Split a normalised value on unescaped ';' (a trailing ';' is allowed), trimmed and
+ * unescaped.  Returns NULL with *empty_item set when an item is empty. */
+static GPtrArray *
+split_list (const char *norm, gboolean *empty_item)
+{
+  GPtrArray *items = g_ptr_array_new_with_free_func (g_free);
+  const char *start = norm;
+  *empty_item = FALSE;
+  for (const char *p = norm;; p++)
+    {
+      if (*p == '\\' && p[1] != '\0')
+        {
+          p++;
+          continue;
+        }
+      if (*p == ';' || *p == '\0')
+        {
+          g_autofree char *piece = g_strstrip (g_strndup (start, (gsize) (p - start)));
+          gboolean last = *p == '\0';
+          if (*piece == '\0')
+            {
+              /* "a;b;" ends with an empty item: allowed, as in GKeyFile lists. */
+              if (!(last && items->len > 0))
+                *empty_item = items->len > 0 || !last || *norm != '\0';
+              if (*empty_item)
+                {
+                  g_ptr_array_unref (items);
+                  return NULL;
+                }
+            }
+          else
+            g_ptr_array_add (items, unescape (piece));
+          if (last)
+            break;
+          start = p + 1;
+        }
+    }
+  return items;
+}
+
+typedef enum { RANGE_NONE, RANGE_OK, RANGE_BAD_TYPE, RANGE_BAD_RANGE } RangeResult;
+
+static gboolean
+parse_int64 (const char *s, gint64 *out)
+{
+  char *end = NULL;
+  g_autofree char *t = g_strstrip (g_strdup (s));
+  if (*t == '\0')
+    return FALSE;
+  errno = 0;
+  *out = g_ascii_strtoll (t, &end, 10);
+  return errno == 0 && end != NULL && *end == '\0';
+}
+
+/* "lo..hi" or "lo..hi:step" (integers, inclusive, step > 0).  A value whose left of ".." is not
+ * number-like ("../data") is not a range. */
+static RangeResult
+parse_range (const char *item, gint64 *lo, gint64 *hi, gint64 *step, char **why)
+{
+  const char *dots = strstr (item, "..");
+  g_autofree char *left = NULL;
+  g_autofree char *right = NULL;
+  char *colon;
+
+  if (dots == NULL || dots == item)
+    return RANGE_NONE;
+  left = g_strstrip (g_strndup (item, (gsize) (dots - item)));
+  if (*left == '\0' || strspn (left, "+-0123456789.eE") != strlen (left))
+    return RANGE_NONE;
+  right = g_strdup (dots + 2);
+  *step = 1;
+  colon = strchr (right, ':');
+  if (colon != NULL)
+    {
+      *colon = '\0';
+      if (!parse_int64 (colon + 1, step))
+        {
+          *why = g_strdup_printf ("the step of range '%s' is not an integer", item);
+          return RANGE_BAD_TYPE;
+        }
+    }
+  if (!parse_int64 (left, lo) || !parse_int64 (right, hi))
+    {
+      *why = g_strdup_printf ("range '%s' needs integer bounds, as in 1..20 or 1..20:2", item);
+      return RANGE_BAD_TYPE;
+    }
+  if (*step <= 0)
+    {
+      *why = g_strdup_printf ("the step of range '%s' must be positive", item);
+      return RANGE_BAD_RANGE;
+    }
+  if (*lo > *hi)
+    {
+      *why = g_strdup_printf ("range '%s' is empty (its start is after its end)", item);
+      return RANGE_BAD_RANGE;
+    }
+  if ((guint64) (*hi - *lo) / (guint64) *step >= MAX_AXIS_VALUES)
+    {
+      *why = g_strdup_printf ("range '%s' has more than %u values", item, MAX_AXIS_VALUES);
+      return RANGE_BAD_RANGE;
+    }
+  return RANGE_OK;
+}
+
+/* Parse the raw text of `group`/`key` into a list of values, expanding ranges when
+ * `allow_ranges`.  *is_grid is TRUE when the text is a list of several items or a range. */
+static GPtrArray *
+parse_values (ParseCtx *ctx, const char *group, const char *key, const char *norm,
+              gboolean allow_ranges, gboolean *is_grid, GError **error)
+{
+  gboolean empty_item = FALSE;
+  g_autoptr (GPtrArray) items = split_list (norm, &empty_item);
+  g_autoptr (GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+
+  *is_grid = FALSE;
+  if (items == NULL)
+    {
+      exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, group, key,
+                 "empty item in list '%s'", norm);
+      return NULL;
+    }
+  if (items->len == 0)
+    {
+      g_ptr_array_add (values, g_strdup (""));
+      return g_steal_pointer (&values);
+    }
+  *is_grid = items->len > 1;
+  for (guint i = 0; i < items->len; i++)
+    {
+      const char *item = g_ptr_array_index (items, i);
+      gint64 lo = 0, hi = 0, step = 1;
+      g_autofree char *why = NULL;
+      RangeResult r = allow_ranges ? parse_range (item, &lo, &hi, &step, &why) : RANGE_NONE;
+      switch (r)
+        {
+        case RANGE_NONE:
+          g_ptr_array_add (values, g_strdup (item));
+          break;
+        case RANGE_OK:
+          *is_grid = TRUE;
+          for (gint64 v = lo; v <= hi; v += step)
+            {
+              g_ptr_array_add (values, g_strdup_printf ("%" G_GINT64_FORMAT, v));
+              if (hi - v < step)
+                break;
+            }
+          break;
+        case RANGE_BAD_TYPE:
+          exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_TYPE, group, key, "%s", why);
+          return NULL;
+        case RANGE_BAD_RANGE:
+          exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_RANGE, group, key, "%s", why);
+          return NULL;
+        }
+      if (values->len > MAX_AXIS_VALUES)
+        {
+          exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_RANGE, group, key,
+                     "more than %u values", MAX_AXIS_VALUES);
+          return NULL;
+        }
+    }
+  return g_steal_pointer (&values);
+}
+
+static char *
+get_norm (ParseCtx *ctx, const char *group, const char *key)
+{
+  g_autofree char *raw = g_key_file_get_value (ctx->kf, group, key, NULL);
+  return normalize_raw (raw ? raw : "");
+}
+
+/* A single (non-list) value, unescaped. */
+static char *
+get_single (ParseCtx *ctx, const char *group, const char *key, GError **error)
+{
+  g_autofree char *norm = get_norm (ctx, group, key);
+  gboolean is_grid = FALSE;
+  g_autoptr (GPtrArray) values = parse_values (ctx, group, key, norm, FALSE, &is_grid, error);
+  if (values == NULL)
+    return NULL;
+  if (is_grid)
+    {
+      exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, group, key,
+                 "expected a single value, got the list '%s'", norm);
+      return NULL;
+    }
+  return g_strdup (g_ptr_array_index (values, 0));
+}
+
+/* A list of distinct names that must be among `known` (FgExpDataset/FgExpMethod names). */
+static char **
+get_name_list (ParseCtx *ctx, const char *group, const char *key, GError **error)
+{
+  g_autofree char *norm = get_norm (ctx, group, key);
+  gboolean is_grid = FALSE;
+  g_autoptr (GPtrArray) values = parse_values (ctx, group, key, norm, FALSE, &is_grid, error);
+  GPtrArray *out;
+  if (values == NULL)
+    return NULL;
+  if (values->len == 1 && *(char *) g_ptr_array_index (values, 0) == '\0')
+    {
+      exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, group, key,
+                 "expected a list of names such as 'a;b'");
+      return NULL;
+    }
+  out = g_ptr_array_new ();
+  for (guint i = 0; i < values->len; i++)
+    {
+      const char *v = g_ptr_array_index (values, i);
+      for (guint j = 0; j < i; j++)
+        if (strcmp (v, g_ptr_array_index (values, j)) == 0)
+          {
+            g_ptr_array_unref (out);
+            exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, group, key,
+                       "'%s' is listed twice", v);
+            return NULL;
+          }
+      g_ptr_array_add (out, g_strdup (v));
+    }
+  g_ptr_array_add (out, NULL);
+  return (char **) g_ptr_array_free (out, FALSE);
+}
+
+/* ---- [experiment] ---------------------------------------------------------------------------- */
+
+#define EXPERIMENT_GROUP "experiment"
+
+typedef gboolean (*ExperimentKeyHandler) (ParseCtx *ctx, const char *key, GError **error);
+
+static gboolean
+handle_title (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *norm = get_norm (ctx, EXPERIMENT_GROUP, key);
+  g_autofree char *title = unescape (norm);
+  if (*title == '\0')
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                      "the title is empty");
+  g_free (ctx->exp->title);
+  ctx->exp->title = g_steal_pointer (&title);
+  ctx->exp->title_given = TRUE;
+  return TRUE;
+}
+
+static gboolean
+handle_seeds (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *norm = get_norm (ctx, EXPERIMENT_GROUP, key);
+  gboolean is_grid;
+  g_autoptr (GPtrArray) values = NULL;
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+
+  if (*norm == '\0')
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                      "expected at least one seed, as in '0;1;2' or '0..4'");
+  values = parse_values (ctx, EXPERIMENT_GROUP, key, norm, TRUE, &is_grid, error);
+  if (values == NULL)
+    return FALSE;
+  g_array_set_size (ctx->exp->seeds, 0);
+  for (guint i = 0; i < values->len; i++)
+    {
+      const char *v = g_ptr_array_index (values, i);
+      gint64 s;
+      if (!parse_int64 (v, &s))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_TYPE, EXPERIMENT_GROUP, key,
+                          "seed '%s' is not an integer (expected a list or range of "
+                          "integers >= 0, as in '0;1;2' or '0..4')", v);
+      if (s < 0)
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_RANGE, EXPERIMENT_GROUP, key,
+                          "seed %" G_GINT64_FORMAT " is negative (seeds are integers >= 0)", s);
+      if (g_hash_table_contains (seen, v))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                          "seed %s is listed twice", v);
+      g_hash_table_add (seen, (gpointer) v);
+      {
+        guint64 u = (guint64) s;
+        g_array_append_val (ctx->exp->seeds, u);
+      }
+    }
+  return TRUE;
+}
+
+static gboolean
+handle_select (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *v = get_single (ctx, EXPERIMENT_GROUP, key, error);
+  if (v == NULL)
+    return FALSE;
+  if (strcmp (v, "best-validation") == 0)
+    ctx->exp->select = FG_SELECT_BEST_VALIDATION;
+  else if (strcmp (v, "mean-std") == 0)
+    ctx->exp->select = FG_SELECT_MEAN_STD;
+  else
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                      "unknown selection rule '%s' (expected best-validation or mean-std)", v);
+  return TRUE;
+}
+
+/* "rows:method columns:dataset metric:test_accuracy", any subset, any order. */
+static gboolean
+handle_table (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *v = get_single (ctx, EXPERIMENT_GROUP, key, error);
+  g_auto (GStrv) words = NULL;
+  const char *rows = NULL, *columns = NULL;
+
+  if (v == NULL)
+    return FALSE;
+  words = g_strsplit_set (v, " \t,", -1);
+  for (guint i = 0; words[i]; i++)
+    {
+      char *w = words[i];
+      char *colon = strchr (w, ':');
+      if (*w == '\0')
+        continue;
+      if (colon == NULL)
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                          "'%s' is not of the form name:value (expected e.g. 'rows:method "
+                          "columns:dataset metric:test_accuracy')", w);
+      *colon = '\0';
+      if (strcmp (w, "rows") == 0 || strcmp (w, "columns") == 0)
+        {
+          const char *what = colon + 1;
+          if (strcmp (what, "method") != 0 && strcmp (what, "dataset") != 0)
+            return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                              "%s:%s: expected 'method' or 'dataset'", w, what);
+          if (strcmp (w, "rows") == 0)
+            rows = what;
+          else
+            columns = what;
+        }
+      else if (strcmp (w, "metric") == 0)
+        {
+          guint field;
+          if (!_fg_field_from_name (colon + 1, &field))
+            return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                              "unknown metric '%s' (expected accuracy, nll or ece, optionally "
+                              "prefixed with test_ or val_)", colon + 1);
+          ctx->exp->table_field = field;
+        }
+      else
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                          "unknown table setting '%s' (expected rows, columns or metric)", w);
+    }
+  if (rows != NULL && columns != NULL && strcmp (rows, columns) == 0)
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                      "rows and columns are both '%s'", rows);
+  if (rows != NULL)
+    ctx->exp->rows_are_methods = strcmp (rows, "method") == 0;
+  else if (columns != NULL)
+    ctx->exp->rows_are_methods = strcmp (columns, "dataset") == 0;
+  return TRUE;
+}
+
+static gboolean
+handle_metrics (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_auto (GStrv) names = get_name_list (ctx, EXPERIMENT_GROUP, key, error);
+  if (names == NULL)
+    return FALSE;
+  for (guint i = 0; i < FG_N_METRICS; i++)
+    ctx->exp->metrics[i] = FALSE;
+  ctx->exp->metrics[FG_METRIC_ACCURACY] = TRUE; /* always: selection needs it */
+  for (guint i = 0; names[i]; i++)
+    {
+      FgMetric m;
+      if (!_fg_metric_from_name (names[i], &m))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                          "unknown metric '%s' (expected accuracy, nll or ece)", names[i]);
+      ctx->exp->metrics[m] = TRUE;
+    }
+  return TRUE;
+}
+
+static gboolean
+handle_datasets (ParseCtx *ctx, const char *key, GError **error)
+{
+  ctx->dataset_order = get_name_list (ctx, EXPERIMENT_GROUP, key, error);
+  return ctx->dataset_order != NULL;
+}
+
+static gboolean
+handle_methods (ParseCtx *ctx, const char *key, GError **error)
+{
+  ctx->method_order = get_name_list (ctx, EXPERIMENT_GROUP, key, error);
+  return ctx->method_order != NULL;
+}
+
+/* The keys of [experiment].  Extension point: figure keys (e.g. `figures = ...`, handled by the
+ * figure renderer) are added to this table; [figure:NAME] groups go to parse_group (). */
+static const struct {
+  const char *key;
+  ExperimentKeyHandler handler;
+} experiment_keys[] = {
+  { "title", handle_title },
+  { "seeds", handle_seeds },
+  { "select", handle_select },
+  { "table", handle_table },
+  { "metrics", handle_metrics },
+  { "datasets", handle_datasets },
+  { "methods", handle_methods },
+};
+
+static gboolean
+parse_experiment_group (ParseCtx *ctx, GError **error)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (ctx->kf, EXPERIMENT_GROUP, NULL, NULL);
+  for (guint i = 0; keys && keys[i]; i++)
+    {
+      gboolean found = FALSE;
+      for (guint j = 0; j < G_N_ELEMENTS (experiment_keys); j++)
+        if (strcmp (keys[i], experiment_keys[j].key) == 0)
+          {
+            if (!experiment_keys[j].handler (ctx, keys[i], error))
+              return FALSE;
+            found = TRUE;
+            break;
+          }
+      if (!found)
+        {
+          g_autoptr (GString) known = g_string_new (NULL);
+          for (guint j = 0; j < G_N_ELEMENTS (experiment_keys); j++)
+            g_string_append_printf (known, "%s%s", j ? ", " : "", experiment_keys[j].key);
+          return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_KEY, EXPERIMENT_GROUP,
+                            keys[i], "unknown key (known: %s)", known->str);
+        }
+    }
+  return TRUE;
+}
+
+/* ---- [dataset:NAME] and [method:NAME]: syntax ------------------------------------------------ */
+
+static void
+entry_free (gpointer data)
+{
+  FgExpEntry *e = data;
+  g_free (e->key);
+  g_free (e->raw);
+  g_ptr_array_unref (e->values);
+  g_free (e);
+}
+
+static void
+dataset_free (gpointer data)
+{
+  FgExpDataset *d = data;
+  g_free (d->name);
+  g_free (d->group);
+  g_free (d->plugin);
+  g_ptr_array_unref (d->entries);
+  g_free (d->config_text);
+  g_clear_pointer (&d->params, fg_params_free);
+  g_clear_pointer (&d->split_params, fg_params_free);
+  g_free (d);
+}
+
+static void
+method_free (gpointer data)
+{
+  FgExpMethod *m = data;
+  g_free (m->name);
+  g_free (m->group);
+  g_free (m->plugin);
+  g_ptr_array_unref (m->entries);
+  g_strfreev (m->datasets);
+  g_clear_pointer (&m->points, g_ptr_array_unref);
+  g_free (m);
+}
+
+static void
+cell_free (gpointer data)
+{
+  FgCell *c = data;
+  g_free (c->key);
+  g_free (c->config);
+  g_free (c->grid);
+  g_free (c->label);
+  g_free (c);
+}
+
+static gboolean
+name_is_valid (const char *name)
+{
+  if (name == NULL || *name == '\0')
+    return FALSE;
+  for (const char *p = name; *p; p++)
+    if (!g_ascii_isalnum (*p) && *p != '-' && *p != '_' && *p != '.')
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+key_is_valid (const char *key)
+{
+  if (*key == '\0' || *key == '.')
+    return FALSE;
+  for (const char *p = key; *p; p++)
+    if (!g_ascii_isalnum (*p) && *p != '-' && *p != '_' && (*p != '.' || p[1] == '.' || p[1] == '\0'))
+      return FALSE;
+  return TRUE;
+}
+
+/* Reads the keys of a dataset or method group other than the reserved ones. */
+static GPtrArray *
+parse_entries (ParseCtx *ctx, const char *group, gboolean allow_grids,
+               const char *const *reserved, GError **error)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (ctx->kf, group, NULL, NULL);
+  g_autoptr (GPtrArray) entries = g_ptr_array_new_with_free_func (entry_free);
+
+  for (guint i = 0; keys && keys[i]; i++)
+    {
+      FgExpEntry *e;
+      if (g_strv_contains (reserved, keys[i]))
+        continue;
+      if (!key_is_valid (keys[i]))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_KEY, group, keys[i],
+                          "malformed key (expected a parameter name such as 'k' or "
+                          "'flow.hidden')"),
+               NULL;
+      e = g_new0 (FgExpEntry, 1);
+      e->key = g_strdup (keys[i]);
+      e->raw = get_norm (ctx, group, keys[i]);
+      e->line = line_of (ctx, group, keys[i]);
+      g_ptr_array_add (entries, e);
+      e->values = parse_values (ctx, group, keys[i], e->raw, TRUE, &e->is_grid, error);
+      if (e->values == NULL)
+        {
+          e->values = g_ptr_array_new ();
+          return NULL;
+        }
+      if (e->is_grid && !allow_grids)
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, group, keys[i],
+                          "'%s' is a grid; grids (lists 'a;b' and ranges 'lo..hi') are allowed "
+                          "only in [method:NAME] groups", e->raw),
+               NULL;
+    }
+  return g_steal_pointer (&entries);
+}
+
+static gint
+compare_entry_keys (gconstpointer a, gconstpointer b)
+{
+  const FgExpEntry *ea = *(FgExpEntry *const *) a;
+  const FgExpEntry *eb = *(FgExpEntry *const *) b;
+  return strcmp (ea->key, eb->key);
+}
+
+/* Canonical text of a group: its plugin and its key = value lines sorted by key.  Editing any
+ * of them changes the cells' keys; reordering lines or comments does not. */
+static void
+append_sorted_entries (GString *s, GPtrArray *entries, const char *const *values)
+{
+  g_autoptr (GPtrArray) sorted = g_ptr_array_new ();
+  for (guint i = 0; i < entries->len; i++)
+    g_ptr_array_add (sorted, g_ptr_array_index (entries, i));
+  g_ptr_array_sort (sorted, compare_entry_keys);
+  for (guint i = 0; i < sorted->len; i++)
+    {
+      FgExpEntry *e = g_ptr_array_index (sorted, i);
+      const char *value = e->raw;
+      if (values != NULL)
+        for (guint j = 0; j < entries->len; j++)
+          if (g_ptr_array_index (entries, j) == e)
+            value = values[j];
+      g_string_append_printf (s, "%s=%s\n", e->key, value);
+    }
+}
+
+static gboolean
+parse_dataset_group (ParseCtx *ctx, const char *group, const char *name, GError **error)
+{
+  static const char *const reserved[] = { "plugin", NULL };
+  FgExpDataset *d = g_new0 (FgExpDataset, 1);
+  GString *text;
+
+  d->name = g_strdup (name);
+  d->group = g_strdup (group);
+  d->entries = g_ptr_array_new_with_free_func (entry_free);
+  g_ptr_array_add (ctx->exp->datasets, d);
+  if (!g_key_file_has_key (ctx->kf, group, "plugin", NULL))
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_MISSING_KEY, group, "plugin",
+                      "missing (every dataset group names its dataset plugin, as in "
+                      "'plugin = synthetic')");
+  d->plugin = get_single (ctx, group, "plugin", error);
+  if (d->plugin == NULL)
+    return FALSE;
+  g_ptr_array_unref (d->entries);
+  d->entries = parse_entries (ctx, group, FALSE, reserved, error);
+  if (d->entries == NULL)
+    {
+      d->entries = g_ptr_array_new ();
+      return FALSE;
+    }
+  text = g_string_new (NULL);
+  g_string_append_printf (text, "[dataset %s]\nplugin=%s\n", d->name, d->plugin);
+  append_sorted_entries (text, d->entries, NULL);
+  d->config_text = g_string_free (text, FALSE);
+  return TRUE;
+}
+
+static gboolean
+parse_method_group (ParseCtx *ctx, const char *group, const char *name, GError **error)
+{
+  static const char *const reserved[] = { "plugin", "datasets", NULL };
+  FgExpMethod *m = g_new0 (FgExpMethod, 1);
+  guint64 n = 1;
+
+  m->name = g_strdup (name);
+  m->group = g_strdup (group);
+  m->entries = g_ptr_array_new_with_free_func (entry_free);
+  g_ptr_array_add (ctx->exp->methods, m);
+  if (!g_key_file_has_key (ctx->kf, group, "plugin", NULL))
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_MISSING_KEY, group, "plugin",
+                      "missing (every method group names its baseline, as in 'plugin = knn')");
+  m->plugin = get_single (ctx, group, "plugin", error);
+  if (m->plugin == NULL)
+    return FALSE;
+  if (g_key_file_has_key (ctx->kf, group, "datasets", NULL))
+    {
+      m->datasets = get_name_list (ctx, group, "datasets", error);
+      if (m->datasets == NULL)
+        return FALSE;
+    }
+  g_ptr_array_unref (m->entries);
+  m->entries = parse_entries (ctx, group, TRUE, reserved, error);
+  if (m->entries == NULL)
+    {
+      m->entries = g_ptr_array_new ();
+      return FALSE;
+    }
+  for (guint i = 0; i < m->entries->len; i++)
+    {
+      FgExpEntry *e = g_ptr_array_index (m->entries, i);
+      n *= e->values->len;
+      if (n > MAX_CELLS)
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_RANGE, group, e->key,
+                          "the grid has more than %u points", MAX_CELLS);
+    }
+  m->n_points = (guint) n;
+  return TRUE;
+}
+
+static gboolean
+parse_group (ParseCtx *ctx, const char *group, GError **error)
+{
+  const char *colon = strchr (group, ':');
+  g_autofree char *kind = colon ? g_strndup (group, (gsize) (colon - group)) : g_strdup (group);
+  const char *name = colon ? colon + 1 : NULL;
+
+  if (strcmp (group, EXPERIMENT_GROUP) == 0)
+    return parse_experiment_group (ctx, error);
+  if (name != NULL && (strcmp (kind, "dataset") == 0 || strcmp (kind, "method") == 0))
+    {
+      if (!name_is_valid (name))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_GROUP, group, NULL,
+                          "bad %s name '%s' (letters, digits, '-', '_' and '.')", kind, name);
+      if (kind[0] == 'd')
+        return parse_dataset_group (ctx, group, name, error);
+      return parse_method_group (ctx, group, name, error);
+    }
+  /* Extension point: [figure:NAME] groups are recognised here. */
+  return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_GROUP, group, NULL,
+                    "unknown group (expected [experiment], [dataset:NAME] or [method:NAME])");
+}
+
+/* Put `items` (named by their first member, a char *) in the order of `order`, which must name
+ * each at most once; unlisted items are dropped. */
+static gboolean
+apply_order (ParseCtx *ctx, GPtrArray *items, char **order, const char *key, guint name_offset,
+             GError **error)
+{
+  g_autoptr (GPtrArray) kept = NULL;
+  if (order == NULL)
+    return TRUE;
+  kept = g_ptr_array_new ();
+  for (guint i = 0; order[i]; i++)
+    {
+      gboolean found = FALSE;
+      for (guint j = 0; j < items->len; j++)
+        {
+          gpointer item = g_ptr_array_index (items, j);
+          const char *name = G_STRUCT_MEMBER (const char *, item, name_offset);
+          if (strcmp (name, order[i]) == 0)
+            {
+              g_ptr_array_add (kept, item);
+              found = TRUE;
+              break;
+            }
+        }
+      if (!found)
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                          "no group [%s:%s]", strcmp (key, "datasets") == 0 ? "dataset" : "method",
+                          order[i]);
+    }
+  /* Steal the kept ones, free the rest. */
+  for (guint j = 0; j < items->len; j++)
+    {
+      gpointer item = g_ptr_array_index (items, j);
+      gboolean is_kept = FALSE;
+      for (guint i = 0; i < kept->len; i++)
+        is_kept |= g_ptr_array_index (kept, i) == item;
+      if (!is_kept)
+        {
+          GDestroyNotify free_func = items == ctx->exp->datasets ? dataset_free : method_free;
+          free_func (item);
+        }
+    }
+  g_ptr_array_set_free_func (items, NULL);
+  g_ptr_array_set_size (items, 0);
+  for (guint i = 0; i < kept->len; i++)
+    g_ptr_array_add (items, g_ptr_array_index (kept, i));
+  g_ptr_array_set_free_func (items, items == ctx->exp->datasets ? dataset_free : method_free);
+  return TRUE;
+}
+
+/* ---- validation against the plugins (registry mode) ------------------------------------------ */
+
+static char *
+spec_names (const FgParamSpec *specs, const FgParamSpec *more)
+{
+  GString *s = g_string_new (NULL);
+  for (const FgParamSpec *sp = specs; sp && sp->name; sp++)
+    g_string_append_printf (s, "%s%s", s->len ? ", " : "", sp->name);
+  for (const FgParamSpec *sp = more; sp && sp->name; sp++)
+    g_string_append_printf (s, "%s%s", s->len ? ", " : "", sp->name);
+  if (s->len == 0)
+    g_string_append (s, "none");
+  return g_string_free (s, FALSE);
+}
+
+/* Finds component `name` of `kind` for key `key`, with an error naming what exists. */
+static const FgComponent *
+find_component (ParseCtx *ctx, const char *group, const char *key, FgKind kind,
+                const char *name, GError **error)
+{
+  const FgComponent *c = fg_registry_lookup (ctx->exp->reg, kind, name);
+  g_autoptr (GError) local = NULL;
+  const FgComponent *other;
+
+  if (c != NULL)
+    return c;
+  other = fg_registry_lookup_any (ctx->exp->reg, name);
+  if (other != NULL)
+    {
+      exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_PLUGIN, group, key,
+                 "'%s' is a %s, not a %s", name, fg_kind_to_string (other->kind),
+                 fg_kind_to_string (kind));
+      return NULL;
+    }
+  fg_registry_find (ctx->exp->reg, kind, name, &local);
+  exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_PLUGIN, group, key, "%s",
+             local ? local->message : "unknown component");
+  return NULL;
+}
+
+/* The error code for a value fg_params_set () refused: type or range. */
+static FgExperimentError
+classify_value (const FgParamSpec *spec, const char *text)
+{
+  switch (spec->type)
+    {
+    case FG_PARAM_INT:
+      {
+        gint64 v;
+        if (!parse_int64 (text, &v))
+          return FG_EXPERIMENT_ERROR_BAD_TYPE;
+        return (double) v < spec->min || (double) v > spec->max ? FG_EXPERIMENT_ERROR_BAD_RANGE
+                                                                 : FG_EXPERIMENT_ERROR_BAD_VALUE;
+      }
+    case FG_PARAM_DOUBLE:
+      {
+        g_autofree char *t = g_strstrip (g_strdup (text));
+        char *end = NULL;
+        double v;
+        errno = 0;
+        v = g_ascii_strtod (t, &end);
+        if (*t == '\0' || *end != '\0' || errno == ERANGE || !isfinite (v))
+          return FG_EXPERIMENT_ERROR_BAD_TYPE;
+        return v < spec->min || v > spec->max ? FG_EXPERIMENT_ERROR_BAD_RANGE
+                                              : FG_EXPERIMENT_ERROR_BAD_VALUE;
+      }
+    case FG_PARAM_BOOL:
+      return FG_EXPERIMENT_ERROR_BAD_TYPE;
+    default:
+      return FG_EXPERIMENT_ERROR_BAD_VALUE;
+    }
+}
+
+/* The spec that `key` ("k", "flow.hidden") names, walking through COMPONENT values of `params`
+ * (whose components must be attached already). */
+static const FgParamSpec *
+lookup_key_spec (ParseCtx *ctx, const char *group, const char *key, const FgParams *params,
+                 const char *owner, GError **error)
+{
+  g_auto (GStrv) parts = g_strsplit (key, ".", -1);
+  const FgParams *level = params;
+  g_autofree char *level_owner = g_strdup (owner);
+
+  for (guint i = 0; parts[i]; i++)
+    {
+      const FgParamSpec *specs = fg_params_get_specs (level);
+      const FgParamSpec *spec = fg_param_spec_lookup (specs, parts[i]);
+      if (spec == NULL)
+        {
+          g_autofree char *names = spec_names (specs, NULL);
+          exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_KEY, group, key,
+                     "%s has no parameter '%s' (known: %s)", level_owner, parts[i], names);
+          return NULL;
+        }
+      if (parts[i + 1] == NULL)
+        return spec;
+      if (spec->type != FG_PARAM_COMPONENT)
+        {
+          exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_KEY, group, key,
+                     "'%s' of %s is a %s, not a component, so it has no sub-keys", parts[i],
+                     level_owner, fg_param_type_to_string (spec->type));
+          return NULL;
+        }
+      g_free (level_owner);
+      level_owner = g_strdup_printf ("%s '%s'", spec->choices,
+                                     fg_params_get_string (level, parts[i]));
+      level = fg_params_get_component (level, parts[i]);
+      if (level == NULL)
+        {
+          exp_error (ctx, error, FG_EXPERIMENT_ERROR_MISSING_KEY, group, key,
+                     "set '%s' (which %s to use) before its parameters", parts[i],
+                     spec->choices);
+          return NULL;
+        }
+    }
+  g_assert_not_reached ();
+  return NULL;
+}
+
+static gboolean
+set_one (ParseCtx *ctx, const char *group, FgParams *params, const char *owner,
+         const char *key, const char *text, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  const FgParamSpec *spec = lookup_key_spec (ctx, group, key, params, owner, error);
+
+  if (spec == NULL)
+    return FALSE;
+  if (spec->type == FG_PARAM_COMPONENT)
+    {
+      FgKind kind;
+      const FgComponent *c;
+      g_autofree char *name = NULL;
+      if (spec->choices == NULL || !fg_kind_from_string (spec->choices, &kind))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, group, key,
+                          "the plugin declares an unknown component kind '%s'",
+                          spec->choices ? spec->choices : "(none)");
+      name = g_strstrip (g_strdup (text));
+      c = find_component (ctx, group, key, kind, name, error);
+      if (c == NULL)
+        return FALSE;
+      if (!fg_params_set_component (params, key, c->name, c->params, &local))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, group, key, "%s",
+                          local->message);
+      return TRUE;
+    }
+  if (!fg_params_set (params, key, text, &local))
+    return exp_error (ctx, error, classify_value (spec, text), group, key, "%s", local->message);
+  return TRUE;
+}
+
+static guint
+key_depth (const char *key)
+{
+  guint d = 0;
+  for (const char *p = key; *p; p++)
+    d += *p == '.';
+  return d;
+}
+
+/* Sets keys[i] = values[i] on `params`, a component key before its sub-keys whatever the file
+ * order, attaching default components as it goes. */
+static gboolean
+apply_keys (ParseCtx *ctx, const char *group, FgParams *params, const char *owner,
+            const char *const *keys, const char *const *values, guint n, GError **error)
+{
+  guint max_depth = 0;
+  for (guint i = 0; i < n; i++)
+    max_depth = MAX (max_depth, key_depth (keys[i]));
+  for (guint depth = 0; depth <= max_depth; depth++)
+    {
+      g_autoptr (GError) local = NULL;
+      for (guint i = 0; i < n; i++)
+        if (key_depth (keys[i]) == depth
+            && !set_one (ctx, group, params, owner, keys[i], values[i], error))
+          return FALSE;
+      /* Attach defaults to COMPONENT values left unset, so "flow.hidden" works without
+       * "flow = ..." when `flow` has a default. */
+      if (!fg_registry_resolve_params (ctx->exp->reg, params, &local))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_PLUGIN, group, NULL,
+                          "default component: %s", local->message);
+    }
+  return TRUE;
+}
+
+/* Every required parameter is set, recursively through components; names the first missing
+ * one ("flow.hidden" for a component's). */
+static gboolean
+check_required (ParseCtx *ctx, const char *group, const FgParams *params, const char *owner,
+                const char *prefix, GError **error)
+{
+  for (const FgParamSpec *sp = fg_params_get_specs (params); sp && sp->name; sp++)
+    {
+      g_autofree char *key = g_strconcat (prefix, sp->name, NULL);
+      if (!fg_params_has (params, sp->name))
+        {
+          g_autofree char *type = NULL;
+          if (!(sp->flags & FG_PARAM_FLAG_REQUIRED))
+            continue;
+          type = fg_param_spec_describe_type (sp);
+          return exp_error (ctx, error, FG_EXPERIMENT_ERROR_MISSING_KEY, group, key,
+                            "missing: %s requires it (%s: %s)", owner, type,
+                            sp->doc ? sp->doc : "");
+        }
+      if (sp->type == FG_PARAM_COMPONENT)
+        {
+          const FgParams *sub = fg_params_get_component (params, sp->name);
+          g_autofree char *sub_owner = NULL;
+          g_autofree char *sub_prefix = NULL;
+          if (sub == NULL)
+            return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_PLUGIN, group, key,
+                              "%s '%s' is not resolved", sp->choices,
+                              fg_params_get_string (params, sp->name));
+          sub_owner = g_strdup_printf ("%s '%s'", sp->choices,
+                                       fg_params_get_string (params, sp->name));
+          sub_prefix = g_strconcat (key, ".", NULL);
+          if (!check_required (ctx, group, sub, sub_owner, sub_prefix, error))
+            return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+validate_dataset (ParseCtx *ctx, FgExpDataset *d, GError **error)
+{
+  const FgParamSpec *split_specs = fg_split_param_specs ();
+  g_autoptr (GPtrArray) dkeys = g_ptr_array_new ();
+  g_autoptr (GPtrArray) dvalues = g_ptr_array_new ();
+  g_autoptr (GPtrArray) skeys = g_ptr_array_new ();
+  g_autoptr (GPtrArray) svalues = g_ptr_array_new ();
+  g_autofree char *owner = NULL;
+
+  d->component = find_component (ctx, d->group, "plugin", FG_KIND_DATASET, d->plugin, error);
+  if (d->component == NULL)
+    return FALSE;
+  owner = g_strdup_printf ("dataset '%s'", d->plugin);
+  d->params = fg_params_new (d->component->params);
+  d->split_params = fg_params_new (split_specs);
+
+  /* A key goes to the dataset plugin when it declares it, else to the core's split. */
+  for (guint i = 0; i < d->entries->len; i++)
+    {
+      FgExpEntry *e = g_ptr_array_index (d->entries, i);
+      g_autofree char *head = g_strndup (e->key, strcspn (e->key, "."));
+      if (fg_param_spec_lookup (d->component->params, head) != NULL)
+        {
+          g_ptr_array_add (dkeys, e->key);
+          g_ptr_array_add (dvalues, g_ptr_array_index (e->values, 0));
+        }
+      else if (fg_param_spec_lookup (split_specs, head) != NULL)
+        {
+          g_ptr_array_add (skeys, e->key);
+          g_ptr_array_add (svalues, g_ptr_array_index (e->values, 0));
+        }
+      else
+        {
+          g_autofree char *names = spec_names (d->component->params, split_specs);
+          return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_KEY, d->group, e->key,
+                            "%s has no parameter '%s' and it is not a split key (known: %s; "
+                            "see 'flowgmm describe %s' and 'flowgmm describe split')",
+                            owner, e->key, names, d->plugin);
+        }
+    }
+  if (!apply_keys (ctx, d->group, d->params, owner, (const char *const *) dkeys->pdata,
+                   (const char *const *) dvalues->pdata, dkeys->len, error))
+    return FALSE;
+  if (!apply_keys (ctx, d->group, d->split_params, "the split", (const char *const *) skeys->pdata,
+                   (const char *const *) svalues->pdata, skeys->len, error))
+    return FALSE;
+  fg_params_resolve_paths (d->params, ctx->exp->base_dir);
+  fg_params_resolve_paths (d->split_params, ctx->exp->base_dir);
+  return check_required (ctx, d->group, d->params, owner, "", error)
+         && check_required (ctx, d->group, d->split_params, "the split", "", error);
+}
+
+void
+_fg_exp_method_point_values (const FgExpMethod *m, guint point, const char **values)
+{
+  /* Mixed radix, the last key varying fastest (as nested loops in file order). */
+  for (guint i = m->entries->len; i-- > 0;)
+    {
+      FgExpEntry *e = g_ptr_array_index (m->entries, i);
+      values[i] = g_ptr_array_index (e->values, point % e->values->len);
+      point /= e->values->len;
+    }
+}
+
+static gboolean
+validate_method (ParseCtx *ctx, FgExpMethod *m, GError **error)
+{
+  g_autofree const char **keys = g_new0 (const char *, m->entries->len + 1);
+  g_autofree const char **values = g_new0 (const char *, m->entries->len + 1);
+  g_autofree char *owner = NULL;
+
+  m->component = find_component (ctx, m->group, "plugin", FG_KIND_BASELINE, m->plugin, error);
+  if (m->component == NULL)
+    return FALSE;
+  owner = g_strdup_printf ("baseline '%s'", m->plugin);
+  for (guint i = 0; i < m->entries->len; i++)
+    keys[i] = ((FgExpEntry *) g_ptr_array_index (m->entries, i))->key;
+  m->points = g_ptr_array_new_with_free_func ((GDestroyNotify) fg_params_free);
+  for (guint p = 0; p < m->n_points; p++)
+    {
+      FgParams *params = fg_params_new (m->component->params);
+      g_ptr_array_add (m->points, params);
+      _fg_exp_method_point_values (m, p, values);
+      if (!apply_keys (ctx, m->group, params, owner, keys, values, m->entries->len, error))
+        return FALSE;
+      fg_params_resolve_paths (params, ctx->exp->base_dir);
+      if (!check_required (ctx, m->group, params, owner, "", error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- cells ----------------------------------------------------------------------------------- */
+
+static gboolean
+method_runs_on (const FgExpMethod *m, const FgExpDataset *d)
+{
+  return m->datasets == NULL || g_strv_contains ((const char *const *) m->datasets, d->name);
+}
+
+static void
+expand_cells (FgExperiment *exp)
+{
+  for (guint di = 0; di < exp->datasets->len; di++)
+    {
+      FgExpDataset *d = g_ptr_array_index (exp->datasets, di);
+      for (guint mi = 0; mi < exp->methods->len; mi++)
+        {
+          FgExpMethod *m = g_ptr_array_index (exp->methods, mi);
+          g_autofree const char **values = g_new0 (const char *, m->entries->len + 1);
+          g_autofree char *config = NULL;
+          if (!method_runs_on (m, d))
+            continue;
+          {
+            g_autofree char *t = g_strdup_printf ("%smethod-plugin=%s\n", d->config_text,
+                                                  m->plugin);
+            config = _fg_digest (t, 16);
+          }
+          for (guint p = 0; p < m->n_points; p++)
+            {
+              g_autoptr (GString) point = g_string_new (NULL);
+              g_autoptr (GString) grid = g_string_new (NULL);
+              _fg_exp_method_point_values (m, p, values);
+              g_string_append_printf (point, "[method %s]\nplugin=%s\n", m->name, m->plugin);
+              append_sorted_entries (point, m->entries, values);
+              for (guint i = 0; i < m->entries->len; i++)
+                {
+                  FgExpEntry *e = g_ptr_array_index (m->entries, i);
+                  if (e->values->len > 1)
+                    g_string_append_printf (grid, "%s%s=%s", grid->len ? " " : "", e->key,
+                                            values[i]);
+                }
+              for (guint s = 0; s < exp->seeds->len; s++)
+                {
+                  FgCell *c = g_new0 (FgCell, 1);
+                  guint64 seed = g_array_index (exp->seeds, guint64, s);
+                  g_autofree char *text = g_strdup_printf ("%s%sseed=%" G_GUINT64_FORMAT "\n",
+                                                           d->config_text, point->str, seed);
+                  g_autofree char *digest = _fg_digest (text, 16);
+                  c->index = exp->cells->len;
+                  c->dataset = d;
+                  c->method = m;
+                  c->point = p;
+                  c->seed_index = s;
+                  c->seed = seed;
+                  c->key = g_strdup_printf ("%s/%s/%" G_GUINT64_FORMAT "/%s", d->name, m->name,
+                                            seed, digest);
+                  c->config = g_strdup (config);
+                  {
+                    g_autofree char *what = g_strdup_printf ("%s\n%s", d->name, point->str);
+                    c->stream = fg_rng_stream_id (what);
+                  }
+                  c->grid = g_strdup (grid->str);
+                  c->label = g_strdup_printf ("%s/%s%s%s seed %" G_GUINT64_FORMAT, d->name,
+                                              m->name, grid->len ? " " : "", grid->str, seed);
+                  g_ptr_array_add (exp->cells, c);
+                }
+            }
+        }
+    }
+}
+
+/* ---- loading --------------------------------------------------------------------------------- */
+
+static char *
+strip_exp_suffix (const char *basename)
+{
+  if (g_str_has_suffix (basename, ".exp") && strlen (basename) > 4)
+    return g_strndup (basename, strlen (basename) - 4);
+  return g_strdup (basename);
+}
+
+FgExperiment *
+_fg_experiment_parse (const char *data, gsize length, const char *display_name,
+                      const char *base_dir, FgRegistry *reg, GError **error)
+{
+  g_autoptr (FgExperiment) exp = g_new0 (FgExperiment, 1);
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autoptr (GError) local = NULL;
+  g_auto (GStrv) groups = NULL;
+  g_autofree char *cwd = g_get_current_dir ();
+  ParseCtx ctx = { 0 };
+  gboolean ok = FALSE;
+
+  exp->path = g_strdup (display_name ? display_name : "(experiment)");
+  exp->base_dir = base_dir ? g_canonicalize_filename (base_dir, cwd) : g_strdup (cwd);
+  exp->contents = g_strndup (data, length);
+  exp->length = strlen (exp->contents);
+  exp->reg = reg;
+  exp->seeds = g_array_new (FALSE, FALSE, sizeof (guint64));
+  exp->select = FG_SELECT_BEST_VALIDATION;
+  exp->rows_are_methods = TRUE;
+  exp->table_field = FG_FIELD (1, FG_METRIC_ACCURACY);
+  for (guint i = 0; i < FG_N_METRICS; i++)
+    exp->metrics[i] = TRUE;
+  exp->datasets = g_ptr_array_new_with_free_func (dataset_free);
+  exp->methods = g_ptr_array_new_with_free_func (method_free);
+  exp->cells = g_ptr_array_new_with_free_func (cell_free);
+
+  if (exp->length != length && memchr (data, '\0', length) != NULL)
+    {
+      g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_PARSE,
+                   "%s: not an experiment file (it contains NUL bytes)", exp->path);
+      return NULL;
+    }
+  if (!g_key_file_load_from_data (kf, exp->contents, exp->length, G_KEY_FILE_NONE, &local))
+    {
+      g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_PARSE,
+                   "%s: not an experiment file (a GLib key file with [groups] and "
+                   "key = value lines): %s", exp->path, local->message);
+      return NULL;
+    }
+
+  ctx.exp = exp;
+  ctx.kf = kf;
+  ctx.lines = index_lines (exp->contents);
+  {
+    g_autofree char *base = g_path_get_basename (exp->path);
+    exp->title = strip_exp_suffix (base);
+  }
+  {
+    guint64 zero = 0;
+    g_array_append_val (exp->seeds, zero);
+  }
+
+  groups = g_key_file_get_groups (kf, NULL);
+  for (guint i = 0; groups[i]; i++)
+    if (!parse_group (&ctx, groups[i], error))
+      goto out;
+  if (!apply_order (&ctx, exp->datasets, ctx.dataset_order, "datasets",
+                    G_STRUCT_OFFSET (FgExpDataset, name), error)
+      || !apply_order (&ctx, exp->methods, ctx.method_order, "methods",
+                       G_STRUCT_OFFSET (FgExpMethod, name), error))
+    goto out;
+  if (exp->datasets->len == 0)
+    {
+      exp_error (&ctx, error, FG_EXPERIMENT_ERROR_MISSING_KEY, NULL, NULL,
+                 "no [dataset:NAME] group: an experiment needs at least one data set");
+      goto out;
+    }
+  if (exp->methods->len == 0)
+    {
+      exp_error (&ctx, error, FG_EXPERIMENT_ERROR_MISSING_KEY, NULL, NULL,
+                 "no [method:NAME] group: an experiment needs at least one method");
+      goto out;
+    }
+  for (guint i = 0; i < exp->methods->len; i++)
+    {
+      FgExpMethod *m = g_ptr_array_index (exp->methods, i);
+      for (guint j = 0; m->datasets && m->datasets[j]; j++)
+        {
+          gboolean found = FALSE;
+          for (guint k = 0; k < exp->datasets->len && !found; k++)
+            found = strcmp (((FgExpDataset *) g_ptr_array_index (exp->datasets, k))->name,
+                            m->datasets[j]) == 0;
+          if (!found)
+            {
+              exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, m->group, "datasets",
+                         "no group [dataset:%s]%s", m->datasets[j],
+                         ctx.dataset_order ? " among the experiment's datasets" : "");
+              goto out;
+            }
+        }
+    }
+  if (!exp->metrics[exp->table_field % FG_N_METRICS])
+    {
+      exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, "table",
+                 "the table shows %s, which 'metrics' does not compute",
+                 _fg_field_name (exp->table_field));
+      goto out;
+    }
+
+  if (reg != NULL)
+    {
+      for (guint i = 0; i < exp->datasets->len; i++)
+        if (!validate_dataset (&ctx, g_ptr_array_index (exp->datasets, i), error))
+          goto out;
+      for (guint i = 0; i < exp->methods->len; i++)
+        if (!validate_method (&ctx, g_ptr_array_index (exp->methods, i), error))
+          goto out;
+    }
+
+  {
+    guint64 total = 0;
+    for (guint di = 0; di < exp->datasets->len; di++)
+      for (guint mi = 0; mi < exp->methods->len; mi++)
+        if (method_runs_on (g_ptr_array_index (exp->methods, mi),
+                            g_ptr_array_index (exp->datasets, di)))
+          total += (guint64) ((FgExpMethod *) g_ptr_array_index (exp->methods, mi))->n_points
+                   * exp->seeds->len;
+    if (total > MAX_CELLS)
+      {
+        exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_RANGE, NULL, NULL,
+                   "%" G_GUINT64_FORMAT " cells is more than the limit of %u", total, MAX_CELLS);
+        goto out;
+      }
+  }
+  expand_cells (exp);
+  ok = TRUE;
+
+out:
+  g_hash_table_unref (ctx.lines);
+  g_strfreev (ctx.dataset_order);
+  g_strfreev (ctx.method_order);
+  return ok ? g_steal_pointer (&exp) : NULL;
+}
+
+/* Parses OUT/experiment.exp for its syntax; the default title comes from the copied file's
+ * name on the first line. */
+FgExperiment *
+_fg_experiment_load_copy (const char *data, gsize length, const char *copy_path,
+                          const char *out_dir, GError **error)
+{
+  FgExperiment *exp = _fg_experiment_parse (data, length, copy_path, out_dir, NULL, error);
+  if (exp != NULL && !exp->title_given && g_str_has_prefix (data, FG_EXPERIMENT_COPY_HEADER))
+    {
+      const char *src = data + strlen (FG_EXPERIMENT_COPY_HEADER);
+      g_autofree char *source = g_strndup (src, strcspn (src, "\r\n"));
+      g_autofree char *base = g_path_get_basename (source);
+      g_free (exp->title);
+      exp->title = strip_exp_suffix (base);
+    }
+  return exp;
+}
+
+/**
+ * fg_experiment_load:
+ * @path: an experiment file (see flowgmm-experiment(5))
+ * @reg: (nullable): the registry whose plugins the file names; %NULL checks the grammar only
+ *   (such an experiment can be listed and its table rendered, but not run)
+ * @error: return location for a #GError
+ *
+ * Reads and validates an experiment file.  Every key is checked against the declared parameters
+ * of the plugin its group names; errors are %FG_EXPERIMENT_ERROR (or %G_FILE_ERROR when the
+ * file cannot be read) and name the file, line, group and key.
+ *
+ * Returns: (transfer full) (nullable): the experiment, or %NULL on error.
+ */
+FgExperiment *
+fg_experiment_load (const char *path, FgRegistry *reg, GError **error)
+{
+  g_autofree char *contents = NULL;
+  g_autofree char *dir = NULL;
+  gsize length = 0;
+
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  if (!g_file_get_contents (path, &contents, &length, error))
+    return NULL;
+  dir = g_path_get_dirname (path);
+  return _fg_experiment_parse (contents, length, path, dir, reg, error);
+}
+
+/**
+ * fg_experiment_load_data:
+ * @data: the text of an experiment file
+ * @length: its length, or -1 when NUL-terminated
+ * @display_name: (nullable): the name used in messages and for the default title and output
+ *   directory, e.g. "x.exp"
+ * @base_dir: (nullable): the directory relative paths are resolved against (default: the
+ *   current directory)
+ * @reg: (nullable): as for fg_experiment_load ()
+ * @error: return location for a #GError
+ *
+ * Like fg_experiment_load () for text in memory.
+ *
+ * Returns: (transfer full) (nullable): the experiment, or %NULL on error.
+ */
+FgExperiment *
+fg_experiment_load_data (const char *data, gssize length, const char *display_name,
+                         const char *base_dir, FgRegistry *reg, GError **error)
+{
+  g_return_val_if_fail (data != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  return _fg_experiment_parse (data, length < 0 ? strlen (data) : (gsize) length, display_name,
+                               base_dir, reg, error);
+}
+
+/**
+ * fg_experiment_free:
+ * @exp: (nullable): an experiment
+ */
+void
+fg_experiment_free (FgExperiment *exp)
+{
+  if (exp == NULL)
+    return;
+  g_clear_pointer (&exp->cache, _fg_dataset_cache_free);
+  g_clear_pointer (&exp->cells, g_ptr_array_unref);
+  g_clear_pointer (&exp->methods, g_ptr_array_unref);
+  g_clear_pointer (&exp->datasets, g_ptr_array_unref);
+  g_clear_pointer (&exp->seeds, g_array_unref);
+  g_free (exp->title);
+  g_free (exp->path);
+  g_free (exp->base_dir);
+  g_free (exp->contents);
+  g_free (exp);
+}
+
+/**
+ * fg_experiment_get_title:
+ * @exp: an experiment
+ *
+ * Returns: the `title` of [experiment], by default the file's name without ".exp".
+ */
+const char *
+fg_experiment_get_title (const FgExperiment *exp)
+{
+  g_return_val_if_fail (exp != NULL, NULL);
+  return exp->title;
+}
+
+/**
+ * fg_experiment_get_n_cells:
+ * @exp: an experiment
+ *
+ * Returns: the number of cells: datasets × methods (where they apply) × grid points × seeds.
+ */
+guint
+fg_experiment_get_n_cells (const FgExperiment *exp)
+{
+  g_return_val_if_fail (exp != NULL, 0);
+  return exp->cells->len;
+}
+
+/**
+ * fg_experiment_get_cell:
+ * @exp: an experiment
+ * @i: a cell index, below fg_experiment_get_n_cells ()
+ * @info: (out caller-allocates): the cell; its strings belong to @exp
+ *
+ * Describes one cell, e.g. to list what a run would do or to find a stored result.
+ *
+ * Returns: %FALSE when @i is out of range.
+ */
+gboolean
+fg_experiment_get_cell (const FgExperiment *exp, guint i, FgCellInfo *info)
+{
+  const FgCell *c;
+  g_return_val_if_fail (exp != NULL && info != NULL, FALSE);
+  if (i >= exp->cells->len)
+    return FALSE;
+  c = g_ptr_array_index (exp->cells, i);
+  memset (info, 0, sizeof *info);
+  info->key = c->key;
+  info->dataset = c->dataset->name;
+  info->method = c->method->name;
+  info->grid = c->grid;
+  info->point = c->point;
+  info->seed = c->seed;
+  return TRUE;
+}
+
+/**
+ * fg_experiment_default_out_dir:
+ * @exp: an experiment
+ *
+ * Returns: (transfer full): "<directory of the file>/<its name without .exp>.out".
+ */
+char *
+fg_experiment_default_out_dir (const FgExperiment *exp)
+{
+  g_autofree char *base = NULL;
+  g_autofree char *stem = NULL;
+  g_autofree char *name = NULL;
+  g_return_val_if_fail (exp != NULL, NULL);
+  base = g_path_get_basename (exp->path);
+  stem = strip_exp_suffix (base);
+  name = g_strconcat (stem, ".out", NULL);
+  return g_build_filename (exp->base_dir, name, NULL);
+}

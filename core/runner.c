@@ -1,0 +1,656 @@
+/* flowgmm — the runner: cells → fitted methods → metrics → stored records.
+ *
+ * Each cell is reproducible from the experiment file and its seed: the split comes from
+ * fg_split_data_new (dataset, split keys, seed) and the method's RNG from
+ * fg_rng_init (seed, stream), the stream a hash of the cell's dataset, method and grid point.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "experiment-private.h"
+
+#define PREDICT_CHUNK 4096
+#define ECE_BINS 15
+#define PROBA_FLOOR 1e-12
+
+/* ---- the dataset cache: each data set loaded once, shared by all cells and threads ----------- */
+
+typedef struct {
+  GMutex     lock; /* held while loading, so a second thread waits for the first */
+  gboolean   done;
+  FgDataset *ds;
+  GError    *error;
+} CacheEntry;
+
+struct _FgDatasetCache {
+  GMutex      lock;
+  GHashTable *entries; /* dataset group name -> CacheEntry */
+};
+
+static void
+cache_entry_free (gpointer data)
+{
+  CacheEntry *e = data;
+  g_mutex_clear (&e->lock);
+  g_clear_pointer (&e->ds, fg_dataset_unref);
+  g_clear_error (&e->error);
+  g_free (e);
+}
+
+static FgDatasetCache *
+dataset_cache_new (void)
+{
+  FgDatasetCache *cache = g_new0 (FgDatasetCache, 1);
+  g_mutex_init (&cache->lock);
+  cache->entries = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, cache_entry_free);
+  return cache;
+}
+
+void
+_fg_dataset_cache_free (FgDatasetCache *cache)
+{
+  if (cache == NULL)
+    return;
+  g_hash_table_unref (cache->entries);
+  g_mutex_clear (&cache->lock);
+  g_free (cache);
+}
+
+static FgDataset *
+load_dataset (const FgExperiment *exp, const FgExpDataset *d, GError **error)
+{
+  const FgDatasetVTable *vt = d->component->vtable;
+  FgLoadContext ctx = { 0 };
+  g_autoptr (FgDataset) ds = NULL;
+
+  ctx.base_dir = exp->base_dir;
+  ds = vt->load (d->params, &ctx, error);
+  if (ds == NULL)
+    {
+      if (error != NULL && *error == NULL)
+        g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the plugin gave no reason");
+      return NULL;
+    }
+  if (!fg_dataset_finish (ds, error))
+    return NULL;
+  return g_steal_pointer (&ds);
+}
+
+/* Returns a new reference to the data set of group `d`, loading it on first use. */
+static FgDataset *
+dataset_cache_get (FgExperiment *exp, const FgExpDataset *d, GError **error)
+{
+  FgDatasetCache *cache = exp->cache;
+  CacheEntry *e;
+  FgDataset *ds = NULL;
+
+  g_mutex_lock (&cache->lock);
+  e = g_hash_table_lookup (cache->entries, d->name);
+  if (e == NULL)
+    {
+      e = g_new0 (CacheEntry, 1);
+      g_mutex_init (&e->lock);
+      g_hash_table_insert (cache->entries, g_strdup (d->name), e);
+    }
+  g_mutex_unlock (&cache->lock);
+
+  g_mutex_lock (&e->lock);
+  if (!e->done)
+    {
+      e->ds = load_dataset (exp, d, &e->error);
+      e->done = TRUE;
+    }
+  if (e->ds != NULL)
+    ds = fg_dataset_ref (e->ds);
+  else
+    g_set_error (error, e->error->domain, e->error->code, "dataset '%s' (plugin %s): %s",
+                 d->name, d->plugin, e->error->message);
+  g_mutex_unlock (&e->lock);
+  return ds;
+}
+
+/* ---- metrics --------------------------------------------------------------------------------- */
+
+/* Accuracy, NLL and ECE of the method on one labeled part; NAN for metrics not asked for or
+ * when the part is empty. */
+static gboolean
+evaluate (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part, guint n_classes,
+          const gboolean *metrics, const char *what, double *out, GError **error)
+{
+  gboolean need_proba = metrics[FG_METRIC_NLL] || metrics[FG_METRIC_ECE];
+  g_autofree gint32 *labels = NULL;
+  g_autofree float *proba = NULL;
+  double nll = 0, conf_sum[ECE_BINS] = { 0 }, correct_sum[ECE_BINS] = { 0 };
+  gsize correct = 0, n_eval = 0;
+
+  for (guint m = 0; m < FG_N_METRICS; m++)
+    out[m] = NAN;
+  if (part == NULL || part->n == 0)
+    return TRUE;
+  if (part->y == NULL)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA, "the %s examples have no labels", what);
+      return FALSE;
+    }
+  labels = g_new (gint32, MIN (part->n, PREDICT_CHUNK));
+  if (need_proba)
+    proba = g_new (float, MIN (part->n, PREDICT_CHUNK) * n_classes);
+
+  for (gsize start = 0; start < part->n; start += PREDICT_CHUNK)
+    {
+      gsize rows = MIN (PREDICT_CHUNK, part->n - start);
+      FgTensor view = fg_tensor_view_rows (&part->x, start, rows);
+      if (!vt->predict (self, &view, labels, proba, error))
+        {
+          if (error != NULL && *error == NULL)
+            g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the plugin gave no reason");
+          g_prefix_error (error, "predict (%s): ", what);
+          return FALSE;
+        }
+      for (gsize i = 0; i < rows; i++)
+        {
+          gint32 y = part->y[start + i];
+          gint32 l = labels[i];
+          if (l < 0 || (guint) l >= n_classes)
+            {
+              g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                           "predict (%s): label %d for row %" G_GSIZE_FORMAT
+                           " is outside the %u classes", what, l, start + i, n_classes);
+              return FALSE;
+            }
+          if (y < 0)
+            continue; /* unknown label: not scored */
+          n_eval++;
+          correct += l == y;
+          if (proba != NULL)
+            {
+              const float *row = proba + i * n_classes;
+              guint arg = 0;
+              double p;
+              int bin;
+              for (guint k = 0; k < n_classes; k++)
+                {
+                  if (!isfinite (row[k]))
+                    {
+                      g_set_error (error, FG_ERROR, FG_ERROR_NUMERIC,
+                                   "predict (%s): non-finite probability for row %" G_GSIZE_FORMAT,
+                                   what, start + i);
+                      return FALSE;
+                    }
+                  if (row[k] > row[arg])
+                    arg = k;
+                }
+              p = CLAMP ((double) row[y], PROBA_FLOOR, 1.0);
+              nll -= log (p);
+              bin = (int) floor (CLAMP ((double) row[arg], 0.0, 1.0) * ECE_BINS);
+              bin = CLAMP (bin, 0, ECE_BINS - 1);
+              conf_sum[bin] += CLAMP ((double) row[arg], 0.0, 1.0);
+              correct_sum[bin] += (gint32) arg == y;
+            }
+        }
+    }
+  if (n_eval == 0)
+    return TRUE;
+  out[FG_METRIC_ACCURACY] = (double) correct / (double) n_eval;
+  if (proba != NULL && metrics[FG_METRIC_NLL])
+    out[FG_METRIC_NLL] = nll / (double) n_eval;
+  if (proba != NULL && metrics[FG_METRIC_ECE])
+    {
+      /* ECE = sum over bins |B|/n |acc(B) - conf(B)| = sum |correct(B) - conf(B)| / n. */
+      double ece = 0;
+      for (int b = 0; b < ECE_BINS; b++)
+        ece += fabs (correct_sum[b] - conf_sum[b]);
+      out[FG_METRIC_ECE] = ece / (double) n_eval;
+    }
+  return TRUE;
+}
+
+/* ---- one run --------------------------------------------------------------------------------- */
+
+typedef struct {
+  FgExperiment       *exp;
+  const FgRunOptions *options;
+  FgResultsStore     *store;
+  FgProgress         *progress;
+  GMutex              lock;      /* summary and first_error */
+  FgRunSummary       *summary;
+  GError             *store_error; /* the first failed append: the run cannot go on */
+} RunCtx;
+
+typedef struct {
+  RunCtx       *run;
+  const FgCell *cell;
+  gint64        last_report;
+} CellCtx;
+
+static gboolean
+run_cancelled (RunCtx *run)
+{
+  return run->options->cancel != NULL && g_atomic_int_get (run->options->cancel) != 0;
+}
+
+static void
+hook_progress (gpointer user_data, double fraction, const char *what)
+{
+  CellCtx *cc = user_data;
+  _fg_progress_cell_update (cc->run->progress, cc->cell, &cc->last_report, fraction, what);
+}
+
+static gboolean
+hook_cancelled (gpointer user_data)
+{
+  CellCtx *cc = user_data;
+  return run_cancelled (cc->run);
+}
+
+static void
+add_params (JsonBuilder *b, const FgParams *params, const char *prefix)
+{
+  for (const FgParamSpec *sp = fg_params_get_specs (params); sp && sp->name; sp++)
+    {
+      g_autofree char *name = g_strconcat (prefix, sp->name, NULL);
+      g_autofree char *text = fg_params_get_text (params, sp->name);
+      json_builder_set_member_name (b, name);
+      if (text != NULL)
+        json_builder_add_string_value (b, text);
+      else
+        json_builder_add_null_value (b);
+      if (sp->type == FG_PARAM_COMPONENT)
+        {
+          const FgParams *sub = fg_params_get_component (params, sp->name);
+          if (sub != NULL)
+            {
+              g_autofree char *sub_prefix = g_strconcat (name, ".", NULL);
+              add_params (b, sub, sub_prefix);
+            }
+        }
+    }
+}
+
+static void
+add_double (JsonBuilder *b, const char *name, double v)
+{
+  json_builder_set_member_name (b, name);
+  if (isfinite (v))
+    json_builder_add_double_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
+typedef struct {
+  gboolean    ok;
+  const char *message;
+  double      fields[FG_N_FIELDS];
+  double      seconds;
+  const char *fingerprint;
+  gsize       n_labeled, n_unlabeled, n_val, n_test;
+  guint       n_classes;
+  gboolean    have_sizes;
+} CellOutcome;
+
+static JsonObject *
+make_record (RunCtx *run, const FgCell *cell, const CellOutcome *o)
+{
+  const FgExpMethod *m = cell->method;
+  const FgExpDataset *d = cell->dataset;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *when = g_date_time_format_iso8601 (now);
+  g_autofree const char **values = g_new0 (const char *, m->entries->len + 1);
+  const FgParams *params = g_ptr_array_index (m->points, cell->point);
+  const FgPluginRecord *provider = fg_registry_get_provider (run->exp->reg, m->component);
+  g_autofree char *params_text = fg_params_to_string (params);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "key");
+  json_builder_add_string_value (b, cell->key);
+  json_builder_set_member_name (b, "dataset");
+  json_builder_add_string_value (b, d->name);
+  json_builder_set_member_name (b, "method");
+  json_builder_add_string_value (b, m->name);
+  json_builder_set_member_name (b, "plugin");
+  json_builder_add_string_value (b, m->plugin);
+  json_builder_set_member_name (b, "plugin_version");
+  if (provider != NULL && provider->info != NULL && provider->info->version != NULL)
+    json_builder_add_string_value (b, provider->info->version);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "dataset_plugin");
+  json_builder_add_string_value (b, d->plugin);
+  json_builder_set_member_name (b, "point");
+  json_builder_add_int_value (b, cell->point);
+  json_builder_set_member_name (b, "grid");
+  json_builder_begin_object (b);
+  _fg_exp_method_point_values (m, cell->point, values);
+  for (guint i = 0; i < m->entries->len; i++)
+    {
+      FgExpEntry *e = g_ptr_array_index (m->entries, i);
+      if (e->values->len > 1)
+        {
+          json_builder_set_member_name (b, e->key);
+          json_builder_add_string_value (b, values[i]);
+        }
+    }
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "params");
+  json_builder_begin_object (b);
+  add_params (b, params, "");
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "params_text");
+  json_builder_add_string_value (b, params_text);
+  json_builder_set_member_name (b, "dataset_params");
+  json_builder_begin_object (b);
+  add_params (b, d->params, "");
+  add_params (b, d->split_params, "");
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "seed");
+  json_builder_add_int_value (b, (gint64) cell->seed);
+  json_builder_set_member_name (b, "status");
+  json_builder_add_string_value (b, o->ok ? "ok" : "error");
+  json_builder_set_member_name (b, "error");
+  if (o->ok)
+    json_builder_add_null_value (b);
+  else
+    json_builder_add_string_value (b, o->message ? o->message : "unknown error");
+  for (guint f = 0; f < FG_N_FIELDS; f++)
+    if (run->exp->metrics[f % FG_N_METRICS])
+      add_double (b, _fg_field_name (f), o->fields[f]);
+  add_double (b, "seconds", o->seconds);
+  json_builder_set_member_name (b, "split");
+  if (o->fingerprint != NULL)
+    json_builder_add_string_value (b, o->fingerprint);
+  else
+    json_builder_add_null_value (b);
+  {
+    const char *names[] = { "n_labeled", "n_unlabeled", "n_val", "n_test", "n_classes" };
+    gsize sizes[] = { o->n_labeled, o->n_unlabeled, o->n_val, o->n_test, o->n_classes };
+    for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+      {
+        json_builder_set_member_name (b, names[i]);
+        if (o->have_sizes)
+          json_builder_add_int_value (b, (gint64) sizes[i]);
+        else
+          json_builder_add_null_value (b);
+      }
+  }
+  json_builder_set_member_name (b, "config");
+  json_builder_add_string_value (b, cell->config);
+  json_builder_set_member_name (b, "flowgmm_version");
+  json_builder_add_string_value (b, fg_version ());
+  json_builder_set_member_name (b, "finished");
+  json_builder_add_string_value (b, when);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  return json_object_ref (json_node_get_object (root));
+}
+
+static void
+count (RunCtx *run, guint *counter)
+{
+  g_mutex_lock (&run->lock);
+  (*counter)++;
+  g_mutex_unlock (&run->lock);
+}
+
+static void
+store_outcome (RunCtx *run, const FgCell *cell, const CellOutcome *o)
+{
+  g_autoptr (JsonObject) record = make_record (run, cell, o);
+  g_autoptr (GError) local = NULL;
+
+  if (!_fg_results_append (run->store, record, &local))
+    {
+      g_mutex_lock (&run->lock);
+      if (run->store_error == NULL)
+        run->store_error = g_steal_pointer (&local);
+      g_mutex_unlock (&run->lock);
+      return;
+    }
+  count (run, o->ok ? &run->summary->n_ok : &run->summary->n_failed);
+  _fg_progress_cell_finished (run->progress, cell, o->ok ? "ok" : "error",
+                              o->fields[FG_FIELD (0, FG_METRIC_ACCURACY)],
+                              o->fields[FG_FIELD (1, FG_METRIC_ACCURACY)], o->seconds,
+                              o->message);
+}
+
+static void
+run_cell (RunCtx *run, const FgCell *cell)
+{
+  FgExperiment *exp = run->exp;
+  const FgExpMethod *m = cell->method;
+  const FgBaselineVTable *vt = m->component->vtable;
+  const FgParams *params = g_ptr_array_index (m->points, cell->point);
+  CellOutcome o = { 0 };
+  CellCtx cc = { run, cell, 0 };
+  FgFitHooks hooks = { hook_progress, hook_cancelled, &cc };
+  g_autoptr (FgDataset) ds = NULL;
+  g_autoptr (FgSplitData) sd = NULL;
+  g_autoptr (GError) local = NULL;
+  gpointer self = NULL;
+  const FgSplit *split;
+  FgRng rng;
+  gint64 t0;
+  gboolean stop;
+
+  g_mutex_lock (&run->lock);
+  stop = run->store_error != NULL;
+  g_mutex_unlock (&run->lock);
+  if (stop || run_cancelled (run))
+    {
+      count (run, &run->summary->n_cancelled);
+      return;
+    }
+  t0 = g_get_monotonic_time ();
+  cc.last_report = t0; /* plain progress lines only for fits longer than a while */
+  for (guint f = 0; f < FG_N_FIELDS; f++)
+    o.fields[f] = NAN;
+  _fg_progress_cell_started (run->progress, cell);
+
+  /* A data set that cannot be loaded is a problem of this machine, not a result of the cell:
+   * it is reported and counted as failed, but not stored, so the next run tries again. */
+  ds = dataset_cache_get (exp, cell->dataset, &local);
+  if (ds == NULL)
+    {
+      count (run, &run->summary->n_failed);
+      _fg_progress_cell_finished (run->progress, cell, "error", NAN, NAN,
+                                  (double) (g_get_monotonic_time () - t0) / 1e6, local->message);
+      return;
+    }
+
+  sd = fg_split_data_new (ds, cell->dataset->split_params, cell->seed, &local);
+  if (sd == NULL)
+    {
+      g_prefix_error (&local, "split: ");
+      goto done;
+    }
+  fg_split_data_set_hooks (sd, &hooks);
+  split = fg_split_data_get_split (sd);
+  o.have_sizes = TRUE;
+  o.fingerprint = split->fingerprint;
+  o.n_classes = split->n_classes;
+  o.n_labeled = split->labeled.n;
+  o.n_unlabeled = split->unlabeled.n;
+  o.n_val = split->validation.n;
+  o.n_test = fg_split_data_get_test (sd) ? fg_split_data_get_test (sd)->n : 0;
+
+  /* The method's own random stream: a function of the seed and of what the cell is. */
+  fg_rng_init (&rng, cell->seed, cell->stream);
+
+  self = vt->create (params, &rng, &local);
+  if (self == NULL)
+    {
+      if (local == NULL)
+        g_set_error (&local, FG_ERROR, FG_ERROR_FAILED, "the plugin gave no reason");
+      g_prefix_error (&local, "create: ");
+      goto done;
+    }
+  if (!vt->fit (self, split, &local))
+    {
+      if (run_cancelled (run))
+        {
+          /* Interrupted: nothing is stored, the next run does this cell again. */
+          vt->destroy (self);
+          count (run, &run->summary->n_cancelled);
+          _fg_progress_cell_finished (run->progress, cell, "cancelled", NAN, NAN,
+                                      (double) (g_get_monotonic_time () - t0) / 1e6, NULL);
+          return;
+        }
+      if (local == NULL)
+        g_set_error (&local, FG_ERROR, FG_ERROR_FAILED, "the plugin gave no reason");
+      g_prefix_error (&local, "fit: ");
+      goto done;
+    }
+  if (!evaluate (vt, self, &split->validation, split->n_classes, exp->metrics, "validation",
+                 &o.fields[FG_FIELD (0, 0)], &local)
+      || !evaluate (vt, self, fg_split_data_get_test (sd), split->n_classes, exp->metrics,
+                    "test", &o.fields[FG_FIELD (1, 0)], &local))
+    goto done;
+  o.ok = TRUE;
+
+done:
+  if (self != NULL)
+    vt->destroy (self);
+  if (!o.ok)
+    {
+      for (guint f = 0; f < FG_N_FIELDS; f++)
+        o.fields[f] = NAN;
+      o.message = local ? local->message : "unknown error";
+    }
+  o.seconds = (double) (g_get_monotonic_time () - t0) / 1e6;
+  store_outcome (run, cell, &o);
+}
+
+static void
+pool_worker (gpointer data, gpointer user_data)
+{
+  RunCtx *run = user_data;
+  run_cell (run, g_ptr_array_index (run->exp->cells, GPOINTER_TO_UINT (data) - 1));
+}
+
+/* Whether a stored record makes running `cell` again unnecessary. */
+static gboolean
+is_done (const FgExperiment *exp, JsonObject *rec, gboolean retry_failed)
+{
+  const char *status = _fg_json_get_string (rec, "status");
+  if (g_strcmp0 (status, "error") == 0)
+    return !retry_failed;
+  if (g_strcmp0 (status, "ok") != 0)
+    return FALSE;
+  /* A record made before a metric was asked for lacks it: compute it now. */
+  for (guint f = 0; f < FG_N_FIELDS; f++)
+    if (exp->metrics[f % FG_N_METRICS] && !json_object_has_member (rec, _fg_field_name (f)))
+      return FALSE;
+  return TRUE;
+}
+
+/**
+ * fg_experiment_run:
+ * @exp: an experiment loaded with a registry
+ * @options: (nullable): how to run (default: one cell at a time into the default directory)
+ * @summary: (out) (optional): what was done
+ * @error: return location for a #GError
+ *
+ * Runs every cell not yet stored in OUT/results.jsonl (each finished cell is stored at once, so
+ * an interrupted run resumes where it stopped), then writes OUT/table.{md,csv,tex,json}.  A cell
+ * whose split, fit or prediction fails is stored with status "error" and the others still run.
+ * OUT/experiment.exp gets a copy of the experiment file; an OUT that holds another
+ * experiment's results is refused with %FG_EXPERIMENT_ERROR_RESULTS.
+ *
+ * Returns: %FALSE only when the run as a whole cannot go on (unwritable output, results of
+ *   another experiment); cancellation is not an error (see @summary's n_cancelled).
+ */
+gboolean
+fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary *summary,
+                   GError **error)
+{
+  FgRunOptions defaults = { 0 };
+  FgRunSummary local_summary = { 0 };
+  g_autofree char *out_dir = NULL;
+  g_autoptr (GPtrArray) todo = g_ptr_array_new ();
+  RunCtx run = { 0 };
+  guint jobs;
+  gboolean ok = FALSE;
+
+  g_return_val_if_fail (exp != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (exp->reg == NULL)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_UNSUPPORTED,
+                   "%s: loaded without plugins (syntax only): it cannot be run", exp->path);
+      return FALSE;
+    }
+  if (options == NULL)
+    options = &defaults;
+  if (summary == NULL)
+    summary = &local_summary;
+  memset (summary, 0, sizeof *summary);
+  summary->n_cells = exp->cells->len;
+  out_dir = options->out_dir ? g_strdup (options->out_dir) : fg_experiment_default_out_dir (exp);
+
+  run.exp = exp;
+  run.options = options;
+  run.summary = summary;
+  g_mutex_init (&run.lock);
+  run.store = _fg_results_open (out_dir, TRUE, error);
+  if (run.store == NULL)
+    goto out;
+  if (!_fg_results_claim_dir (exp, out_dir, error))
+    goto out;
+
+  for (guint i = 0; i < exp->cells->len; i++)
+    {
+      FgCell *cell = g_ptr_array_index (exp->cells, i);
+      JsonObject *rec = _fg_results_lookup (run.store, cell->key);
+      if (rec != NULL && is_done (exp, rec, options->retry_failed))
+        summary->n_skipped++;
+      else
+        g_ptr_array_add (todo, cell);
+    }
+
+  if (exp->cache == NULL)
+    exp->cache = dataset_cache_new ();
+  run.progress = _fg_progress_new (todo->len, options->quiet);
+  jobs = MAX (options->jobs, 1u);
+  jobs = MIN (jobs, MAX (todo->len, 1u));
+  if (jobs <= 1)
+    {
+      for (guint i = 0; i < todo->len; i++)
+        run_cell (&run, g_ptr_array_index (todo, i));
+    }
+  else
+    {
+      guint threads_before = fg_get_num_threads ();
+      GThreadPool *pool;
+      /* N cells at once, each single-threaded: no OpenBLAS pool on top of ours. */
+      fg_set_num_threads (1);
+      pool = g_thread_pool_new (pool_worker, &run, (gint) jobs, TRUE, error);
+      if (pool == NULL)
+        {
+          fg_set_num_threads (threads_before);
+          goto out;
+        }
+      for (guint i = 0; i < todo->len; i++)
+        g_thread_pool_push (pool, GUINT_TO_POINTER (((FgCell *) g_ptr_array_index (todo, i))->index + 1),
+                            NULL);
+      g_thread_pool_free (pool, FALSE, TRUE); /* waits for every cell */
+      fg_set_num_threads (threads_before);
+    }
+  _fg_progress_done (run.progress);
+
+  if (run.store_error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&run.store_error));
+      goto out;
+    }
+  ok = _fg_table_render (exp, run.store, out_dir, NULL, error);
+
+out:
+  g_clear_pointer (&run.progress, _fg_progress_free);
+  g_clear_pointer (&run.store, _fg_results_close);
+  g_clear_error (&run.store_error);
+  g_mutex_clear (&run.lock);
+  return ok;
+}

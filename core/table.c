@@ -1,0 +1,602 @@
+/* flowgmm — selection per (dataset, method) and the comparison table.
+ *
+ * Selection never looks at test metrics:
+ *  - best-validation: the single cell (grid point and seed) with the best validation accuracy;
+ *    its test metric is reported ("best of 3 runs ranked by validation");
+ *  - mean-std: the grid point with the best mean validation accuracy over its seeds; the mean
+ *    and sample standard deviation (n - 1) of the metric over those seeds are reported.
+ * Ties go to the earlier cell in grid order (then seed order).  Only "ok" cells take part; a
+ * (dataset, method) with stored errors only shows "error", one with nothing stored "–".
+ *
+ * Output: Markdown (returned, and OUT/table.md), OUT/table.csv (long form, every computed
+ * metric), OUT/table.tex (booktabs) and OUT/table.json.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "experiment-private.h"
+
+typedef enum { SEL_NA, SEL_MISSING, SEL_ERROR, SEL_OK } SelState;
+
+typedef struct {
+  SelState      state;
+  guint         n_expected, n_ok, n_error;
+  double        mean[FG_N_FIELDS];
+  double        std[FG_N_FIELDS];
+  guint         n[FG_N_FIELDS];
+  const FgCell *cell;     /* the selected cell (best-validation) or the point's first cell */
+  const char   *error;    /* a stored error message (error-only cells) */
+} Selection;
+
+static gboolean
+lower_is_better (guint field)
+{
+  return field % FG_N_METRICS != FG_METRIC_ACCURACY;
+}
+
+/* Mean and sample std of `field` over records. */
+static void
+summarize (GPtrArray *records, Selection *sel)
+{
+  for (guint f = 0; f < FG_N_FIELDS; f++)
+    {
+      double sum = 0, sq = 0;
+      guint n = 0;
+      for (guint i = 0; i < records->len; i++)
+        {
+          double v = _fg_json_get_double (g_ptr_array_index (records, i), _fg_field_name (f));
+          if (isfinite (v))
+            {
+              sum += v;
+              n++;
+            }
+        }
+      sel->n[f] = n;
+      sel->mean[f] = n ? sum / n : NAN;
+      for (guint i = 0; i < records->len && n > 1; i++)
+        {
+          double v = _fg_json_get_double (g_ptr_array_index (records, i), _fg_field_name (f));
+          if (isfinite (v))
+            sq += (v - sel->mean[f]) * (v - sel->mean[f]);
+        }
+      sel->std[f] = n > 1 ? sqrt (sq / (n - 1)) : 0.0;
+    }
+}
+
+static double
+val_accuracy_or_worst (JsonObject *rec)
+{
+  double v = _fg_json_get_double (rec, "val_accuracy");
+  return isfinite (v) ? v : -INFINITY;
+}
+
+/* Selects among the cells [first, last) of one (dataset, method). */
+static void
+select_pair (const FgExperiment *exp, FgResultsStore *store, guint first, guint last,
+             Selection *sel)
+{
+  g_autoptr (GPtrArray) ok = g_ptr_array_new ();      /* JsonObject */
+  g_autoptr (GPtrArray) ok_cells = g_ptr_array_new (); /* FgCell, parallel */
+
+  sel->n_expected = last - first;
+  for (guint i = first; i < last; i++)
+    {
+      const FgCell *c = g_ptr_array_index (exp->cells, i);
+      JsonObject *rec = _fg_results_lookup (store, c->key);
+      const char *status = rec ? _fg_json_get_string (rec, "status") : NULL;
+      if (g_strcmp0 (status, "ok") == 0)
+        {
+          g_ptr_array_add (ok, rec);
+          g_ptr_array_add (ok_cells, (gpointer) c);
+        }
+      else if (g_strcmp0 (status, "error") == 0)
+        {
+          sel->n_error++;
+          if (sel->error == NULL)
+            sel->error = _fg_json_get_string (rec, "error");
+        }
+    }
+  sel->n_ok = ok->len;
+  if (ok->len == 0)
+    {
+      sel->state = sel->n_error > 0 ? SEL_ERROR : SEL_MISSING;
+      return;
+    }
+  sel->state = SEL_OK;
+
+  if (exp->select == FG_SELECT_BEST_VALIDATION)
+    {
+      guint best = 0;
+      g_autoptr (GPtrArray) one = g_ptr_array_new ();
+      for (guint i = 1; i < ok->len; i++)
+        if (val_accuracy_or_worst (g_ptr_array_index (ok, i))
+            > val_accuracy_or_worst (g_ptr_array_index (ok, best)))
+          best = i;
+      g_ptr_array_add (one, g_ptr_array_index (ok, best));
+      summarize (one, sel);
+      sel->cell = g_ptr_array_index (ok_cells, best);
+    }
+  else
+    {
+      guint best_point = G_MAXUINT;
+      double best_mean = -INFINITY;
+      g_autoptr (GPtrArray) at_point = g_ptr_array_new ();
+      const FgCell *best_cell = NULL;
+      /* ok_cells are in grid order, seeds innermost: group runs of equal points. */
+      for (guint i = 0; i < ok->len;)
+        {
+          const FgCell *c = g_ptr_array_index (ok_cells, i);
+          double sum = 0;
+          guint n = 0, j = i;
+          for (; j < ok->len && ((FgCell *) g_ptr_array_index (ok_cells, j))->point == c->point; j++)
+            {
+              double v = _fg_json_get_double (g_ptr_array_index (ok, j), "val_accuracy");
+              if (isfinite (v))
+                {
+                  sum += v;
+                  n++;
+                }
+            }
+          if (best_point == G_MAXUINT || (n > 0 && sum / n > best_mean))
+            {
+              best_point = c->point;
+              best_mean = n > 0 ? sum / n : -INFINITY;
+              best_cell = c;
+            }
+          i = j;
+        }
+      for (guint i = 0; i < ok->len; i++)
+        if (((FgCell *) g_ptr_array_index (ok_cells, i))->point == best_point)
+          g_ptr_array_add (at_point, g_ptr_array_index (ok, i));
+      summarize (at_point, sel);
+      sel->cell = best_cell;
+    }
+}
+
+/* ---- formatting ------------------------------------------------------------------------------ */
+
+static char *
+format_number (guint field, double v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  if (field % FG_N_METRICS == FG_METRIC_NLL)
+    return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.3f", v));
+  return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.1f", 100.0 * v)); /* percent */
+}
+
+static char *
+format_raw (double v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  if (!isfinite (v))
+    return g_strdup ("");
+  return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.6g", v));
+}
+
+static const char *
+metric_label (guint field)
+{
+  static const char *const labels[FG_N_FIELDS] = {
+    "Validation accuracy (%)", "Validation NLL", "Validation ECE (%)",
+    "Test accuracy (%)", "Test NLL", "Test ECE (%)",
+  };
+  return labels[field];
+}
+
+typedef enum { FMT_MARKDOWN, FMT_TEX } Format;
+
+static char *
+escape_cell (const char *s, Format fmt)
+{
+  GString *out = g_string_new (NULL);
+  for (const char *p = s; *p; p++)
+    {
+      if (fmt == FMT_MARKDOWN)
+        {
+          if (*p == '|' || *p == '*' || *p == '_' || *p == '\\')
+            g_string_append_c (out, '\\');
+          g_string_append_c (out, *p);
+          continue;
+        }
+      switch (*p)
+        {
+        case '\\': g_string_append (out, "\\textbackslash{}"); break;
+        case '~': g_string_append (out, "\\textasciitilde{}"); break;
+        case '^': g_string_append (out, "\\textasciicircum{}"); break;
+        case '&': case '%': case '$': case '#': case '_': case '{': case '}':
+          g_string_append_c (out, '\\');
+          g_string_append_c (out, *p);
+          break;
+        default: g_string_append_c (out, *p);
+        }
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* The text of one table cell. */
+static char *
+format_selection (const FgExperiment *exp, const Selection *sel, guint field, gboolean bold,
+                  Format fmt)
+{
+  g_autofree char *mean = NULL;
+  g_autofree char *value = NULL;
+  switch (sel->state)
+    {
+    case SEL_NA:
+    case SEL_MISSING:
+      return g_strdup (fmt == FMT_TEX ? "--" : "–");
+    case SEL_ERROR:
+      return g_strdup ("error");
+    case SEL_OK:
+      break;
+    }
+  if (sel->n[field] == 0)
+    return g_strdup (fmt == FMT_TEX ? "--" : "–");
+  mean = format_number (field, sel->mean[field]);
+  if (exp->select == FG_SELECT_MEAN_STD)
+    {
+      g_autofree char *std = format_number (field, sel->std[field]);
+      value = g_strdup_printf (fmt == FMT_TEX ? "%s $\\pm$ %s" : "%s ± %s", mean, std);
+    }
+  else
+    value = g_strdup (mean);
+  if (!bold)
+    return g_steal_pointer (&value);
+  return g_strdup_printf (fmt == FMT_TEX ? "\\textbf{%s}" : "**%s**", value);
+}
+
+/* For each dataset, the best method's formatted mean (ties: all that display the same). */
+static char **
+best_per_dataset (const FgExperiment *exp, const Selection *sels, guint field)
+{
+  guint nd = exp->datasets->len, nm = exp->methods->len;
+  char **best = g_new0 (char *, nd + 1);
+  for (guint di = 0; di < nd; di++)
+    {
+      double b = NAN;
+      for (guint mi = 0; mi < nm; mi++)
+        {
+          const Selection *s = &sels[di * nm + mi];
+          double v;
+          if (s->state != SEL_OK || s->n[field] == 0)
+            continue;
+          v = s->mean[field];
+          if (isnan (b) || (lower_is_better (field) ? v < b : v > b))
+            b = v;
+        }
+      best[di] = isnan (b) ? g_strdup ("") : format_number (field, b);
+    }
+  return best;
+}
+
+static gboolean
+is_best (const Selection *s, guint field, const char *best)
+{
+  g_autofree char *mine = NULL;
+  if (s->state != SEL_OK || s->n[field] == 0 || *best == '\0')
+    return FALSE;
+  mine = format_number (field, s->mean[field]);
+  return strcmp (mine, best) == 0;
+}
+
+static char *
+caption (const FgExperiment *exp)
+{
+  const char *label = metric_label (exp->table_field);
+  if (exp->select == FG_SELECT_MEAN_STD)
+    return g_strdup_printf ("%s: mean ± std over %u seed%s at the grid point with the best mean "
+                            "validation accuracy.", label, exp->seeds->len,
+                            exp->seeds->len == 1 ? "" : "s");
+  return g_strdup_printf ("%s of the cell (grid point and seed, %u seed%s) with the best "
+                          "validation accuracy.", label, exp->seeds->len,
+                          exp->seeds->len == 1 ? "" : "s");
+}
+
+static char *
+render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
+{
+  guint nd = exp->datasets->len, nm = exp->methods->len;
+  guint field = exp->table_field;
+  guint n_rows = exp->rows_are_methods ? nm : nd;
+  guint n_cols = exp->rows_are_methods ? nd : nm;
+  g_auto (GStrv) best = best_per_dataset (exp, sels, field);
+  g_autofree char *cap = caption (exp);
+  GString *s = g_string_new (NULL);
+  const char *corner = exp->rows_are_methods ? "Method" : "Dataset";
+
+  if (fmt == FMT_MARKDOWN)
+    {
+      g_autofree char *title = escape_cell (exp->title, fmt);
+      g_string_append_printf (s, "## %s\n\n| %s |", title, corner);
+    }
+  else
+    {
+      g_string_append_printf (s, "%% %s\n%% %s\n\\begin{tabular}{l", exp->title, cap);
+      for (guint c = 0; c < n_cols; c++)
+        g_string_append_c (s, 'r');
+      g_string_append_printf (s, "}\n\\toprule\n%s", corner);
+    }
+  for (guint c = 0; c < n_cols; c++)
+    {
+      const char *name = exp->rows_are_methods
+                             ? ((FgExpDataset *) g_ptr_array_index (exp->datasets, c))->name
+                             : ((FgExpMethod *) g_ptr_array_index (exp->methods, c))->name;
+      g_autofree char *e = escape_cell (name, fmt);
+      g_string_append_printf (s, fmt == FMT_MARKDOWN ? " %s |" : " & %s", e);
+    }
+  if (fmt == FMT_MARKDOWN)
+    {
+      g_string_append (s, "\n| :--- |");
+      for (guint c = 0; c < n_cols; c++)
+        g_string_append (s, " ---: |");
+      g_string_append_c (s, '\n');
+    }
+  else
+    g_string_append (s, " \\\\\n\\midrule\n");
+
+  for (guint r = 0; r < n_rows; r++)
+    {
+      const char *name = exp->rows_are_methods
+                             ? ((FgExpMethod *) g_ptr_array_index (exp->methods, r))->name
+                             : ((FgExpDataset *) g_ptr_array_index (exp->datasets, r))->name;
+      g_autofree char *e = escape_cell (name, fmt);
+      g_string_append_printf (s, fmt == FMT_MARKDOWN ? "| %s |" : "%s", e);
+      for (guint c = 0; c < n_cols; c++)
+        {
+          guint di = exp->rows_are_methods ? c : r;
+          guint mi = exp->rows_are_methods ? r : c;
+          const Selection *sel = &sels[di * nm + mi];
+          g_autofree char *text = format_selection (exp, sel, field,
+                                                    is_best (sel, field, best[di]), fmt);
+          g_string_append_printf (s, fmt == FMT_MARKDOWN ? " %s |" : " & %s", text);
+        }
+      g_string_append (s, fmt == FMT_MARKDOWN ? "\n" : " \\\\\n");
+    }
+  if (fmt == FMT_MARKDOWN)
+    g_string_append_printf (s, "\n%s Bold: the best method per dataset.\n", cap);
+  else
+    g_string_append (s, "\\bottomrule\n\\end{tabular}\n");
+  return g_string_free (s, FALSE);
+}
+
+static void
+csv_field (GString *s, const char *text, gboolean last)
+{
+  if (strpbrk (text, ",\"\n\r") != NULL)
+    {
+      g_string_append_c (s, '"');
+      for (const char *p = text; *p; p++)
+        {
+          if (*p == '"')
+            g_string_append_c (s, '"');
+          g_string_append_c (s, *p);
+        }
+      g_string_append_c (s, '"');
+    }
+  else
+    g_string_append (s, text);
+  g_string_append_c (s, last ? '\n' : ',');
+}
+
+static const char *
+state_name (SelState st)
+{
+  switch (st)
+    {
+    case SEL_OK: return "ok";
+    case SEL_ERROR: return "error";
+    case SEL_MISSING: return "missing";
+    case SEL_NA: default: return "n/a";
+    }
+}
+
+static char *
+render_csv (const FgExperiment *exp, const Selection *sels)
+{
+  guint nm = exp->methods->len;
+  GString *s = g_string_new ("dataset,method,metric,mean,std,n,params,seed,status\n");
+  for (guint di = 0; di < exp->datasets->len; di++)
+    for (guint mi = 0; mi < nm; mi++)
+      {
+        const Selection *sel = &sels[di * nm + mi];
+        if (sel->state == SEL_NA)
+          continue;
+        for (guint f = 0; f < FG_N_FIELDS; f++)
+          {
+            g_autofree char *mean = NULL, *std = NULL, *n = NULL, *seed = NULL;
+            gboolean have = sel->state == SEL_OK && sel->n[f] > 0;
+            if (!exp->metrics[f % FG_N_METRICS])
+              continue;
+            mean = have ? format_raw (sel->mean[f]) : g_strdup ("");
+            std = have && exp->select == FG_SELECT_MEAN_STD ? format_raw (sel->std[f])
+                                                            : g_strdup ("");
+            n = g_strdup_printf ("%u", have ? sel->n[f] : 0);
+            seed = sel->cell && exp->select == FG_SELECT_BEST_VALIDATION
+                       ? g_strdup_printf ("%" G_GUINT64_FORMAT, sel->cell->seed)
+                       : g_strdup ("");
+            csv_field (s, ((FgExpDataset *) g_ptr_array_index (exp->datasets, di))->name, FALSE);
+            csv_field (s, ((FgExpMethod *) g_ptr_array_index (exp->methods, mi))->name, FALSE);
+            csv_field (s, _fg_field_name (f), FALSE);
+            csv_field (s, mean, FALSE);
+            csv_field (s, std, FALSE);
+            csv_field (s, n, FALSE);
+            csv_field (s, sel->cell ? sel->cell->grid : "", FALSE);
+            csv_field (s, seed, FALSE);
+            csv_field (s, state_name (sel->state), TRUE);
+          }
+      }
+  return g_string_free (s, FALSE);
+}
+
+static char *
+render_json (const FgExperiment *exp, const Selection *sels)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  guint nm = exp->methods->len;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "title");
+  json_builder_add_string_value (b, exp->title);
+  json_builder_set_member_name (b, "select");
+  json_builder_add_string_value (b, exp->select == FG_SELECT_MEAN_STD ? "mean-std"
+                                                                       : "best-validation");
+  json_builder_set_member_name (b, "metric");
+  json_builder_add_string_value (b, _fg_field_name (exp->table_field));
+  json_builder_set_member_name (b, "cells");
+  json_builder_begin_array (b);
+  for (guint di = 0; di < exp->datasets->len; di++)
+    for (guint mi = 0; mi < nm; mi++)
+      {
+        const Selection *sel = &sels[di * nm + mi];
+        if (sel->state == SEL_NA)
+          continue;
+        json_builder_begin_object (b);
+        json_builder_set_member_name (b, "dataset");
+        json_builder_add_string_value (b, ((FgExpDataset *) g_ptr_array_index (exp->datasets, di))->name);
+        json_builder_set_member_name (b, "method");
+        json_builder_add_string_value (b, ((FgExpMethod *) g_ptr_array_index (exp->methods, mi))->name);
+        json_builder_set_member_name (b, "status");
+        json_builder_add_string_value (b, state_name (sel->state));
+        json_builder_set_member_name (b, "n_cells");
+        json_builder_add_int_value (b, sel->n_expected);
+        json_builder_set_member_name (b, "n_ok");
+        json_builder_add_int_value (b, sel->n_ok);
+        json_builder_set_member_name (b, "n_error");
+        json_builder_add_int_value (b, sel->n_error);
+        if (sel->cell != NULL)
+          {
+            json_builder_set_member_name (b, "params");
+            json_builder_add_string_value (b, sel->cell->grid);
+            if (exp->select == FG_SELECT_BEST_VALIDATION)
+              {
+                json_builder_set_member_name (b, "seed");
+                json_builder_add_int_value (b, (gint64) sel->cell->seed);
+              }
+          }
+        if (sel->error != NULL)
+          {
+            json_builder_set_member_name (b, "error");
+            json_builder_add_string_value (b, sel->error);
+          }
+        json_builder_set_member_name (b, "metrics");
+        json_builder_begin_object (b);
+        for (guint f = 0; f < FG_N_FIELDS; f++)
+          if (exp->metrics[f % FG_N_METRICS] && sel->state == SEL_OK && sel->n[f] > 0)
+            {
+              json_builder_set_member_name (b, _fg_field_name (f));
+              json_builder_begin_object (b);
+              json_builder_set_member_name (b, "mean");
+              json_builder_add_double_value (b, sel->mean[f]);
+              json_builder_set_member_name (b, "std");
+              json_builder_add_double_value (b, sel->std[f]);
+              json_builder_set_member_name (b, "n");
+              json_builder_add_int_value (b, sel->n[f]);
+              json_builder_end_object (b);
+            }
+        json_builder_end_object (b);
+        json_builder_end_object (b);
+      }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  return json_generator_to_data (gen, NULL);
+}
+
+static gboolean
+write_file (const char *dir, const char *name, const char *text, GError **error)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  g_autoptr (GError) local = NULL;
+  if (!g_file_set_contents (path, text, -1, &local))
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_IO, "%s", local->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+_fg_table_render (const FgExperiment *exp, FgResultsStore *store, const char *out_dir,
+                  char **markdown, GError **error)
+{
+  guint nd = exp->datasets->len, nm = exp->methods->len;
+  g_autofree Selection *sels = g_new0 (Selection, nd * nm);
+  g_autofree char *md = NULL, *tex = NULL, *csv = NULL, *json = NULL;
+
+  /* Cells are dataset-major, then method: each pair is a run of consecutive cells. */
+  for (guint i = 0; i < exp->cells->len;)
+    {
+      const FgCell *c = g_ptr_array_index (exp->cells, i);
+      guint j = i, di = 0, mi = 0;
+      while (j < exp->cells->len && ((FgCell *) g_ptr_array_index (exp->cells, j))->dataset == c->dataset
+             && ((FgCell *) g_ptr_array_index (exp->cells, j))->method == c->method)
+        j++;
+      while (g_ptr_array_index (exp->datasets, di) != c->dataset)
+        di++;
+      while (g_ptr_array_index (exp->methods, mi) != c->method)
+        mi++;
+      select_pair (exp, store, i, j, &sels[di * nm + mi]);
+      i = j;
+    }
+  /* Pairs without cells (a method restricted to other datasets) stay SEL_NA. */
+
+  md = render_grid (exp, sels, FMT_MARKDOWN);
+  tex = render_grid (exp, sels, FMT_TEX);
+  csv = render_csv (exp, sels);
+  json = render_json (exp, sels);
+  if (!write_file (out_dir, "table.md", md, error) || !write_file (out_dir, "table.tex", tex, error)
+      || !write_file (out_dir, "table.csv", csv, error)
+      || !write_file (out_dir, "table.json", json, error))
+    return FALSE;
+  if (markdown != NULL)
+    *markdown = g_steal_pointer (&md);
+  return TRUE;
+}
+
+/**
+ * fg_table_render_dir:
+ * @out_dir: the output directory of a run (holding experiment.exp and results.jsonl)
+ * @error: return location for a #GError
+ *
+ * Selects per (dataset, method) by the experiment's rule from the stored results and writes
+ * OUT/table.md, OUT/table.csv, OUT/table.tex and OUT/table.json.  Needs no plugins.
+ *
+ * Returns: (transfer full) (nullable): the Markdown table, or %NULL on error.
+ */
+char *
+fg_table_render_dir (const char *out_dir, GError **error)
+{
+  g_autofree char *copy_path = NULL;
+  g_autofree char *contents = NULL;
+  g_autoptr (GError) local = NULL;
+  g_autoptr (FgExperiment) exp = NULL;
+  FgResultsStore *store;
+  char *markdown = NULL;
+  gsize length = 0;
+
+  g_return_val_if_fail (out_dir != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  copy_path = g_build_filename (out_dir, "experiment.exp", NULL);
+  if (!g_file_get_contents (copy_path, &contents, &length, &local))
+    {
+      g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_RESULTS,
+                   "%s is not the output directory of a run: %s", out_dir, local->message);
+      return NULL;
+    }
+  exp = _fg_experiment_load_copy (contents, length, copy_path, out_dir, error);
+  if (exp == NULL)
+    return NULL;
+  store = _fg_results_open (out_dir, FALSE, error);
+  if (store == NULL)
+    return NULL;
+  if (!_fg_table_render (exp, store, out_dir, &markdown, error))
+    markdown = NULL;
+  _fg_results_close (store);
+  return markdown;
+}

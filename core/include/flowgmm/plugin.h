@@ -106,6 +106,17 @@ typedef struct {
                        GError **error);
   /* Required. */
   void (*destroy) (gpointer self);
+
+  /* ---- Optional (test with FG_VTABLE_HAS): generative views used by figures ---- */
+  /* Map n = rows(x) examples into the method's latent space (n × dim floats into z_out), e.g. a
+   * flow's z = f(x).  Evaluation mode. */
+  gboolean (*embed) (gpointer self, const FgTensor *x, float *z_out, GError **error);
+  /* Draw n samples (n × dim floats into out) of class k, or of the whole model when k < 0; in
+   * the latent space when `latent`, else mapped to data space (e.g. f⁻¹(z)).  The latent
+   * variance is multiplied by `temperature` (1: the model itself; the paper's Fig. 6 uses
+   * 0.25²). */
+  gboolean (*sample) (gpointer self, gint k, gsize n, gboolean latent, double temperature,
+                      FgRng *rng, float *out, GError **error);
 } FgBaselineVTable;
 
 /* True when vtable `vt` of type T was built with member m and m is set. */

@@ -4,5 +4,6 @@
 #include "builtins.h"
 
 const FgPluginInfo *const _fg_builtin_plugins[] = {
+  &_fg_trainer_plugin_info,
   NULL,
 };

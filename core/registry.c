@@ -7,6 +7,7 @@
 #include <flowgmm/registry.h>
 
 #include "builtins.h"
+#include "registry-private.h"
 
 typedef struct {
   const FgComponent *component;
@@ -118,6 +119,7 @@ fg_registry_free (FgRegistry *reg)
 {
   if (reg == NULL)
     return;
+  _fg_registry_forget_default (reg);
   for (int k = FG_KIND_FIRST; k <= FG_KIND_LAST; k++)
     g_hash_table_destroy (reg->by_kind[k]);
   g_hash_table_destroy (reg->plugins);

@@ -590,6 +590,9 @@ fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary 
   summary->n_cells = exp->cells->len;
   out_dir = options->out_dir ? g_strdup (options->out_dir) : fg_experiment_default_out_dir (exp);
 
+  /* Built-in methods that compose components (the flowgmm method's flow and loss) find them
+   * in the default registry: make it the one this experiment was validated against. */
+  fg_registry_set_default (exp->reg);
   run.exp = exp;
   run.options = options;
   run.summary = summary;

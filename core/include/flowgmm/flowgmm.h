@@ -14,7 +14,10 @@
 #include <flowgmm/registry.h>
 #include <flowgmm/experiment.h>
 #include <flowgmm/io.h>
+#include <flowgmm/gmm.h>
+#include <flowgmm/loss.h>
 #include <flowgmm/neighbors.h>
+#include <flowgmm/figure.h>
 
 G_BEGIN_DECLS
 

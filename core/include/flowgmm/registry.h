@@ -62,4 +62,18 @@ FG_API const FgPluginRecord *fg_registry_get_record (const FgRegistry *reg, guin
 /* Registered components of `kind`, sorted by name (container owned by the caller, elements not). */
 FG_API GPtrArray *fg_registry_list (const FgRegistry *reg, FgKind kind);
 
+/* ---- The default registry (appended with the flowgmm method, issue 3) ------------------------
+ * Built-in components that compose others (the core's `flowgmm` method, which runs a flow and a
+ * loss named in its parameters) find them in the process's default registry.  Whoever loads the
+ * plugins sets it (the CLI, the runner, tests) and keeps it alive while it is set; setting NULL
+ * clears it.  Thread-safe. */
+FG_API void        fg_registry_set_default (FgRegistry *reg);
+/* The registry set above; when none is set, a process-wide one made on first use with the
+ * built-ins and the standard search path (fg_registry_load_default (reg, NULL)), never freed. */
+FG_API FgRegistry *fg_registry_get_default (void);
+/* fg_registry_find () in the default registry, under its lock.  Components stay valid for the
+ * life of the process (plugins are never unloaded), so the result may be kept. */
+FG_API const FgComponent *fg_registry_default_find (FgKind kind, const char *name,
+                                                    GError **error);
+
 G_END_DECLS

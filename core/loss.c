@@ -1,0 +1,328 @@
+/* flowgmm — the batch a loss plugin sees (see loss.h). */
+#include "config.h"
+
+#include <string.h>
+
+#include <flowgmm/loss.h>
+
+struct _FgLossBatch {
+  FgGmm *gmm;
+  const FgFlowVTable *flow_vt;
+  gpointer flow;
+  FgRng *rng;
+  double input_noise;
+
+  /* The current step (valid until the tape is reset). */
+  FgTape *tape;
+  FgTensor x;          /* all rows: labeled, then unlabeled */
+  gsize n_labeled;
+  const gint32 *y;
+  FgVar *x_var[3];     /* per FgLossSet, made on first use */
+
+  guint64 step;
+  double epoch, total_epochs;
+};
+
+/**
+ * fg_loss_batch_new:
+ * @gmm: the latent mixture
+ * @flow_vtable: the flow's vtable
+ * @flow: the flow instance
+ * @rng: the generator for dropout masks and noise
+ *
+ * All arguments are borrowed and must outlive the batch.
+ *
+ * Returns: (transfer full): a batch with no data yet; see fg_loss_batch_begin ().
+ */
+FgLossBatch *
+fg_loss_batch_new (FgGmm *gmm, const FgFlowVTable *flow_vtable, gpointer flow, FgRng *rng)
+{
+  FgLossBatch *b;
+  g_return_val_if_fail (gmm != NULL && flow_vtable != NULL && rng != NULL, NULL);
+  b = g_new0 (FgLossBatch, 1);
+  b->gmm = gmm;
+  b->flow_vt = flow_vtable;
+  b->flow = flow;
+  b->rng = rng;
+  return b;
+}
+
+/**
+ * fg_loss_batch_free:
+ * @batch: (nullable): a batch
+ */
+void
+fg_loss_batch_free (FgLossBatch *batch)
+{
+  g_free (batch);
+}
+
+/**
+ * fg_loss_batch_begin:
+ * @batch: a batch
+ * @tape: the step's tape, fresh or just reset
+ * @x: the step's rows: @n_labeled labeled rows, then the unlabeled ones ([n, D] or n×C×H×W)
+ * @n_labeled: how many of the first rows are labeled
+ * @y: (nullable): their labels (may be %NULL when @n_labeled is 0)
+ *
+ * Starts a step.  @x and @y are borrowed, not copied: they must stay unchanged until @tape is
+ * reset.
+ */
+void
+fg_loss_batch_begin (FgLossBatch *batch, FgTape *tape, const FgTensor *x, gsize n_labeled,
+                     const gint32 *y)
+{
+  g_return_if_fail (batch != NULL && tape != NULL && x != NULL);
+  g_return_if_fail (n_labeled <= fg_tensor_rows (x));
+  g_return_if_fail (n_labeled == 0 || y != NULL);
+  batch->tape = tape;
+  batch->x = *x;
+  batch->n_labeled = n_labeled;
+  batch->y = y;
+  memset (batch->x_var, 0, sizeof batch->x_var);
+}
+
+/**
+ * fg_loss_batch_set_progress:
+ * @batch: a batch
+ * @step: optimizer steps done before this one
+ * @epoch: fractional epochs done before this step
+ * @total_epochs: the planned number of epochs
+ */
+void
+fg_loss_batch_set_progress (FgLossBatch *batch, guint64 step, double epoch, double total_epochs)
+{
+  g_return_if_fail (batch != NULL);
+  batch->step = step;
+  batch->epoch = epoch;
+  batch->total_epochs = total_epochs;
+}
+
+/**
+ * fg_loss_batch_set_input_noise:
+ * @batch: a batch
+ * @std: standard deviation (≥ 0) of the Gaussian noise that %FG_LOSS_FORWARD_PERTURB adds
+ */
+void
+fg_loss_batch_set_input_noise (FgLossBatch *batch, double std)
+{
+  g_return_if_fail (batch != NULL && std >= 0.0);
+  batch->input_noise = std;
+}
+
+/**
+ * fg_loss_batch_get_tape:
+ * @batch: a batch
+ *
+ * Returns: (transfer none): the step's tape.
+ */
+FgTape *
+fg_loss_batch_get_tape (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, NULL);
+  return batch->tape;
+}
+
+/**
+ * fg_loss_batch_get_gmm:
+ * @batch: a batch
+ *
+ * Returns: (transfer none): the latent mixture.
+ */
+FgGmm *
+fg_loss_batch_get_gmm (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, NULL);
+  return batch->gmm;
+}
+
+/**
+ * fg_loss_batch_get_n_classes:
+ * @batch: a batch
+ *
+ * Returns: the number of classes (mixture components).
+ */
+guint
+fg_loss_batch_get_n_classes (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, 0);
+  return fg_gmm_get_n_classes (batch->gmm);
+}
+
+/**
+ * fg_loss_batch_get_n:
+ * @batch: a batch
+ * @set: which rows
+ *
+ * Returns: the number of rows in @set this step.
+ */
+gsize
+fg_loss_batch_get_n (FgLossBatch *batch, FgLossSet set)
+{
+  g_return_val_if_fail (batch != NULL, 0);
+  if (batch->tape == NULL)
+    return 0;
+  switch (set)
+    {
+    case FG_LOSS_SET_LABELED:
+      return batch->n_labeled;
+    case FG_LOSS_SET_UNLABELED:
+      return fg_tensor_rows (&batch->x) - batch->n_labeled;
+    case FG_LOSS_SET_ALL:
+      return fg_tensor_rows (&batch->x);
+    }
+  g_return_val_if_reached (0);
+}
+
+/**
+ * fg_loss_batch_get_x:
+ * @batch: a batch
+ * @set: which rows
+ *
+ * Returns: (transfer none) (nullable): the rows of @set as a constant leaf on the step's tape
+ * (row views of one leaf, so a forward of %FG_LOSS_SET_ALL covers both others), or %NULL when
+ * the set is empty.
+ */
+FgVar *
+fg_loss_batch_get_x (FgLossBatch *batch, FgLossSet set)
+{
+  gsize n;
+  g_return_val_if_fail (batch != NULL, NULL);
+  g_return_val_if_fail ((guint) set <= FG_LOSS_SET_ALL, NULL);
+  n = fg_loss_batch_get_n (batch, set);
+  if (n == 0)
+    return NULL;
+  if (batch->x_var[set] != NULL)
+    return batch->x_var[set];
+  if (batch->x_var[FG_LOSS_SET_ALL] == NULL)
+    batch->x_var[FG_LOSS_SET_ALL] = fg_tape_constant (batch->tape, &batch->x);
+  if (set == FG_LOSS_SET_LABELED)
+    batch->x_var[set] = fg_op_slice_rows (batch->tape, batch->x_var[FG_LOSS_SET_ALL], 0, n);
+  else if (set == FG_LOSS_SET_UNLABELED)
+    batch->x_var[set] = fg_op_slice_rows (batch->tape, batch->x_var[FG_LOSS_SET_ALL],
+                                          batch->n_labeled, n);
+  return batch->x_var[set];
+}
+
+/**
+ * fg_loss_batch_get_labels:
+ * @batch: a batch
+ *
+ * Returns: (transfer none) (nullable): the labels of the labeled rows.
+ */
+const gint32 *
+fg_loss_batch_get_labels (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, NULL);
+  return batch->y;
+}
+
+/**
+ * fg_loss_batch_forward:
+ * @batch: a batch
+ * @x: rows to transform, usually from fg_loss_batch_get_x ()
+ * @flags: #FgLossForwardFlags
+ * @logdet: (out): log|det ∂f/∂x| per row, [n, 1]
+ * @error: return location for a #GError
+ *
+ * Runs the flow on @x in training mode (dropout on, unless %FG_LOSS_FORWARD_EVAL), drawing
+ * fresh masks from the batch's generator at every call.  %FG_LOSS_FORWARD_PERTURB first adds
+ * N(0, noise²) to every input (when the method sets input noise); %FG_LOSS_FORWARD_NO_GRAD
+ * records nothing on the tape.
+ *
+ * Returns: (transfer none) (nullable): z = f(@x), with @x's shape; %NULL with @error set when
+ * the flow fails.
+ */
+FgVar *
+fg_loss_batch_forward (FgLossBatch *batch, FgVar *x, guint flags, FgVar **logdet,
+                       GError **error)
+{
+  FgFlowRun run;
+  FgVar *z;
+  gboolean grad_was;
+  g_return_val_if_fail (batch != NULL && batch->tape != NULL, NULL);
+  g_return_val_if_fail (logdet != NULL, NULL);
+  *logdet = NULL;
+  if (x == NULL)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "forward: no input rows");
+      return NULL;
+    }
+  grad_was = fg_tape_get_grad_enabled (batch->tape);
+  if (flags & FG_LOSS_FORWARD_NO_GRAD)
+    fg_tape_set_grad_enabled (batch->tape, FALSE);
+
+  if ((flags & FG_LOSS_FORWARD_PERTURB) && batch->input_noise > 0.0)
+    {
+      FgVar *noise = fg_tape_empty (batch->tape, x->value.ndim, x->value.shape);
+      fg_rng_fill_normal (batch->rng, noise->value.data, fg_tensor_numel (&noise->value), 0.0f,
+                          (float) batch->input_noise);
+      x = fg_op_add (batch->tape, x, noise);
+    }
+  memset (&run, 0, sizeof run);
+  run.train = !(flags & FG_LOSS_FORWARD_EVAL);
+  run.rng = batch->rng;
+  z = batch->flow_vt->forward (batch->flow, batch->tape, x, &run, logdet, error);
+
+  fg_tape_set_grad_enabled (batch->tape, grad_was);
+  if (z == NULL || *logdet == NULL)
+    {
+      if (error != NULL && *error == NULL)
+        g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the flow's forward gave no result");
+      *logdet = NULL;
+      return NULL;
+    }
+  return z;
+}
+
+/**
+ * fg_loss_batch_get_step:
+ * @batch: a batch
+ *
+ * Returns: optimizer steps done before this one.
+ */
+guint64
+fg_loss_batch_get_step (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, 0);
+  return batch->step;
+}
+
+/**
+ * fg_loss_batch_get_epoch:
+ * @batch: a batch
+ *
+ * Returns: fractional epochs done before this step.
+ */
+double
+fg_loss_batch_get_epoch (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, 0.0);
+  return batch->epoch;
+}
+
+/**
+ * fg_loss_batch_get_total_epochs:
+ * @batch: a batch
+ *
+ * Returns: the planned number of epochs (fractional when training is set in iterations).
+ */
+double
+fg_loss_batch_get_total_epochs (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, 0.0);
+  return batch->total_epochs;
+}
+
+/**
+ * fg_loss_batch_get_rng:
+ * @batch: a batch
+ *
+ * Returns: (transfer none): the batch's generator.
+ */
+FgRng *
+fg_loss_batch_get_rng (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, NULL);
+  return batch->rng;
+}

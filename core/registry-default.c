@@ -1,0 +1,89 @@
+/* flowgmm — the process's default registry, through which built-in components that compose
+ * other components (the `flowgmm` method: a flow and a loss) find them. */
+#include "config.h"
+
+#include <flowgmm/registry.h>
+
+#include "registry-private.h"
+
+static GMutex default_lock;
+static FgRegistry *default_reg;  /* set by the owner of the plugins (borrowed) */
+static FgRegistry *fallback_reg; /* made on first use when none is set; never freed */
+
+/**
+ * fg_registry_set_default:
+ * @reg: (nullable): the registry built-in components should search, or %NULL to clear
+ *
+ * Makes @reg the process's default registry.  The caller keeps @reg alive while it is the
+ * default and clears it (passing %NULL) before freeing it.  The CLI and the experiment runner
+ * set it to the registry the experiment was validated against, so that the `flowgmm` method
+ * finds the very flow and loss components the file named.
+ */
+void
+fg_registry_set_default (FgRegistry *reg)
+{
+  g_mutex_lock (&default_lock);
+  default_reg = reg;
+  g_mutex_unlock (&default_lock);
+}
+
+/* Called by fg_registry_free (): a freed registry must not stay the default. */
+void
+_fg_registry_forget_default (FgRegistry *reg)
+{
+  g_mutex_lock (&default_lock);
+  if (default_reg == reg)
+    default_reg = NULL;
+  g_mutex_unlock (&default_lock);
+}
+
+static FgRegistry *
+get_locked (void)
+{
+  if (default_reg != NULL)
+    return default_reg;
+  if (fallback_reg == NULL)
+    {
+      fallback_reg = fg_registry_new_with_builtins ();
+      fg_registry_load_default (fallback_reg, NULL);
+      g_debug ("no default registry was set: loaded the standard plugin search path");
+    }
+  return fallback_reg;
+}
+
+/**
+ * fg_registry_get_default:
+ *
+ * Returns: (transfer none): the registry set with fg_registry_set_default (), or else a
+ * process-wide one made on first use from the built-ins and the standard plugin search path
+ * ($FLOWGMM_PLUGIN_PATH, then the installed directory), never freed.
+ */
+FgRegistry *
+fg_registry_get_default (void)
+{
+  FgRegistry *reg;
+  g_mutex_lock (&default_lock);
+  reg = get_locked ();
+  g_mutex_unlock (&default_lock);
+  return reg;
+}
+
+/**
+ * fg_registry_default_find:
+ * @kind: the component kind
+ * @name: the component name
+ * @error: return location for a #GError (%FG_LOADER_ERROR_NOT_FOUND)
+ *
+ * Looks @name up in the default registry while holding its lock.
+ *
+ * Returns: (nullable): the component, valid for the life of the process.
+ */
+const FgComponent *
+fg_registry_default_find (FgKind kind, const char *name, GError **error)
+{
+  const FgComponent *c;
+  g_mutex_lock (&default_lock);
+  c = fg_registry_find (get_locked (), kind, name, error);
+  g_mutex_unlock (&default_lock);
+  return c;
+}

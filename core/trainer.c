@@ -1,0 +1,891 @@
+/* flowgmm — the `flowgmm` method: a flow plugin, a latent Gaussian mixture and a loss plugin
+ * trained together (paper §3), registered as a built-in baseline component.
+ *
+ * fit () builds the flow for the split's example shape, places the mixture's means, and runs
+ * the training loop: each step copies the step's labeled and unlabeled rows into preallocated
+ * buffers, resets the tape, asks the loss for the scalar objective, back-propagates, clips the
+ * flow's gradient norm and updates with Adam/AdamW at the scheduled learning rate.  Once the
+ * first steps have sized the tape's arena, a step allocates nothing from the heap.
+ * predict () runs the flow in evaluation mode (no dropout) in chunks and applies the Bayes
+ * classifier of eq. 5.  A NaN or diverging loss ends fit () with FG_ERROR_NUMERIC naming the
+ * epoch, the step and the quantity, which the runner records as the cell's result.
+ *
+ * The flow and loss are FG_PARAM_COMPONENT parameters; their components are looked up in the
+ * default registry (fg_registry_set_default ()), where the runner's plugins are.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <flowgmm/flowgmm.h>
+#include <flowgmm/gmm.h>
+#include <flowgmm/loss.h>
+
+#include "builtins.h"
+
+/* ======================================================================================== */
+/* Parameters                                                                                 */
+/* ======================================================================================== */
+
+static const FgParamSpec trainer_params[] = {
+  FG_PARAM_SPEC_COMPONENT ("flow", "realnvp-mlp", "flow",
+                           "the flow f; configure it with flow.* keys"),
+  FG_PARAM_SPEC_COMPONENT ("loss", "flowgmm-nll", "loss",
+                           "the objective (flowgmm-nll, flowgmm-cons, flowgmm-em); loss.* keys"),
+  FG_PARAM_SPEC_BOOL ("labeled_only", "false",
+                      "train on the labeled points only (the supervised FlowGMM of the paper)"),
+  FG_PARAM_SPEC_INT ("epochs", "15", 0, 1e9,
+                     "passes over the unlabeled pool (over the labeled points when there is "
+                     "none or labeled_only); authors' tabular default 15"),
+  FG_PARAM_SPEC_INT ("iterations", "0", 0, 1e12,
+                     "when > 0, train for exactly this many steps instead of `epochs` (toys: "
+                     "2001 or 5001)"),
+  FG_PARAM_SPEC_INT ("labeled_batch", "0", 0, INFINITY,
+                     "labeled points per step; 0 = all of them every step (authors' tabular); "
+                     "smaller batches cycle through reshuffled labeled points"),
+  FG_PARAM_SPEC_INT ("unlabeled_batch", "5000", 1, INFINITY,
+                     "unlabeled points per step (authors' tabular 5000)"),
+  FG_PARAM_SPEC_CHOICE ("unlabeled_order", "fixed", "fixed|shuffle|sample",
+                        "fixed: consecutive batches in pool order (authors' tabular); shuffle: "
+                        "a new permutation every epoch; sample: with replacement (toy notebooks)"),
+  FG_PARAM_SPEC_CHOICE ("unlabeled_pool", "unlabeled", "unlabeled|train|train+val",
+                        "what the unlabeled term sees: the unlabeled points; plus the labeled "
+                        "points; plus the validation points (the authors' tabular loader)"),
+  FG_PARAM_SPEC_CHOICE ("optimizer", "adamw", "adamw|adam",
+                        "AdamW (decoupled decay, authors' tabular) or Adam (L2 decay)"),
+  FG_PARAM_SPEC_DOUBLE ("lr", "1e-3", 1e-12, INFINITY, "learning rate of the flow"),
+  FG_PARAM_SPEC_DOUBLE ("weight_decay", "1e-5", 0.0, INFINITY,
+                        "weight decay of the flow's weights (authors' tabular 1e-5; toys 1e-2)"),
+  FG_PARAM_SPEC_DOUBLE ("clip", "100", 0.0, INFINITY,
+                        "clip the flow's gradient to this global L2 norm (0 = off)"),
+  FG_PARAM_SPEC_CHOICE ("schedule", "cosine", "constant|cosine|step|wilson",
+                        "learning-rate schedule over training, stepped every iteration: cosine "
+                        "with floor (authors' tabular cosLr), step ÷10 at 50 % and 80 % (toys), "
+                        "wilson"),
+  FG_PARAM_SPEC_DOUBLE ("lr_floor", NULL, 0.0, 1.0,
+                        "floor factor of cosine/wilson (default 1e-3 and 0.01)"),
+  FG_PARAM_SPEC_DOUBLE ("step_gamma", "0.1", 1e-12, 1.0, "decay factor of the step schedule"),
+  FG_PARAM_SPEC_CHOICE ("means", "random", "random|tabular|circle|data|given",
+                        "placement of the mixture means: r·N(0, I) (paper, images, toys); the "
+                        "authors' tabular rule; a circle; r × class means of the labeled latents "
+                        "(App. B); means_values"),
+  FG_PARAM_SPEC_DOUBLE ("means_r", "1.0", 0.0, INFINITY,
+                        "r: scale (random, data) or radius (circle)"),
+  FG_PARAM_SPEC_DOUBLE ("means_angle", "0", -INFINITY, INFINITY,
+                        "circle: angle of class 0 in degrees; class k at angle + 360·k/K"),
+  FG_PARAM_SPEC_STRING ("means_values", NULL,
+                        "given means: K rows separated by ';' of D numbers separated by ','"),
+  FG_PARAM_SPEC_BOOL ("means_trainable", "false", "learn the means (App. B; own Adam at gmm_lr)"),
+  FG_PARAM_SPEC_DOUBLE ("sigma", "1.0", 1e-6, INFINITY,
+                        "standard deviation σ of every component (1: paper, images, toys; the "
+                        "authors' tabular runs use softplus(1) = 1.3132616875182228)"),
+  FG_PARAM_SPEC_BOOL ("sigma_trainable", "false",
+                      "learn σ = softplus(c) (own Adam at gmm_lr)"),
+  FG_PARAM_SPEC_DOUBLE ("gmm_lr", "1e-2", 1e-12, INFINITY,
+                        "learning rate of trainable means/σ (authors: 1e-2, constant)"),
+  FG_PARAM_SPEC_DOUBLE ("input_noise", "0", 0.0, INFINITY,
+                        "standard deviation of Gaussian noise added to the inputs of perturbed "
+                        "passes (flowgmm-cons's x′ and x″)"),
+  FG_PARAM_SPEC_INT ("predict_batch", "1024", 1, INFINITY, "rows per evaluation chunk"),
+  FG_PARAM_SPEC_DOUBLE ("max_loss", NULL, -INFINITY, INFINITY,
+                        "stop as diverged when the loss exceeds this (NaN and ±inf always stop)"),
+  FG_PARAM_SPEC_PATH ("checkpoint", NULL,
+                      "save the trained weights (flow and mixture) here; \"{seed}\" is replaced "
+                      "by the cell's seed"),
+  FG_PARAM_SPEC_PATH ("init_checkpoint", NULL,
+                      "load the weights from this checkpoint before training (\"{seed}\" as "
+                      "above); with epochs = 0 the method only evaluates it"),
+  FG_PARAM_SPEC_END,
+};
+
+typedef enum { ORDER_FIXED, ORDER_SHUFFLE, ORDER_SAMPLE } UnlabeledOrder;
+typedef enum { POOL_UNLABELED, POOL_TRAIN, POOL_TRAIN_VAL } UnlabeledPool;
+
+typedef struct {
+  /* Configuration. */
+  const FgComponent *flow_c, *loss_c;
+  FgParams *flow_params, *loss_params;
+  gboolean labeled_only;
+  gint64 epochs, iterations;
+  gsize labeled_batch, unlabeled_batch, predict_batch;
+  UnlabeledOrder order;
+  UnlabeledPool pool;
+  FgOptimKind optimizer;
+  double lr, weight_decay, clip, step_gamma, lr_floor;
+  FgScheduleKind schedule;
+  FgGmmMeansInit means;
+  double means_r, means_angle, sigma, gmm_lr, input_noise, max_loss;
+  char *means_values, *checkpoint, *init_checkpoint;
+  gboolean means_trainable, sigma_trainable;
+  FgRng rng; /* the cell's stream (copied) */
+
+  /* The trained model. */
+  gpointer loss;
+  gpointer flow;
+  FgWeightSet *flow_weights, *gmm_weights;
+  FgGmm *gmm;
+  FgTape *tape;
+  FgSampleShape shape;
+  gsize D;
+  guint K;
+  gboolean fitted;
+} Trainer;
+
+static const FgFlowVTable *
+flow_vt (const Trainer *self)
+{
+  return self->flow_c->vtable;
+}
+
+static const FgLossVTable *
+loss_vt (const Trainer *self)
+{
+  return self->loss_c->vtable;
+}
+
+static void
+trainer_destroy (gpointer data)
+{
+  Trainer *self = data;
+  if (self == NULL)
+    return;
+  if (self->flow != NULL)
+    flow_vt (self)->destroy (self->flow);
+  if (self->loss != NULL)
+    loss_vt (self)->destroy (self->loss);
+  g_clear_pointer (&self->gmm, fg_gmm_free);
+  g_clear_pointer (&self->flow_weights, fg_weight_set_free);
+  g_clear_pointer (&self->gmm_weights, fg_weight_set_free);
+  g_clear_pointer (&self->tape, fg_tape_free);
+  g_clear_pointer (&self->flow_params, fg_params_free);
+  g_clear_pointer (&self->loss_params, fg_params_free);
+  g_free (self->means_values);
+  g_free (self->checkpoint);
+  g_free (self->init_checkpoint);
+  g_free (self);
+}
+
+/* The component named by COMPONENT parameter `key` and its parameters (a copy of the resolved
+ * ones, or its defaults when the caller did not resolve them). */
+static gboolean
+resolve_component (const FgParams *params, const char *key, FgKind kind,
+                   const FgComponent **component, FgParams **sub, GError **error)
+{
+  const char *name = fg_params_get_string (params, key);
+  const FgParams *given = fg_params_get_component (params, key);
+  const FgComponent *c = fg_registry_default_find (kind, name, error);
+  if (c == NULL)
+    {
+      g_prefix_error (error, "flowgmm: %s: ", key);
+      return FALSE;
+    }
+  if (given != NULL && fg_params_get_specs (given) != c->params)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "flowgmm: the %s component '%s' of the default registry is not the one its "
+                   "parameters were checked against (set the registry that loaded the "
+                   "experiment with fg_registry_set_default ())",
+                   fg_kind_to_string (kind), name);
+      return FALSE;
+    }
+  *component = c;
+  *sub = given != NULL ? fg_params_copy (given) : fg_params_new (c->params);
+  return TRUE;
+}
+
+static gpointer
+trainer_create (const FgParams *params, FgRng *rng, GError **error)
+{
+  Trainer *self = g_new0 (Trainer, 1);
+  const char *s;
+
+  if (!resolve_component (params, "flow", FG_KIND_FLOW, &self->flow_c, &self->flow_params, error)
+      || !resolve_component (params, "loss", FG_KIND_LOSS, &self->loss_c, &self->loss_params,
+                             error))
+    {
+      trainer_destroy (self);
+      return NULL;
+    }
+  self->loss = loss_vt (self)->create (self->loss_params, error);
+  if (self->loss == NULL)
+    {
+      if (error != NULL && *error == NULL)
+        g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the loss gave no reason");
+      g_prefix_error (error, "flowgmm: loss '%s': ", self->loss_c->name);
+      trainer_destroy (self);
+      return NULL;
+    }
+
+  self->labeled_only = fg_params_get_bool (params, "labeled_only");
+  self->epochs = fg_params_get_int (params, "epochs");
+  self->iterations = fg_params_get_int (params, "iterations");
+  self->labeled_batch = (gsize) fg_params_get_int (params, "labeled_batch");
+  self->unlabeled_batch = (gsize) fg_params_get_int (params, "unlabeled_batch");
+  self->predict_batch = (gsize) fg_params_get_int (params, "predict_batch");
+  s = fg_params_get_string (params, "unlabeled_order");
+  self->order = g_strcmp0 (s, "shuffle") == 0  ? ORDER_SHUFFLE
+                : g_strcmp0 (s, "sample") == 0 ? ORDER_SAMPLE
+                                               : ORDER_FIXED;
+  s = fg_params_get_string (params, "unlabeled_pool");
+  self->pool = g_strcmp0 (s, "train") == 0       ? POOL_TRAIN
+               : g_strcmp0 (s, "train+val") == 0 ? POOL_TRAIN_VAL
+                                                 : POOL_UNLABELED;
+  self->optimizer = g_strcmp0 (fg_params_get_string (params, "optimizer"), "adam") == 0
+                        ? FG_OPTIM_ADAM
+                        : FG_OPTIM_ADAMW;
+  self->lr = fg_params_get_double (params, "lr");
+  self->weight_decay = fg_params_get_double (params, "weight_decay");
+  self->clip = fg_params_get_double (params, "clip");
+  if (!fg_schedule_kind_from_string (fg_params_get_string (params, "schedule"), &self->schedule,
+                                     error)
+      || !fg_gmm_means_init_from_string (fg_params_get_string (params, "means"), &self->means,
+                                         error))
+    {
+      g_prefix_error (error, "flowgmm: ");
+      trainer_destroy (self);
+      return NULL;
+    }
+  self->lr_floor = fg_params_has (params, "lr_floor") ? fg_params_get_double (params, "lr_floor")
+                                                      : NAN;
+  self->step_gamma = fg_params_get_double (params, "step_gamma");
+  self->means_r = fg_params_get_double (params, "means_r");
+  self->means_angle = fg_params_get_double (params, "means_angle") * G_PI / 180.0;
+  self->means_values = g_strdup (fg_params_get_string (params, "means_values"));
+  self->means_trainable = fg_params_get_bool (params, "means_trainable");
+  self->sigma = fg_params_get_double (params, "sigma");
+  self->sigma_trainable = fg_params_get_bool (params, "sigma_trainable");
+  self->gmm_lr = fg_params_get_double (params, "gmm_lr");
+  self->input_noise = fg_params_get_double (params, "input_noise");
+  self->max_loss = fg_params_has (params, "max_loss") ? fg_params_get_double (params, "max_loss")
+                                                      : INFINITY;
+  self->checkpoint = g_strdup (fg_params_get_string (params, "checkpoint"));
+  self->init_checkpoint = g_strdup (fg_params_get_string (params, "init_checkpoint"));
+  if (self->means == FG_GMM_MEANS_GIVEN && self->means_values == NULL)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "flowgmm: means = given needs means_values");
+      trainer_destroy (self);
+      return NULL;
+    }
+  if (rng != NULL)
+    self->rng = *rng;
+  else
+    fg_rng_init (&self->rng, 0, fg_rng_stream_id ("flowgmm"));
+  return self;
+}
+
+/* ======================================================================================== */
+/* Checkpoints: the flow's and the mixture's weights in one file                              */
+/* ======================================================================================== */
+
+/* A set with the same names and shapes as the model's weights (values copied when `copy`). */
+static FgWeightSet *
+combined_set (const Trainer *self, gboolean copy)
+{
+  FgWeightSet *all = fg_weight_set_new ();
+  const FgWeightSet *sets[2] = { self->flow_weights, self->gmm_weights };
+  for (guint s = 0; s < 2; s++)
+    for (guint i = 0; i < fg_weight_set_len (sets[s]); i++)
+      {
+        const FgWeight *w = fg_weight_set_get (sets[s], i);
+        FgWeight *c = fg_weight_set_add (all, w->name, w->value.ndim, w->value.shape, w->decay);
+        if (copy)
+          fg_tensor_copy_into (&c->value, &w->value);
+      }
+  return all;
+}
+
+static char *
+expand_path (const char *path, guint64 seed)
+{
+  g_autofree char *s = g_strdup_printf ("%" G_GUINT64_FORMAT, seed);
+  g_auto (GStrv) parts = g_strsplit (path, "{seed}", -1);
+  return g_strjoinv (s, parts);
+}
+
+static gboolean
+save_checkpoint (const Trainer *self, const char *path, GError **error)
+{
+  g_autoptr (FgWeightSet) all = combined_set (self, TRUE);
+  return fg_weight_set_save (all, path, error);
+}
+
+static gboolean
+load_checkpoint (Trainer *self, const char *path, GError **error)
+{
+  g_autoptr (FgWeightSet) all = combined_set (self, FALSE);
+  FgWeightSet *sets[2] = { self->flow_weights, self->gmm_weights };
+  if (!fg_weight_set_load (all, path, error))
+    return FALSE;
+  for (guint s = 0; s < 2; s++)
+    for (guint i = 0; i < fg_weight_set_len (sets[s]); i++)
+      {
+        FgWeight *w = fg_weight_set_get (sets[s], i);
+        fg_tensor_copy_into (&w->value, &fg_weight_set_lookup (all, w->name)->value);
+      }
+  /* A trainable σ lives in its raw weight; a fixed one stays as configured. */
+  if (!self->sigma_trainable)
+    fg_gmm_set_sigma (self->gmm, self->sigma);
+  return TRUE;
+}
+
+/* ======================================================================================== */
+/* Evaluation                                                                                 */
+/* ======================================================================================== */
+
+/* Latents of rows [0, n) of x in evaluation mode, chunk by chunk; `each` receives every chunk's
+ * z (valid until the next chunk). */
+typedef void (*LatentFunc) (const Trainer *self, gsize start, const FgTensor *z, gpointer data);
+
+static gboolean
+for_each_latent (Trainer *self, const FgTensor *x, LatentFunc each, gpointer data,
+                 GError **error)
+{
+  const gsize n = fg_tensor_rows (x);
+  const gboolean grad_was = fg_tape_get_grad_enabled (self->tape);
+  gboolean ok = TRUE;
+  FgFlowRun run;
+  memset (&run, 0, sizeof run);
+  run.train = FALSE;
+  run.rng = &self->rng;
+  fg_tape_set_grad_enabled (self->tape, FALSE);
+  for (gsize start = 0; start < n && ok; start += self->predict_batch)
+    {
+      const gsize rows = MIN (self->predict_batch, n - start);
+      FgTensor view = fg_tensor_view_rows (x, start, rows);
+      FgVar *xv, *z, *logdet = NULL;
+      fg_tape_reset (self->tape);
+      xv = fg_tensor_is_contiguous (&view) ? fg_tape_constant (self->tape, &view)
+                                           : fg_tape_constant_copy (self->tape, &view);
+      z = flow_vt (self)->forward (self->flow, self->tape, xv, &run, &logdet, error);
+      if (z == NULL)
+        {
+          if (error != NULL && *error == NULL)
+            g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the flow gave no result");
+          g_prefix_error (error, "flow '%s': ", self->flow_c->name);
+          ok = FALSE;
+          break;
+        }
+      each (self, start, &z->value, data);
+    }
+  fg_tape_reset (self->tape);
+  fg_tape_set_grad_enabled (self->tape, grad_was);
+  return ok;
+}
+
+typedef struct {
+  gint32 *labels;
+  float *proba;
+} PredictOut;
+
+static void
+predict_chunk (const Trainer *self, gsize start, const FgTensor *z, gpointer data)
+{
+  PredictOut *o = data;
+  fg_gmm_predict (self->gmm, z, o->labels + start,
+                  o->proba != NULL ? o->proba + start * self->K : NULL);
+}
+
+static gboolean
+trainer_predict (gpointer data, const FgTensor *x, gint32 *labels_out, float *proba_out,
+                 GError **error)
+{
+  Trainer *self = data;
+  PredictOut o = { labels_out, proba_out };
+  if (!self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: predict before fit");
+      return FALSE;
+    }
+  if (fg_tensor_cols (x) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
+                   self->D, fg_tensor_cols (x));
+      return FALSE;
+    }
+  return for_each_latent (self, x, predict_chunk, &o, error);
+}
+
+/* Copy each chunk's latents into rows of a caller matrix (dim floats per row). */
+static void
+copy_chunk (const Trainer *self, gsize start, const FgTensor *z, gpointer data)
+{
+  float *out = data;
+  for (gsize i = 0; i < fg_tensor_rows (z); i++)
+    memcpy (out + (start + i) * self->D, fg_tensor_row (z, i), self->D * sizeof (float));
+}
+
+/* z = f(x) in evaluation mode (the latent space of figures and of the Bayes classifier). */
+static gboolean
+trainer_embed (gpointer data, const FgTensor *x, float *z_out, GError **error)
+{
+  Trainer *self = data;
+  if (!self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: embed before fit");
+      return FALSE;
+    }
+  if (fg_tensor_cols (x) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
+                   self->D, fg_tensor_cols (x));
+      return FALSE;
+    }
+  return for_each_latent (self, x, copy_chunk, z_out, error);
+}
+
+/* z ~ N(μ_k, T·σ² I) (k < 0: k uniform per sample), then x = f⁻¹(z) unless `latent`
+ * (App. H: class-conditional samples at temperature T). */
+static gboolean
+trainer_sample (gpointer data, gint k, gsize n, gboolean latent, double temperature, FgRng *rng,
+                float *out, GError **error)
+{
+  Trainer *self = data;
+  const float *mu;
+  double sd;
+  if (!self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: sample before fit");
+      return FALSE;
+    }
+  if (k >= (gint) self->K || !(temperature >= 0.0) || rng == NULL)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "flowgmm: sample of class %d (of %u) at temperature %g", k, self->K,
+                   temperature);
+      return FALSE;
+    }
+  mu = fg_gmm_get_means (self->gmm)->value.data;
+  sd = sqrt (temperature) * fg_gmm_get_sigma (self->gmm);
+  for (gsize i = 0; i < n; i++)
+    {
+      const guint c = k >= 0 ? (guint) k : (guint) fg_rng_below (rng, self->K);
+      float *z = out + i * self->D;
+      for (gsize j = 0; j < self->D; j++)
+        z[j] = (float) (mu[(gsize) c * self->D + j] + sd * fg_rng_normal (rng));
+    }
+  if (latent)
+    return TRUE;
+
+  /* x = f⁻¹(z), chunk by chunk, in place. */
+  {
+    const gboolean grad_was = fg_tape_get_grad_enabled (self->tape);
+    gboolean ok = TRUE;
+    fg_tape_set_grad_enabled (self->tape, FALSE);
+    for (gsize start = 0; start < n && ok; start += self->predict_batch)
+      {
+        const gsize rows = MIN (self->predict_batch, n - start);
+        gsize shape[FG_TENSOR_MAX_DIMS];
+        FgTensor zt;
+        FgVar *x;
+        shape[0] = rows;
+        for (guint d = 0; d < self->shape.ndim; d++)
+          shape[d + 1] = self->shape.dims[d];
+        zt = fg_tensor_wrap (out + start * self->D, self->shape.ndim + 1, shape);
+        fg_tape_reset (self->tape);
+        x = flow_vt (self)->inverse (self->flow, self->tape, fg_tape_constant (self->tape, &zt),
+                                     error);
+        if (x == NULL)
+          {
+            if (error != NULL && *error == NULL)
+              g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the flow's inverse gave no result");
+            g_prefix_error (error, "flow '%s': ", self->flow_c->name);
+            ok = FALSE;
+            break;
+          }
+        for (gsize i = 0; i < rows; i++)
+          memcpy (out + (start + i) * self->D, fg_tensor_row (&x->value, i),
+                  self->D * sizeof (float));
+      }
+    fg_tape_reset (self->tape);
+    fg_tape_set_grad_enabled (self->tape, grad_was);
+    return ok;
+  }
+}
+
+/* Data-dependent means (App. B): copy the labeled latents, then average per class. */
+static void
+collect_chunk (const Trainer *self, gsize start, const FgTensor *z, gpointer data)
+{
+  FgTensor *all = data;
+  FgTensor dst = fg_tensor_view_rows (all, start, fg_tensor_rows (z));
+  for (gsize i = 0; i < fg_tensor_rows (z); i++)
+    memcpy (fg_tensor_row (&dst, i), fg_tensor_row (z, i), self->D * sizeof (float));
+}
+
+static gboolean
+init_means_from_data (Trainer *self, const FgSplit *split, FgRng *rng, GError **error)
+{
+  g_autoptr (FgTensor) z = fg_tensor_new_2d (MAX (split->labeled.n, 1), self->D);
+  FgTensor zv = fg_tensor_view_rows (z, 0, split->labeled.n);
+  guint missing = 0;
+  if (split->labeled.n > 0 && !for_each_latent (self, &split->labeled.x, collect_chunk, &zv, error))
+    return FALSE;
+  fg_gmm_init_means_from_latents (self->gmm, &zv, split->labeled.y, self->means_r, rng, &missing);
+  if (missing > 0)
+    g_message ("flowgmm: %u of %u classes have no labeled point: their means are random",
+               missing, self->K);
+  return TRUE;
+}
+
+/* ======================================================================================== */
+/* Training                                                                                   */
+/* ======================================================================================== */
+
+/* The rows a step may draw unlabeled points from. */
+typedef struct {
+  const float **rows;
+  gsize n;
+} Pool;
+
+static void
+pool_add (Pool *p, const FgDataPart *part)
+{
+  for (gsize i = 0; i < part->n; i++)
+    p->rows[p->n++] = fg_tensor_row (&part->x, i);
+}
+
+static gboolean
+check_finite_step (const Trainer *self, double value, const char *what, guint64 step,
+                   guint64 steps_per_epoch, GError **error)
+{
+  if (isfinite (value) && (g_strcmp0 (what, "loss") != 0 || value <= self->max_loss))
+    return TRUE;
+  g_set_error (error, FG_ERROR, FG_ERROR_NUMERIC,
+               "diverged at epoch %" G_GUINT64_FORMAT " step %" G_GUINT64_FORMAT
+               " (iteration %" G_GUINT64_FORMAT "): the %s is %g%s",
+               step / steps_per_epoch + 1, step % steps_per_epoch + 1, step + 1, what, value,
+               isfinite (value) ? " (above max_loss)" : "");
+  return FALSE;
+}
+
+static gboolean
+check_labels (const FgDataPart *part, guint K, GError **error)
+{
+  for (gsize i = 0; i < part->n; i++)
+    if (part->y[i] < 0 || (guint) part->y[i] >= K)
+      {
+        g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                     "flowgmm: labeled row %" G_GSIZE_FORMAT " has label %d outside [0, %u)", i,
+                     part->y[i], K);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+static gboolean
+build_model (Trainer *self, const FgSplit *split, GError **error)
+{
+  FgRng init_rng, means_rng;
+  fg_rng_fork (&self->rng, fg_rng_stream_id ("flow-init"), &init_rng);
+  fg_rng_fork (&self->rng, fg_rng_stream_id ("gmm-means"), &means_rng);
+
+  self->K = split->n_classes;
+  self->D = split->dim;
+  self->shape = split->shape;
+  self->flow_weights = fg_weight_set_new ();
+  self->gmm_weights = fg_weight_set_new ();
+  self->tape = fg_tape_new ();
+  self->flow = flow_vt (self)->create (self->flow_params, &split->shape, self->flow_weights,
+                                       &init_rng, error);
+  if (self->flow == NULL)
+    {
+      if (error != NULL && *error == NULL)
+        g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the flow gave no reason");
+      g_prefix_error (error, "flow '%s': ", self->flow_c->name);
+      return FALSE;
+    }
+  self->gmm = fg_gmm_new (self->K, self->D, self->sigma, self->gmm_weights);
+  fg_gmm_set_trainable (self->gmm, self->means_trainable, self->sigma_trainable);
+
+  if (self->init_checkpoint != NULL)
+    {
+      g_autofree char *path = expand_path (self->init_checkpoint, split->seed);
+      if (!load_checkpoint (self, path, error))
+        {
+          g_prefix_error (error, "init_checkpoint: ");
+          return FALSE;
+        }
+      return TRUE;
+    }
+  switch (self->means)
+    {
+    case FG_GMM_MEANS_GIVEN:
+      return fg_gmm_set_means_from_string (self->gmm, self->means_values, error);
+    case FG_GMM_MEANS_DATA:
+      return init_means_from_data (self, split, &means_rng, error);
+    case FG_GMM_MEANS_RANDOM:
+    case FG_GMM_MEANS_TABULAR:
+    case FG_GMM_MEANS_CIRCLE:
+    default:
+      fg_gmm_init_means (self->gmm, self->means, self->means_r, self->means_angle, &means_rng);
+      return TRUE;
+    }
+}
+
+static gboolean
+trainer_fit (gpointer data, const FgSplit *split, GError **error)
+{
+  Trainer *self = data;
+  const gsize n_l = split->labeled.n;
+  gsize n_lb, n_ub, steps_per_epoch, total_steps, dim;
+  g_autofree const float **pool_rows = NULL;
+  g_autofree guint32 *lperm = NULL, *uperm = NULL;
+  g_autofree float *xbuf = NULL;
+  g_autofree gint32 *ybuf = NULL;
+  g_autoptr (FgOptimizer) opt = NULL, gmm_opt = NULL;
+  g_autoptr (FgLossBatch) batch = NULL;
+  FgRng order_rng, batch_rng;
+  FgOptimConfig cfg;
+  FgSchedule sched;
+  Pool pool = { NULL, 0 };
+  gsize lpos = 0;
+  double epoch_loss = 0.0;
+  gsize epoch_steps = 0;
+
+  g_return_val_if_fail (self != NULL && split != NULL, FALSE);
+  if (self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: fit called twice");
+      return FALSE;
+    }
+  if (split->n_classes < 1 || split->dim == 0)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA, "flowgmm: no classes or empty examples");
+      return FALSE;
+    }
+  if (n_l > 0 && (split->labeled.y == NULL || !check_labels (&split->labeled, split->n_classes,
+                                                             error)))
+    {
+      if (error != NULL && *error == NULL)
+        g_set_error (error, FG_ERROR, FG_ERROR_DATA, "flowgmm: labeled points without labels");
+      return FALSE;
+    }
+  if (!build_model (self, split, error))
+    return FALSE;
+  dim = self->D;
+
+  /* The unlabeled pool. */
+  if (!self->labeled_only)
+    {
+      gsize cap = split->unlabeled.n;
+      if (self->pool != POOL_UNLABELED)
+        cap += n_l;
+      if (self->pool == POOL_TRAIN_VAL)
+        cap += split->validation.n;
+      pool_rows = g_new (const float *, MAX (cap, 1));
+      pool.rows = pool_rows;
+      pool_add (&pool, &split->unlabeled);
+      if (self->pool != POOL_UNLABELED)
+        pool_add (&pool, &split->labeled);
+      if (self->pool == POOL_TRAIN_VAL)
+        pool_add (&pool, &split->validation);
+    }
+  if (n_l == 0 && pool.n == 0)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA, "flowgmm: no training data (%s)",
+                   self->labeled_only ? "labeled_only with no labeled point" : "empty split");
+      return FALSE;
+    }
+
+  /* Batch sizes and the length of training. */
+  n_lb = self->labeled_batch == 0 ? n_l : MIN (self->labeled_batch, n_l);
+  n_ub = pool.n == 0 ? 0
+         : self->order == ORDER_SAMPLE ? self->unlabeled_batch
+                                       : MIN (self->unlabeled_batch, pool.n);
+  if (pool.n > 0)
+    steps_per_epoch = (pool.n + self->unlabeled_batch - 1) / self->unlabeled_batch;
+  else
+    steps_per_epoch = (n_l + n_lb - 1) / n_lb;
+  total_steps = self->iterations > 0 ? (gsize) self->iterations
+                                     : (gsize) self->epochs * steps_per_epoch;
+
+  /* Buffers: everything a step touches is allocated here. */
+  xbuf = g_new (float, MAX ((n_lb + n_ub) * dim, 1));
+  ybuf = g_new (gint32, MAX (n_lb, 1));
+  lperm = g_new (guint32, MAX (n_l, 1));
+  uperm = g_new (guint32, MAX (pool.n, 1));
+  for (gsize i = 0; i < n_l; i++)
+    lperm[i] = (guint32) i;
+  for (gsize i = 0; i < pool.n; i++)
+    uperm[i] = (guint32) i;
+  fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-order"), &order_rng);
+  fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-noise"), &batch_rng);
+
+  fg_optim_config_init (&cfg, self->optimizer);
+  cfg.weight_decay = self->weight_decay;
+  opt = fg_optimizer_new (&cfg, self->flow_weights);
+  if (self->means_trainable || self->sigma_trainable)
+    {
+      FgOptimConfig gcfg;
+      fg_optim_config_init (&gcfg, FG_OPTIM_ADAM);
+      gmm_opt = fg_optimizer_new (&gcfg, self->gmm_weights);
+    }
+  fg_schedule_init (&sched, self->schedule, (double) total_steps);
+  sched.gamma = self->step_gamma;
+  if (!isnan (self->lr_floor))
+    sched.floor = self->lr_floor;
+
+  batch = fg_loss_batch_new (self->gmm, flow_vt (self), self->flow, &batch_rng);
+  fg_loss_batch_set_input_noise (batch, self->input_noise);
+
+  for (gsize step = 0; step < total_steps; step++)
+    {
+      const gsize b = step % steps_per_epoch;
+      const double epoch = (double) step / (double) steps_per_epoch;
+      gsize nu = 0, nl = n_lb;
+      FgVar *loss;
+      FgTensor x;
+      gsize shape[FG_TENSOR_MAX_DIMS];
+      GError *local = NULL;
+      double value, norm;
+
+      if (fg_split_cancelled (split))
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "cancelled at iteration %" G_GSIZE_FORMAT,
+                       step + 1);
+          return FALSE;
+        }
+
+      /* Labeled rows: all of them, or the next n_lb of a reshuffled cycle (authors' icycle). */
+      if (n_lb == n_l)
+        for (gsize i = 0; i < n_l; i++)
+          {
+            memcpy (xbuf + i * dim, fg_tensor_row (&split->labeled.x, i), dim * sizeof (float));
+            ybuf[i] = split->labeled.y[i];
+          }
+      else
+        for (gsize i = 0; i < n_lb; i++)
+          {
+            if (lpos == 0)
+              fg_rng_shuffle (&order_rng, lperm, n_l);
+            memcpy (xbuf + i * dim, fg_tensor_row (&split->labeled.x, lperm[lpos]),
+                    dim * sizeof (float));
+            ybuf[i] = split->labeled.y[lperm[lpos]];
+            lpos = (lpos + 1) % n_l;
+          }
+
+      /* Unlabeled rows. */
+      if (n_ub > 0)
+        {
+          float *dst = xbuf + nl * dim;
+          if (self->order == ORDER_SAMPLE)
+            {
+              nu = n_ub;
+              for (gsize i = 0; i < nu; i++)
+                memcpy (dst + i * dim, pool.rows[fg_rng_below (&order_rng, pool.n)],
+                        dim * sizeof (float));
+            }
+          else
+            {
+              const gsize start = b * self->unlabeled_batch;
+              if (self->order == ORDER_SHUFFLE && b == 0)
+                fg_rng_shuffle (&order_rng, uperm, pool.n);
+              nu = MIN (self->unlabeled_batch, pool.n - start);
+              for (gsize i = 0; i < nu; i++)
+                memcpy (dst + i * dim, pool.rows[uperm[start + i]], dim * sizeof (float));
+            }
+        }
+
+      shape[0] = nl + nu;
+      for (guint d = 0; d < self->shape.ndim; d++)
+        shape[d + 1] = self->shape.dims[d];
+      x = fg_tensor_wrap (xbuf, self->shape.ndim + 1, shape);
+
+      fg_tape_reset (self->tape);
+      fg_loss_batch_begin (batch, self->tape, &x, nl, ybuf);
+      fg_loss_batch_set_progress (batch, step, epoch, (double) total_steps / steps_per_epoch);
+      loss = loss_vt (self)->compute (self->loss, batch, &local);
+      if (loss == NULL)
+        {
+          if (local == NULL)
+            g_set_error (&local, FG_ERROR, FG_ERROR_FAILED, "the loss gave no result");
+          g_propagate_prefixed_error (error, local,
+                                      "loss '%s' at epoch %" G_GSIZE_FORMAT " step %" G_GSIZE_FORMAT
+                                      ": ",
+                                      self->loss_c->name, step / steps_per_epoch + 1, b + 1);
+          return FALSE;
+        }
+      value = loss->value.data[0];
+      if (!check_finite_step (self, value, "loss", step, steps_per_epoch, error))
+        return FALSE;
+
+      fg_weight_set_zero_grad (self->flow_weights);
+      fg_weight_set_zero_grad (self->gmm_weights);
+      if (!fg_tape_backward (self->tape, loss, &local))
+        {
+          g_propagate_prefixed_error (error, local, "backward at iteration %" G_GSIZE_FORMAT ": ",
+                                      step + 1);
+          return FALSE;
+        }
+      norm = self->clip > 0.0 ? fg_weight_set_clip_grad_norm (self->flow_weights, self->clip)
+                              : fg_weight_set_grad_norm (self->flow_weights);
+      if (!check_finite_step (self, norm, "flow's gradient norm", step, steps_per_epoch, error))
+        return FALSE;
+      fg_optimizer_step (opt, self->lr * fg_schedule_factor (&sched, (double) step));
+      if (gmm_opt != NULL)
+        {
+          norm = fg_weight_set_grad_norm (self->gmm_weights);
+          if (!check_finite_step (self, norm, "mixture's gradient norm", step, steps_per_epoch,
+                                  error))
+            return FALSE;
+          fg_optimizer_step (gmm_opt, self->gmm_lr);
+        }
+
+      epoch_loss += value;
+      epoch_steps++;
+      if (b == steps_per_epoch - 1 || step + 1 == total_steps)
+        {
+          char what[128];
+          g_snprintf (what, sizeof what, "epoch %" G_GSIZE_FORMAT "/%.4g loss %.6g",
+                      step / steps_per_epoch + 1, (double) total_steps / steps_per_epoch,
+                      epoch_loss / (double) epoch_steps);
+          fg_split_report_progress (split, (double) (step + 1) / (double) total_steps, what);
+          epoch_loss = 0.0;
+          epoch_steps = 0;
+        }
+    }
+  fg_tape_reset (self->tape);
+  self->fitted = TRUE;
+
+  if (self->checkpoint != NULL)
+    {
+      g_autofree char *path = expand_path (self->checkpoint, split->seed);
+      if (!save_checkpoint (self, path, error))
+        {
+          g_prefix_error (error, "checkpoint: ");
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static const FgBaselineVTable trainer_vtable = {
+  .struct_size = sizeof (FgBaselineVTable),
+  .create = trainer_create,
+  .fit = trainer_fit,
+  .predict = trainer_predict,
+  .destroy = trainer_destroy,
+  .embed = trainer_embed,
+  .sample = trainer_sample,
+};
+
+static const FgComponent trainer_components[] = {
+  { FG_KIND_BASELINE, "flowgmm",
+    "FlowGMM: a normalizing flow with a Gaussian-mixture latent, one component per class",
+    trainer_params, &trainer_vtable, { 0 } },
+  { 0 },
+};
+
+const FgPluginInfo _fg_trainer_plugin_info = {
+  .abi_version = FG_PLUGIN_ABI_VERSION,
+  .struct_size = sizeof (FgPluginInfo),
+  .name = "core",
+  .version = PACKAGE_VERSION,
+  .license = "MIT",
+  .description = "Methods built into libflowgmm",
+  .components = trainer_components,
+};

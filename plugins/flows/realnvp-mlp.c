@@ -1,0 +1,809 @@
+/* flowgmm — flow plugin "realnvp-mlp": RealNVP affine couplings with MLP scale/shift networks,
+ * for tabular and low-dimensional data (the authors' RealNVPTabular, REFERENCE §0 and §1.1).
+ *
+ * Layer l has a constant mask b (1 = identity/conditioning coordinate) and computes
+ *
+ *   st     = NN_l(x ⊙ b)                      [N, 2D]: st[:, 0:D] = s_raw, st[:, D:2D] = t
+ *   s      = w ⊙ tanh(s_raw) ⊙ (1 − b)        w: a learnable [D] scale starting at 1
+ *   y      = x ⊙ b + ((x + t) ⊙ exp(s)) ⊙ (1 − b)      (translation before scaling)
+ *   logdet = Σ_j s_j                          over the transformed coordinates only
+ *
+ * with NN = Linear(D→k) → act → Dropout(p) → [Linear(k→k) → act] × inner_layers → Linear(k→2D)
+ * and inverse x_change = y_change ⊙ exp(−s) − t.  Linear layers and their activation are one
+ * fused node each (fg_op_linear_act).
+ *
+ * How it is computed (the function is exactly the one above; only dead work is skipped):
+ *  - The first linear layer reads only the identity columns of x and the matching rows of its
+ *    [D, k] weight (x ⊙ b · W = x_id · W[id rows]); the last reads only the columns of its
+ *    [k, 2D] weight that feed s and t at transformed coordinates (the others are masked away).
+ *    The weights keep the authors' full shapes (same parameter count, same initialisation).
+ *  - One fused op per coupling does tanh, the rescale, the masking, (x + t)·exp(s) and the
+ *    log-det sum (in double) with one hand-written backward.  Its output is [N, D + 1]: the
+ *    new x in columns 0..D-1 and the running log-det in column D, which the next coupling
+ *    reads and extends, so the log-det needs no extra nodes.
+ *  - tanh and exp use branch-free polynomial kernels (Cephes coefficients, relative error
+ *    ≤ 1.4e-7) that gcc vectorizes, instead of libm calls; exp clamps its argument to
+ *    [−87.3, 88.3] (so a diverging s gives 2.2e38, not inf).
+ */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <flowgmm/flowgmm.h>
+
+/* Vectorize the elementwise loops with gcc's ordinary cost model (see core/tape-private.h).
+ * no-trapping-math lets gcc if-convert the clamps and selects of the kernels below (nothing
+ * here reads floating-point exception flags); the results are the same. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize ("vect-cost-model=dynamic", "no-trapping-math")
+#endif
+
+/* ======================================================================================== */
+/* Parameters                                                                                 */
+/* ======================================================================================== */
+
+static const FgParamSpec realnvp_params[] = {
+  FG_PARAM_SPEC_INT ("layers", "10", 1, 1000,
+                     "number of coupling layers (authors: 10 for UCI, 7 for text, 5 for 2-D toys)"),
+  FG_PARAM_SPEC_INT ("hidden", "256", 1, 1 << 20,
+                     "hidden width k of each scale/shift network (authors: 256 UCI, 1024 text, "
+                     "512 toys)"),
+  FG_PARAM_SPEC_INT ("inner_layers", "1", 0, 100,
+                     "Linear(k→k) layers after the first hidden layer (the authors' num_layers, "
+                     "hard-coded to 1)"),
+  FG_PARAM_SPEC_CHOICE ("activation", "relu", "relu|tanh|leaky-relu|softplus",
+                        "activation of the scale/shift networks (leaky-relu slope 0.01)"),
+  FG_PARAM_SPEC_DOUBLE ("dropout", "0.5", 0.0, 0.95,
+                        "dropout after the first hidden layer, training only (authors' tabular "
+                        "0.5; toys 0)"),
+  FG_PARAM_SPEC_CHOICE ("mask", "halves", "halves|checkerboard",
+                        "halves: the first floor(D/2) coordinates condition in even layers, the "
+                        "rest in odd ones (authors); checkerboard: even indices condition in even "
+                        "layers, odd ones in odd layers"),
+  FG_PARAM_SPEC_BOOL ("zero_init", "false",
+                      "initialise the last layer of each network to zero (identity flow at start)"),
+  FG_PARAM_SPEC_BOOL ("rescale", "true",
+                      "learn the per-coordinate scale w in s = w·tanh(s_raw) (starts at 1); "
+                      "false keeps w = 1"),
+  FG_PARAM_SPEC_END,
+};
+
+typedef enum { ACT_RELU, ACT_TANH, ACT_LEAKY_RELU, ACT_SOFTPLUS } Activation;
+
+typedef struct {
+  gsize n_id, n_ch;
+  guint32 *id;       /* identity coordinates, increasing */
+  guint32 *ch;       /* transformed coordinates, increasing */
+  guint32 *out_cols; /* 2·n_ch columns of w_out: s_raw at ch, then t at D + ch */
+  gboolean id_contiguous, ch_contiguous;
+  FgWeight *w_in, *b_in;   /* [D, k], [1, k] */
+  FgWeight **w_hid, **b_hid; /* inner × [k, k], [1, k] */
+  FgWeight *w_out, *b_out; /* [k, 2D], [1, 2D] */
+  FgWeight *rescale;       /* [1, D] */
+} Coupling;
+
+typedef struct {
+  gsize D;
+  guint L, k, inner;
+  Activation act;
+  float dropout;
+  Coupling *layers;
+} RealNvp;
+
+/* ======================================================================================== */
+/* Vectorizable exp and tanh                                                                  */
+/* ======================================================================================== */
+
+/* expf by Cody–Waite range reduction and the Cephes polynomial (rel. error ≈ 1e-7); input
+ * clamped to [−87.3, 88.3] so that 2^n stays a normal float.  Branch-free: gcc vectorizes it. */
+static inline float
+v_expf (float x)
+{
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.3f ? 88.3f : x;
+  const float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x/ln 2) */
+  const float r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;
+  const float r2 = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r2 + r + 1.0f;
+  const gint32 n = (gint32) fn;
+  const guint32 bits = (guint32) (n + 127) << 23;
+  float scale;
+  memcpy (&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+/* tanhf: the Cephes odd polynomial for |x| < 0.625, 1 − 2/(e^{2|x|} + 1) beyond, with the
+ * sign restored; both computed, one selected arithmetically (no branch). */
+static inline float
+v_tanhf (float x)
+{
+  const float ax = fabsf (x);
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = p * z * x + x;
+  const float big = copysignf (1.0f - 2.0f / (v_expf (2.0f * ax) + 1.0f), x);
+  return ax < 0.625f ? small : big;
+}
+
+/* ======================================================================================== */
+/* Index ops: columns or rows of a tensor picked by an index list                             */
+/* ======================================================================================== */
+
+typedef struct {
+  const guint32 *idx;
+  gsize n;
+} GatherSaved;
+
+/* Length of the run of consecutive indices starting at idx[c]. */
+static inline gsize
+run_length (const guint32 *idx, gsize c, gsize n)
+{
+  gsize r = 1;
+  while (c + r < n && idx[c + r] == idx[c] + r)
+    r++;
+  return r;
+}
+
+static void
+gather_cols_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
+{
+  const GatherSaved *s = saved;
+  FgTensor *da = fg_tape_grad (tape, in[0]);
+  if (da == NULL)
+    return;
+  for (gsize i = 0; i < fg_tensor_rows (&out->grad); i++)
+    {
+      const float *g = fg_tensor_row (&out->grad, i);
+      float *d = fg_tensor_row (da, i);
+      for (gsize c = 0; c < s->n;)
+        {
+          const gsize r = run_length (s->idx, c, s->n);
+          float *restrict dd = d + s->idx[c];
+          const float *restrict gg = g + c;
+          for (gsize j = 0; j < r; j++)
+            dd[j] += gg[j];
+          c += r;
+        }
+    }
+}
+
+/* out[i, c] = a[i, idx[c]] (a 2-D, any ld); idx must outlive the tape step.  Runs of
+ * consecutive indices (the halves mask gives one or two) are copied as blocks. */
+static FgVar *
+gather_cols (FgTape *tape, FgVar *a, const guint32 *idx, gsize n)
+{
+  GatherSaved *s;
+  gsize shape[2];
+  FgVar *out;
+  if (a == NULL)
+    return NULL;
+  shape[0] = fg_tensor_rows (&a->value);
+  shape[1] = n;
+  out = fg_tape_op_new (tape, 2, shape, &a, 1, gather_cols_backward, sizeof *s, (gpointer *) &s);
+  if (out == NULL)
+    return NULL;
+  s->idx = idx;
+  s->n = n;
+  for (gsize i = 0; i < shape[0]; i++)
+    {
+      const float *x = fg_tensor_row (&a->value, i);
+      float *y = out->value.data + i * n;
+      for (gsize c = 0; c < n;)
+        {
+          const gsize r = run_length (idx, c, n);
+          memcpy (y + c, x + idx[c], r * sizeof (float));
+          c += r;
+        }
+    }
+  return out;
+}
+
+static void
+gather_rows_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
+{
+  const GatherSaved *s = saved;
+  FgTensor *da = fg_tape_grad (tape, in[0]);
+  const gsize cols = fg_tensor_cols (&out->grad);
+  if (da == NULL)
+    return;
+  for (gsize r = 0; r < s->n; r++)
+    {
+      const float *restrict g = fg_tensor_row (&out->grad, r);
+      float *restrict d = fg_tensor_row (da, s->idx[r]);
+      for (gsize j = 0; j < cols; j++)
+        d[j] += g[j];
+    }
+}
+
+/* out[r, :] = a[idx[r], :]. */
+static FgVar *
+gather_rows (FgTape *tape, FgVar *a, const guint32 *idx, gsize n)
+{
+  GatherSaved *s;
+  gsize shape[2];
+  FgVar *out;
+  if (a == NULL)
+    return NULL;
+  shape[0] = n;
+  shape[1] = fg_tensor_cols (&a->value);
+  out = fg_tape_op_new (tape, 2, shape, &a, 1, gather_rows_backward, sizeof *s, (gpointer *) &s);
+  if (out == NULL)
+    return NULL;
+  s->idx = idx;
+  s->n = n;
+  for (gsize r = 0; r < n; r++)
+    memcpy (out->value.data + r * shape[1], fg_tensor_row (&a->value, idx[r]),
+            shape[1] * sizeof (float));
+  return out;
+}
+
+/* ======================================================================================== */
+/* The fused coupling op                                                                      */
+/* ======================================================================================== */
+
+typedef struct {
+  const Coupling *C;
+  gsize D;
+  gboolean has_ld; /* the input carries a running log-det in column D */
+  float *th;       /* N × n_ch tanh(s_raw), for backward */
+  float *e;        /* N × n_ch exp(s) */
+} CouplingSaved;
+
+/* One row on compact arrays: th = tanh(sr), e = exp(w·th), y = (x + t)·e; returns Σ w·th
+ * (summed in double from `s`, n floats of scratch, so that the main loop stays in float and
+ * vectorizes). */
+static double
+coupling_row (gsize n, const float *restrict x, const float *restrict sr, const float *restrict t,
+              const float *restrict w, float *restrict y, float *restrict th, float *restrict e,
+              float *restrict s)
+{
+  double acc = 0.0;
+  for (gsize c = 0; c < n; c++)
+    {
+      const float h = v_tanhf (sr[c]);
+      const float sc = w[c] * h;
+      const float ex = v_expf (sc);
+      th[c] = h;
+      e[c] = ex;
+      s[c] = sc;
+      y[c] = (x[c] + t[c]) * ex;
+    }
+  for (gsize c = 0; c < n; c++)
+    acc += (double) s[c];
+  return acc;
+}
+
+/* G = dL/dout [N, D+1] (column D: the log-det), per transformed coordinate with gs = dL/ds:
+ *   gs       = g_y·y + g_ld                     (∂y/∂s = (x + t)·e = y)
+ *   dx       = g_y·e,  dt = g_y·e
+ *   ds_raw   = gs·w·(1 − th²),  dw = Σ_rows gs·th
+ * identity coordinates pass g through; the incoming log-det gets g_ld. */
+static void
+coupling_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
+{
+  const CouplingSaved *s = saved;
+  const Coupling *C = s->C;
+  const gsize D = s->D, n = C->n_ch, N = fg_tensor_rows (&out->value);
+  const FgTensor *G = &out->grad;
+  FgTensor *dx = fg_tape_grad (tape, in[0]);
+  FgTensor *dst = fg_tape_grad (tape, in[1]);
+  FgTensor *dw = fg_tape_grad (tape, in[2]);
+  const float *w = in[2]->value.data;
+  float *wc = fg_tape_alloc_floats (tape, n);
+  float *gc = fg_tape_alloc_floats (tape, n);
+  float *yc = fg_tape_alloc_floats (tape, n);
+  float *dxc = fg_tape_alloc_floats (tape, n);
+  double *dw_acc = NULL;
+
+  for (gsize c = 0; c < n; c++)
+    wc[c] = w[C->ch[c]];
+  if (dw != NULL)
+    {
+      dw_acc = fg_tape_alloc (tape, n * sizeof (double));
+      memset (dw_acc, 0, n * sizeof (double));
+    }
+  for (gsize i = 0; i < N; i++)
+    {
+      const float *g = fg_tensor_row (G, i);
+      const float *y = fg_tensor_row (&out->value, i);
+      const float gld = g[D];
+      const float *restrict th = s->th + i * n;
+      const float *restrict e = s->e + i * n;
+      const float *restrict gcp = g + C->ch[0], *restrict ycp = y + C->ch[0];
+      if (!C->ch_contiguous)
+        {
+          for (gsize c = 0; c < n; c++)
+            {
+              gc[c] = g[C->ch[c]];
+              yc[c] = y[C->ch[c]];
+            }
+          gcp = gc;
+          ycp = yc;
+        }
+      if (dst != NULL)
+        {
+          float *restrict dsr = fg_tensor_row (dst, i);
+          float *restrict dt = dsr + n;
+          const float *restrict wcp = wc;
+          for (gsize c = 0; c < n; c++)
+            {
+              const float gs = gcp[c] * ycp[c] + gld;
+              dt[c] += gcp[c] * e[c];
+              dsr[c] += gs * wcp[c] * (1.0f - th[c] * th[c]);
+            }
+        }
+      if (dw_acc != NULL)
+        for (gsize c = 0; c < n; c++)
+          dw_acc[c] += (double) (gcp[c] * ycp[c] + gld) * th[c];
+      if (dx != NULL)
+        {
+          float *d = fg_tensor_row (dx, i);
+          for (gsize c = 0; c < C->n_id; c++)
+            d[C->id[c]] += g[C->id[c]];
+          if (C->ch_contiguous)
+            {
+              float *restrict dd = d + C->ch[0];
+              for (gsize c = 0; c < n; c++)
+                dd[c] += gcp[c] * e[c];
+            }
+          else
+            {
+              for (gsize c = 0; c < n; c++)
+                dxc[c] = gcp[c] * e[c];
+              for (gsize c = 0; c < n; c++)
+                d[C->ch[c]] += dxc[c];
+            }
+          if (s->has_ld)
+            d[D] += gld;
+        }
+    }
+  if (dw != NULL)
+    for (gsize c = 0; c < n; c++)
+      dw->data[C->ch[c]] += (float) dw_acc[c];
+}
+
+/* x: [N, D] or [N, D+1] (has_ld), st: [N, 2·n_ch] (s_raw then t at the transformed
+ * coordinates), w: [1, D] -> [N, D+1]. */
+static FgVar *
+coupling_op (FgTape *tape, const Coupling *C, gsize D, FgVar *x, gboolean has_ld, FgVar *st,
+             FgVar *w)
+{
+  CouplingSaved *s;
+  FgVar *inputs[3] = { x, st, w };
+  gsize shape[2];
+  FgVar *out;
+  const gsize n = C->n_ch;
+  if (x == NULL || st == NULL || w == NULL)
+    return NULL;
+  const gsize N = fg_tensor_rows (&x->value);
+  shape[0] = N;
+  shape[1] = D + 1;
+  out = fg_tape_op_new (tape, 2, shape, inputs, 3, coupling_backward, sizeof *s, (gpointer *) &s);
+  if (out == NULL)
+    return NULL;
+  s->C = C;
+  s->D = D;
+  s->has_ld = has_ld;
+  /* Kept for backward only when recorded; otherwise one row of scratch is reused. */
+  const gboolean keep = out->requires_grad;
+  s->th = fg_tape_alloc_floats (tape, (keep ? N : 1) * n);
+  s->e = fg_tape_alloc_floats (tape, (keep ? N : 1) * n);
+  float *wc = fg_tape_alloc_floats (tape, n);
+  float *xc = fg_tape_alloc_floats (tape, n);
+  float *yc = fg_tape_alloc_floats (tape, n);
+  float *sc = fg_tape_alloc_floats (tape, n);
+  for (gsize c = 0; c < n; c++)
+    wc[c] = w->value.data[C->ch[c]];
+
+  for (gsize i = 0; i < N; i++)
+    {
+      const float *xr = fg_tensor_row (&x->value, i);
+      float *yr = out->value.data + i * (D + 1);
+      const float *sr = fg_tensor_row (&st->value, i);
+      float *th = s->th + (keep ? i * n : 0);
+      float *e = s->e + (keep ? i * n : 0);
+      double acc;
+      memcpy (yr, xr, D * sizeof (float));
+      if (C->ch_contiguous)
+        acc = coupling_row (n, xr + C->ch[0], sr, sr + n, wc, yr + C->ch[0], th, e, sc);
+      else
+        {
+          for (gsize c = 0; c < n; c++)
+            xc[c] = xr[C->ch[c]];
+          acc = coupling_row (n, xc, sr, sr + n, wc, yc, th, e, sc);
+          for (gsize c = 0; c < n; c++)
+            yr[C->ch[c]] = yc[c];
+        }
+      yr[D] = (float) ((has_ld ? (double) xr[D] : 0.0) + acc);
+    }
+  return out;
+}
+
+/* The inverse coupling (evaluation only: no backward).  y: [N, D], st as above -> [N, D]. */
+static FgVar *
+coupling_inverse_op (FgTape *tape, const Coupling *C, gsize D, FgVar *y, FgVar *st, FgVar *w)
+{
+  FgVar *inputs[3] = { y, st, w };
+  gsize shape[2];
+  FgVar *out;
+  const gsize n = C->n_ch;
+  if (y == NULL || st == NULL || w == NULL)
+    return NULL;
+  shape[0] = fg_tensor_rows (&y->value);
+  shape[1] = D;
+  out = fg_tape_op_new (tape, 2, shape, inputs, 3, NULL, 0, NULL);
+  if (out == NULL)
+    return NULL;
+  for (gsize i = 0; i < shape[0]; i++)
+    {
+      const float *yr = fg_tensor_row (&y->value, i);
+      const float *sr = fg_tensor_row (&st->value, i);
+      float *xr = out->value.data + i * D;
+      memcpy (xr, yr, D * sizeof (float));
+      for (gsize c = 0; c < n; c++)
+        {
+          const guint32 j = C->ch[c];
+          const float s = w->value.data[j] * v_tanhf (sr[c]);
+          xr[j] = yr[j] * v_expf (-s) - sr[n + c];
+        }
+    }
+  return out;
+}
+
+/* [N, D+1] -> z with `shape` (contiguous): drop the log-det column. */
+static void
+unpack_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
+{
+  const gsize D = fg_tensor_cols (&out->grad);
+  FgTensor *d = fg_tape_grad (tape, in[0]);
+  if (d == NULL)
+    return;
+  for (gsize i = 0; i < fg_tensor_rows (&out->grad); i++)
+    {
+      const float *restrict g = fg_tensor_row (&out->grad, i);
+      float *restrict dr = fg_tensor_row (d, i);
+      for (gsize j = 0; j < D; j++)
+        dr[j] += g[j];
+    }
+}
+
+static FgVar *
+unpack_op (FgTape *tape, FgVar *packed, guint ndim, const gsize *shape)
+{
+  FgVar *out;
+  if (packed == NULL)
+    return NULL;
+  out = fg_tape_op_new (tape, ndim, shape, &packed, 1, unpack_backward, 0, NULL);
+  if (out == NULL)
+    return NULL;
+  const gsize D = fg_tensor_cols (&out->value);
+  for (gsize i = 0; i < fg_tensor_rows (&out->value); i++)
+    memcpy (fg_tensor_row (&out->value, i), fg_tensor_row (&packed->value, i),
+            D * sizeof (float));
+  return out;
+}
+
+/* ======================================================================================== */
+/* The flow                                                                                   */
+/* ======================================================================================== */
+
+static FgActivation
+fused_activation (Activation act)
+{
+  switch (act)
+    {
+    case ACT_TANH:
+      return FG_ACT_TANH;
+    case ACT_LEAKY_RELU:
+      return FG_ACT_LEAKY_RELU;
+    case ACT_SOFTPLUS:
+      return FG_ACT_SOFTPLUS;
+    case ACT_RELU:
+    default:
+      return FG_ACT_RELU;
+    }
+}
+
+/* act(x·W + b) as one fused node (leaky-relu slope 0.01, PyTorch's default). */
+static FgVar *
+linear_act (FgTape *tape, Activation act, FgVar *x, FgVar *w, FgVar *b)
+{
+  return fg_op_linear_act (tape, x, w, b, fused_activation (act), 0.01f);
+}
+
+/* st = NN(x ⊙ b) at the transformed coordinates: [N, 2·n_ch].  x: [N, ≥ D] (first D columns). */
+static FgVar *
+st_net (RealNvp *self, FgTape *tape, const Coupling *C, FgVar *x, gboolean train, FgRng *rng)
+{
+  const gsize N = fg_tensor_rows (&x->value);
+  FgVar *h, *w_in = fg_tape_weight (tape, C->w_in), *b_in = fg_tape_weight (tape, C->b_in);
+  FgVar *w_out, *b_out;
+
+  if (C->n_id == 0)
+    {
+      /* x ⊙ b = 0: the first layer gives act(bias) for every row (a zero row times any W). */
+      FgVar *zeros = fg_tape_empty_2d (tape, N, 1);
+      memset (zeros->value.data, 0, N * sizeof (float));
+      h = linear_act (tape, self->act, zeros, fg_op_slice_rows (tape, w_in, 0, 1), b_in);
+    }
+  else
+    {
+      FgVar *xid, *wid;
+      if (C->id_contiguous)
+        {
+          xid = fg_op_slice (tape, x, C->id[0], C->n_id);
+          wid = fg_op_slice_rows (tape, w_in, C->id[0], C->n_id);
+        }
+      else
+        {
+          xid = gather_cols (tape, x, C->id, C->n_id);
+          wid = gather_rows (tape, w_in, C->id, C->n_id);
+        }
+      h = linear_act (tape, self->act, xid, wid, b_in);
+    }
+  h = fg_op_dropout (tape, h, self->dropout, rng, train && self->dropout > 0.0f);
+  for (guint m = 0; m < self->inner; m++)
+    h = linear_act (tape, self->act, h, fg_tape_weight (tape, C->w_hid[m]),
+                    fg_tape_weight (tape, C->b_hid[m]));
+  w_out = gather_cols (tape, fg_tape_weight (tape, C->w_out), C->out_cols, 2 * C->n_ch);
+  b_out = gather_cols (tape, fg_tape_weight (tape, C->b_out), C->out_cols, 2 * C->n_ch);
+  return fg_op_linear (tape, h, w_out, b_out);
+}
+
+static FgVar *
+realnvp_forward (gpointer data, FgTape *tape, FgVar *x, const FgFlowRun *run, FgVar **logdet,
+                 GError **error)
+{
+  RealNvp *self = data;
+  const gboolean train = run != NULL && run->train;
+  FgRng *rng = run != NULL ? run->rng : NULL;
+  FgVar *x2 = x, *cur;
+  gboolean has_ld = FALSE;
+  gsize N;
+
+  *logdet = NULL;
+  if (x == NULL || fg_tensor_cols (&x->value) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "realnvp-mlp: input of %" G_GSIZE_FORMAT " features, built for %" G_GSIZE_FORMAT,
+                   x ? fg_tensor_cols (&x->value) : 0, self->D);
+      return NULL;
+    }
+  if (train && self->dropout > 0.0f && rng == NULL)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "realnvp-mlp: training run without an RNG");
+      return NULL;
+    }
+  N = fg_tensor_rows (&x->value);
+  if (x->value.ndim != 2)
+    x2 = fg_op_reshape (tape, x, 2, (gsize[]){ N, self->D });
+  cur = x2;
+  for (guint l = 0; l < self->L; l++)
+    {
+      const Coupling *C = &self->layers[l];
+      if (C->n_ch == 0)
+        continue; /* nothing transformed: the identity, log-det 0 */
+      cur = coupling_op (tape, C, self->D, cur, has_ld, st_net (self, tape, C, cur, train, rng),
+                         fg_tape_weight (tape, C->rescale));
+      has_ld = TRUE;
+    }
+  if (!has_ld)
+    {
+      FgVar *zero = fg_tape_empty_2d (tape, N, 1);
+      memset (zero->value.data, 0, N * sizeof (float));
+      *logdet = zero;
+      return x;
+    }
+  *logdet = fg_op_slice (tape, cur, self->D, 1);
+  cur = unpack_op (tape, cur, x->value.ndim, x->value.shape);
+  if (cur == NULL || *logdet == NULL)
+    {
+      *logdet = NULL;
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "realnvp-mlp: forward failed (see the log)");
+      return NULL;
+    }
+  return cur;
+}
+
+static FgVar *
+realnvp_inverse (gpointer data, FgTape *tape, FgVar *z, GError **error)
+{
+  RealNvp *self = data;
+  FgVar *cur;
+  gsize N;
+  if (z == NULL || fg_tensor_cols (&z->value) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "realnvp-mlp: latent of %" G_GSIZE_FORMAT " features, built for %" G_GSIZE_FORMAT,
+                   z ? fg_tensor_cols (&z->value) : 0, self->D);
+      return NULL;
+    }
+  N = fg_tensor_rows (&z->value);
+  cur = z->value.ndim == 2 ? z : fg_op_reshape (tape, z, 2, (gsize[]){ N, self->D });
+  for (guint l = self->L; l-- > 0;)
+    {
+      const Coupling *C = &self->layers[l];
+      if (C->n_ch == 0)
+        continue;
+      cur = coupling_inverse_op (tape, C, self->D, cur, st_net (self, tape, C, cur, FALSE, NULL),
+                                 fg_tape_weight (tape, C->rescale));
+    }
+  if (cur != NULL && z->value.ndim != 2)
+    cur = fg_op_reshape (tape, cur, z->value.ndim, z->value.shape);
+  if (cur == NULL)
+    g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "realnvp-mlp: inverse failed (see the log)");
+  return cur;
+}
+
+/* Fill C's index lists from its mask b (TRUE = identity). */
+static void
+coupling_set_mask (Coupling *C, const gboolean *b, gsize D)
+{
+  C->id = g_new (guint32, MAX (D, 1));
+  C->ch = g_new (guint32, MAX (D, 1));
+  C->out_cols = g_new (guint32, MAX (2 * D, 1));
+  C->n_id = C->n_ch = 0;
+  for (gsize j = 0; j < D; j++)
+    if (b[j])
+      C->id[C->n_id++] = (guint32) j;
+    else
+      C->ch[C->n_ch++] = (guint32) j;
+  for (gsize c = 0; c < C->n_ch; c++)
+    {
+      C->out_cols[c] = C->ch[c];
+      C->out_cols[C->n_ch + c] = (guint32) D + C->ch[c];
+    }
+  C->id_contiguous = C->n_id > 0 && C->id[C->n_id - 1] - C->id[0] + 1 == C->n_id;
+  C->ch_contiguous = C->n_ch > 0 && C->ch[C->n_ch - 1] - C->ch[0] + 1 == C->n_ch;
+}
+
+static void
+realnvp_destroy (gpointer data)
+{
+  RealNvp *self = data;
+  if (self == NULL)
+    return;
+  for (guint l = 0; l < self->L; l++)
+    {
+      Coupling *C = &self->layers[l];
+      g_free (C->id);
+      g_free (C->ch);
+      g_free (C->out_cols);
+      g_free (C->w_hid);
+      g_free (C->b_hid);
+    }
+  g_free (self->layers);
+  g_free (self);
+}
+
+/* A weight with PyTorch's Linear default initialisation U(±1/√fan_in). */
+static FgWeight *
+add_linear (FgWeightSet *weights, const char *name, gsize rows, gsize cols, gsize fan_in,
+            gboolean zero, FgRng *rng)
+{
+  FgWeight *w = fg_weight_set_add_2d (weights, name, rows, cols, TRUE);
+  if (w == NULL)
+    return NULL;
+  if (zero)
+    fg_weight_init_const (w, 0.0f);
+  else
+    fg_weight_init_uniform (w, rng, (float) (1.0 / sqrt ((double) fan_in)));
+  return w;
+}
+
+static gpointer
+realnvp_create (const FgParams *params, const FgSampleShape *shape, FgWeightSet *weights,
+                FgRng *rng, GError **error)
+{
+  const gsize D = fg_sample_shape_numel (shape);
+  const char *act = fg_params_get_string (params, "activation");
+  const gboolean checker = g_strcmp0 (fg_params_get_string (params, "mask"), "checkerboard") == 0;
+  const gboolean zero = fg_params_get_bool (params, "zero_init");
+  const gboolean rescale = fg_params_get_bool (params, "rescale");
+  g_autofree gboolean *b = NULL;
+  RealNvp *self;
+
+  if (D == 0)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM, "realnvp-mlp: empty input");
+      return NULL;
+    }
+  if (D > G_MAXUINT32 / 2)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_UNSUPPORTED,
+                   "realnvp-mlp: %" G_GSIZE_FORMAT " features is too many", D);
+      return NULL;
+    }
+  self = g_new0 (RealNvp, 1);
+  self->D = D;
+  self->L = (guint) fg_params_get_int (params, "layers");
+  self->k = (guint) fg_params_get_int (params, "hidden");
+  self->inner = (guint) fg_params_get_int (params, "inner_layers");
+  self->dropout = (float) fg_params_get_double (params, "dropout");
+  self->act = g_strcmp0 (act, "tanh") == 0         ? ACT_TANH
+              : g_strcmp0 (act, "leaky-relu") == 0 ? ACT_LEAKY_RELU
+              : g_strcmp0 (act, "softplus") == 0   ? ACT_SOFTPLUS
+                                                   : ACT_RELU;
+  self->layers = g_new0 (Coupling, self->L);
+  b = g_new (gboolean, D);
+
+  for (guint l = 0; l < self->L; l++)
+    {
+      Coupling *C = &self->layers[l];
+      const gsize split = D / 2;
+      char name[64];
+      for (gsize j = 0; j < D; j++)
+        b[j] = checker ? (j + l) % 2 == 0 : (l % 2 == 0 ? j < split : j >= split);
+      coupling_set_mask (C, b, D);
+
+      g_snprintf (name, sizeof name, "coupling%u.in.weight", l);
+      C->w_in = add_linear (weights, name, D, self->k, D, FALSE, rng);
+      g_snprintf (name, sizeof name, "coupling%u.in.bias", l);
+      C->b_in = add_linear (weights, name, 1, self->k, D, FALSE, rng);
+      C->w_hid = g_new0 (FgWeight *, MAX (self->inner, 1));
+      C->b_hid = g_new0 (FgWeight *, MAX (self->inner, 1));
+      for (guint m = 0; m < self->inner; m++)
+        {
+          g_snprintf (name, sizeof name, "coupling%u.hidden%u.weight", l, m);
+          C->w_hid[m] = add_linear (weights, name, self->k, self->k, self->k, FALSE, rng);
+          g_snprintf (name, sizeof name, "coupling%u.hidden%u.bias", l, m);
+          C->b_hid[m] = add_linear (weights, name, 1, self->k, self->k, FALSE, rng);
+        }
+      g_snprintf (name, sizeof name, "coupling%u.out.weight", l);
+      C->w_out = add_linear (weights, name, self->k, 2 * D, self->k, zero, rng);
+      g_snprintf (name, sizeof name, "coupling%u.out.bias", l);
+      C->b_out = add_linear (weights, name, 1, 2 * D, self->k, zero, rng);
+      g_snprintf (name, sizeof name, "coupling%u.rescale", l);
+      C->rescale = fg_weight_set_add_2d (weights, name, 1, D, TRUE);
+      if (C->w_in == NULL || C->b_in == NULL || C->w_out == NULL || C->b_out == NULL
+          || C->rescale == NULL)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "realnvp-mlp: cannot add weight '%s' (a name clash in the weight set?)",
+                       name);
+          realnvp_destroy (self);
+          return NULL;
+        }
+      fg_weight_init_const (C->rescale, 1.0f);
+      C->rescale->trainable = rescale;
+    }
+  return self;
+}
+
+static const FgFlowVTable realnvp_vtable = {
+  .struct_size = sizeof (FgFlowVTable),
+  .create = realnvp_create,
+  .forward = realnvp_forward,
+  .inverse = realnvp_inverse,
+  .destroy = realnvp_destroy,
+};
+
+static const FgComponent realnvp_components[] = {
+  { FG_KIND_FLOW, "realnvp-mlp",
+    "RealNVP affine couplings with MLP scale/shift nets (tabular and 2-D data)", realnvp_params,
+    &realnvp_vtable, { 0 } },
+  { 0 },
+};
+
+static const FgPluginInfo realnvp_info = {
+  .abi_version = FG_PLUGIN_ABI_VERSION,
+  .struct_size = sizeof (FgPluginInfo),
+  .name = "realnvp-mlp",
+  .version = PACKAGE_VERSION,
+  .license = "MIT",
+  .description = "RealNVP flow for tabular data: masked affine couplings with MLP networks",
+  .components = realnvp_components,
+};
+
+FG_PLUGIN_DEFINE (realnvp_info)

@@ -1108,42 +1108,27 @@ apply_keys (ParseCtx *ctx, const char *group, FgParams *params, const char *owne
   return TRUE;
 }
 
-/* Every required parameter is set, recursively through components; names the first missing
- * one ("flow.hidden" for a component's). */
+/* Every required parameter is set and every component resolved, recursively; names the first
+ * missing one ("flow.hidden" for a component's). */
 static gboolean
 check_required (ParseCtx *ctx, const char *group, const FgParams *params, const char *owner,
-                const char *prefix, GError **error)
+                GError **error)
 {
-  for (const FgParamSpec *sp = fg_params_get_specs (params); sp && sp->name; sp++)
-    {
-      g_autofree char *key = g_strconcat (prefix, sp->name, NULL);
-      if (!fg_params_has (params, sp->name))
-        {
-          g_autofree char *type = NULL;
-          if (!(sp->flags & FG_PARAM_FLAG_REQUIRED))
-            continue;
-          type = fg_param_spec_describe_type (sp);
-          return exp_error (ctx, error, FG_EXPERIMENT_ERROR_MISSING_KEY, group, key,
-                            "missing: %s requires it (%s: %s)", owner, type,
-                            sp->doc ? sp->doc : "");
-        }
-      if (sp->type == FG_PARAM_COMPONENT)
-        {
-          const FgParams *sub = fg_params_get_component (params, sp->name);
-          g_autofree char *sub_owner = NULL;
-          g_autofree char *sub_prefix = NULL;
-          if (sub == NULL)
-            return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_PLUGIN, group, key,
-                              "%s '%s' is not resolved", sp->choices,
-                              fg_params_get_string (params, sp->name));
-          sub_owner = g_strdup_printf ("%s '%s'", sp->choices,
-                                       fg_params_get_string (params, sp->name));
-          sub_prefix = g_strconcat (key, ".", NULL);
-          if (!check_required (ctx, group, sub, sub_owner, sub_prefix, error))
-            return FALSE;
-        }
-    }
-  return TRUE;
+  g_autofree char *key = NULL;
+  g_autofree char *sub_owner = NULL;
+  g_autofree char *value = NULL;
+  g_autofree char *type = NULL;
+  const FgParamSpec *sp = fg_params_find_incomplete (params, &key, &sub_owner);
+  if (sp == NULL)
+    return TRUE;
+  value = fg_params_get_text (params, key);
+  if (value != NULL)
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_PLUGIN, group, key,
+                      "%s '%s' is not resolved", sp->choices, value);
+  type = fg_param_spec_describe_type (sp);
+  return exp_error (ctx, error, FG_EXPERIMENT_ERROR_MISSING_KEY, group, key,
+                    "missing: %s requires it (%s: %s)", sub_owner ? sub_owner : owner, type,
+                    sp->doc ? sp->doc : "");
 }
 
 static gboolean
@@ -1195,8 +1180,8 @@ validate_dataset (ParseCtx *ctx, FgExpDataset *d, GError **error)
     return FALSE;
   fg_params_resolve_paths (d->params, ctx->exp->base_dir);
   fg_params_resolve_paths (d->split_params, ctx->exp->base_dir);
-  return check_required (ctx, d->group, d->params, owner, "", error)
-         && check_required (ctx, d->group, d->split_params, "the split", "", error);
+  return check_required (ctx, d->group, d->params, owner, error)
+         && check_required (ctx, d->group, d->split_params, "the split", error);
 }
 
 void
@@ -1233,7 +1218,7 @@ validate_method (ParseCtx *ctx, FgExpMethod *m, GError **error)
       if (!apply_keys (ctx, m->group, params, owner, keys, values, m->entries->len, error))
         return FALSE;
       fg_params_resolve_paths (params, ctx->exp->base_dir);
-      if (!check_required (ctx, m->group, params, owner, "", error))
+      if (!check_required (ctx, m->group, params, owner, error))
         return FALSE;
     }
   return TRUE;

@@ -631,6 +631,57 @@ fg_params_resolve_components (FgParams *params, FgComponentResolver resolve, gpo
   return TRUE;
 }
 
+static const FgParamSpec *
+find_incomplete (const FgParams *params, const char *prefix, const char *owner_in, char **key,
+                 char **owner)
+{
+  for (guint i = 0; i < params->n; i++)
+    {
+      const FgParamValue *val = &params->values[i];
+      gboolean missing = !val->has_value && (val->spec->flags & FG_PARAM_FLAG_REQUIRED);
+      gboolean unresolved = val->spec->type == FG_PARAM_COMPONENT && val->has_value
+                            && val->component == NULL;
+      if (missing || unresolved)
+        {
+          *key = g_strconcat (prefix, val->spec->name, NULL);
+          *owner = g_strdup (owner_in);
+          return val->spec;
+        }
+      if (val->component != NULL)
+        {
+          g_autofree char *sub_prefix = g_strconcat (prefix, val->spec->name, ".", NULL);
+          g_autofree char *sub_owner = g_strdup_printf ("%s '%s'", val->spec->choices, val->text);
+          const FgParamSpec *spec = find_incomplete (val->component, sub_prefix, sub_owner, key,
+                                                     owner);
+          if (spec != NULL)
+            return spec;
+        }
+    }
+  return NULL;
+}
+
+/**
+ * fg_params_find_incomplete:
+ * @params: parameters
+ * @key: (out) (transfer full): the dotted name of the parameter
+ * @owner: (out) (transfer full) (nullable): the component that declares it, or %NULL at the top
+ * level
+ *
+ * Finds the first parameter, in declared order and recursively through components, that keeps
+ * @params from being complete: a required parameter without a value, or a COMPONENT value whose
+ * parameters are not attached.
+ *
+ * Returns: (nullable): its spec, or %NULL when @params is complete.
+ */
+const FgParamSpec *
+fg_params_find_incomplete (const FgParams *params, char **key, char **owner)
+{
+  g_return_val_if_fail (params != NULL && key != NULL && owner != NULL, NULL);
+  *key = NULL;
+  *owner = NULL;
+  return find_incomplete (params, "", NULL, key, owner);
+}
+
 /**
  * fg_params_check_complete:
  * @params: parameters
@@ -642,34 +693,23 @@ fg_params_resolve_components (FgParams *params, FgComponentResolver resolve, gpo
 gboolean
 fg_params_check_complete (const FgParams *params, GError **error)
 {
+  g_autofree char *key = NULL;
+  g_autofree char *owner = NULL;
+  g_autofree char *name = NULL;
+  const FgParamSpec *spec;
   g_return_val_if_fail (params != NULL, FALSE);
-  for (guint i = 0; i < params->n; i++)
-    {
-      const FgParamValue *val = &params->values[i];
-      if (!val->has_value && (val->spec->flags & FG_PARAM_FLAG_REQUIRED))
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "required parameter '%s' is not set (%s)", val->spec->name,
-                       val->spec->doc);
-          return FALSE;
-        }
-      if (val->spec->type == FG_PARAM_COMPONENT && val->has_value)
-        {
-          if (val->component == NULL)
-            {
-              g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                           "%s component '%s' of parameter '%s' is not resolved",
-                           val->spec->choices, val->text, val->spec->name);
-              return FALSE;
-            }
-          if (!fg_params_check_complete (val->component, error))
-            {
-              g_prefix_error (error, "%s.", val->spec->name);
-              return FALSE;
-            }
-        }
-    }
-  return TRUE;
+  spec = fg_params_find_incomplete (params, &key, &owner);
+  if (spec == NULL)
+    return TRUE;
+  /* A parameter with a value can only be incomplete as an unresolved component. */
+  name = fg_params_get_text (params, key);
+  if (name != NULL)
+    g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                 "%s component '%s' of parameter '%s' is not resolved", spec->choices, name, key);
+  else
+    g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM, "required parameter '%s' is not set (%s)",
+                 key, spec->doc);
+  return FALSE;
 }
 
 static const FgParamValue *

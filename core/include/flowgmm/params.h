@@ -94,6 +94,12 @@ FG_API gboolean fg_params_resolve_components (FgParams *params, FgComponentResol
 /* Every FG_PARAM_FLAG_REQUIRED parameter has a value (recursively) and every COMPONENT value is
  * resolved; names the first that is not. */
 FG_API gboolean fg_params_check_complete (const FgParams *params, GError **error);
+/* The first parameter (declared order, recursively) that keeps `params` incomplete: a required
+ * one without a value, or a COMPONENT value not resolved.  NULL when complete; otherwise its
+ * spec, with *key its dotted name ("flow.hidden", newly allocated) and *owner the component
+ * ("flow 'realnvp-mlp'", newly allocated) or NULL at the top level. */
+FG_API const FgParamSpec *fg_params_find_incomplete (const FgParams *params, char **key,
+                                                     char **owner);
 
 FG_API gboolean fg_params_has (const FgParams *params, const char *name);
 FG_API gboolean fg_params_is_default (const FgParams *params, const char *name);

@@ -91,11 +91,17 @@ fg_file_read_all (const char *path, gsize max_bytes, char **contents, gsize *len
       if (got < 0)
         {
           g_free (buf);
+          /* a damaged gzip stream is INVALID_DATA, a truncated one PARTIAL_INPUT */
           g_set_error (error, FG_ERROR,
                        g_error_matches (local, G_IO_ERROR, G_IO_ERROR_INVALID_DATA)
+                               || g_error_matches (local, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT)
                            ? FG_ERROR_CORRUPT
                            : FG_ERROR_IO,
-                       "%s: %s", path, local->message);
+                       "%s: %s%s", path,
+                       g_error_matches (local, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT)
+                           ? "truncated compressed file: "
+                           : "",
+                       local->message);
           return FALSE;
         }
       if (got == 0)

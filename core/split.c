@@ -7,6 +7,8 @@
 #include <flowgmm/rng.h>
 #include <flowgmm/split.h>
 
+#include "preprocess-private.h"
+
 static const FgParamSpec split_specs[] = {
   FG_PARAM_SPEC_INT ("labeled", "-1", -1, INFINITY,
                      "labeled training points, class-balanced; -1: the data set's own labeled "
@@ -30,6 +32,26 @@ static const FgParamSpec split_specs[] = {
                      "test points held out of the training part when the data set has no test "
                      "part (drawn once with data_seed, the same for every cell seed)"),
   FG_PARAM_SPEC_INT ("data_seed", "0", 0, INFINITY, "seed of the held-out test draw"),
+  /* Preprocessing: fitted on the training rows (labeled + unlabeled) only, applied to every
+   * set, in this order (preprocess.c). */
+  FG_PARAM_SPEC_BOOL ("dequantize_logit", "false",
+                      "images in [0, 1]: u = (255x + U[0,1))/256 with noise drawn once per cell "
+                      "seed, then y = logit(0.5 + c(u - 0.5)), c = logit_constraint; the "
+                      "per-example log-det is kept (FgSplit.preprocessing)"),
+  FG_PARAM_SPEC_DOUBLE ("logit_constraint", "0.9", 0.001, 0.999,
+                        "c of dequantize_logit: squeezes u into [0.5 - c/2, 0.5 + c/2] before "
+                        "the logit (the FlowGMM authors' 0.9)"),
+  FG_PARAM_SPEC_BOOL ("standardize", "false",
+                      "z-score every feature with the mean and standard deviation (ddof 0) of "
+                      "the training rows; a constant feature is only centred"),
+  FG_PARAM_SPEC_INT ("pca", "0", 0, INFINITY,
+                     "project onto the first k principal components of the training rows (after "
+                     "standardize; LAPACK); 0: off"),
+  FG_PARAM_SPEC_BOOL ("pca_whiten", "false",
+                      "divide each principal component by its standard deviation"),
+  FG_PARAM_SPEC_BOOL ("l2_normalize", "false",
+                      "scale every example to unit Euclidean norm, last (as the paper's kNN and "
+                      "label-spreading baselines)"),
   FG_PARAM_SPEC_END,
 };
 
@@ -59,6 +81,7 @@ struct _FgSplitData {
   gint32 *owned_y[4];
   char *fingerprint;
   FgFitHooks hooks;
+  FgPreprocessState pp;
 };
 
 static gint
@@ -526,6 +549,15 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
                   &d->validation, TRUE);
   set_out_part (d, 3, &d->test, d->test_from_part ? test_part : train, &d->test_rows, TRUE);
 
+  /* 5. preprocessing, fitted on labeled + unlabeled (slots 0 and 1 of owned_x) */
+  if (!_fg_preprocess_apply (split_params, seed, d->owned_x, &d->pp, error))
+    return NULL;
+  d->split.labeled.x = *d->owned_x[0];
+  d->split.unlabeled.x = *d->owned_x[1];
+  if (d->owned_x[2] != NULL)
+    d->split.validation.x = *d->owned_x[2];
+  d->test.x = *d->owned_x[3];
+
   sum = g_checksum_new (G_CHECKSUM_SHA256);
   hash_set (sum, "labeled", &d->labeled);
   hash_set (sum, "unlabeled", &d->unlabeled);
@@ -536,6 +568,14 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
   d->split.n_classes = K;
   d->split.shape = *fg_dataset_get_sample_shape (ds);
   d->split.dim = fg_dataset_get_dim (ds);
+  if (d->pp.reshaped)
+    {
+      memset (&d->split.shape, 0, sizeof d->split.shape);
+      d->split.shape.ndim = 1;
+      d->split.shape.dims[0] = d->pp.out_dim;
+      d->split.dim = d->pp.out_dim;
+    }
+  d->split.preprocessing = &d->pp.info;
   d->split.fingerprint = d->fingerprint;
   d->split.seed = seed;
   return g_steal_pointer (&d);
@@ -560,6 +600,7 @@ fg_split_data_free (FgSplitData *data)
   g_free (data->validation.idx);
   g_free (data->test_rows.idx);
   g_free (data->fingerprint);
+  _fg_preprocess_state_clear (&data->pp);
   fg_dataset_unref (data->ds);
   g_free (data);
 }

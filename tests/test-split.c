@@ -372,6 +372,41 @@ test_index_files (void)
 }
 
 static void
+test_index_file_truncated_gzip (void)
+{
+  g_autoptr (FgDataset) ds = make_dataset (100, 2, 0, 10);
+  g_autofree char *dir = g_dir_make_tmp ("fgsplit-XXXXXX", NULL);
+  g_autofree char *lines = g_build_filename (dir, "splits.txt", NULL);
+  g_autofree char *gz = g_build_filename (dir, "splits.txt.gz", NULL);
+  g_autofree char *cut = g_build_filename (dir, "cut.txt.gz", NULL);
+  g_autofree char *cmd = NULL, *data = NULL;
+  g_autoptr (GString) text = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  gsize len;
+
+  for (int line = 0; line < 200; line++)
+    g_string_append_printf (text, "%d %d %d\n", line % 97, (line + 1) % 97, (line + 2) % 97);
+  g_assert_true (g_file_set_contents (lines, text->str, (gssize) text->len, NULL));
+  cmd = g_strdup_printf ("gzip -c '%s' > '%s'", lines, gz);
+  g_assert_cmpint (system (cmd), ==, 0);
+  g_assert_true (g_file_get_contents (gz, &data, &len, NULL));
+  g_assert_true (g_file_set_contents (cut, data, (gssize) (len / 2), NULL));
+  {
+    g_autoptr (FgParams) p = split_params ("labeled_indices", cut, "labeled_indices_format",
+                                           "line-per-seed", NULL);
+    g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 0, &error);
+    g_assert_null (d);
+    g_assert_error (error, FG_ERROR, FG_ERROR_CORRUPT);
+    g_assert_nonnull (strstr (error->message, "cut.txt.gz: truncated compressed file"));
+    g_assert_nonnull (strstr (error->message, "split key 'labeled_indices'"));
+  }
+  g_unlink (lines);
+  g_unlink (gz);
+  g_unlink (cut);
+  g_rmdir (dir);
+}
+
+static void
 test_dataset_checks (void)
 {
   g_autoptr (GError) error = NULL;
@@ -461,6 +496,558 @@ test_image_split_keeps_shape (void)
   g_assert_cmpuint (fg_split_data_get_test (d)->x.shape[3], ==, 2);
 }
 
+
+/* ---- preprocessing --------------------------------------------------------------------------- */
+
+/* A train part of n rows, D features: row i = A z_i + 3 with z_i ~ N(0, diag(scales²)), A a
+ * fixed random mix; labels i % 2.  Optionally a validation part and a test part whose values
+ * are shifted far away (+1000 and -500), so that any leak of them into the fitted statistics
+ * shows. */
+static FgDataset *
+make_gaussian_dataset (gsize n, gsize D, const double *scales, gboolean with_val,
+                       gboolean with_test)
+{
+  FgDataset *ds = fg_dataset_new ("gaussian");
+  g_autoptr (GError) error = NULL;
+  g_autofree double *A = g_new (double, D * D);
+  FgRng rng;
+  fg_rng_init (&rng, 99, 0);
+  for (gsize a = 0; a < D * D; a++)
+    A[a] = fg_rng_normal (&rng);
+  for (int p = 0; p < 3; p++)
+    {
+      gsize rows = p == 0 ? n : 40;
+      double shift = p == 0 ? 0.0 : p == 1 ? 1000.0 : -500.0;
+      FgTensor *x;
+      gint32 *y;
+      if ((p == 1 && !with_val) || (p == 2 && !with_test))
+        continue;
+      x = fg_tensor_new_2d (rows, D);
+      y = g_new (gint32, rows);
+      for (gsize i = 0; i < rows; i++)
+        {
+          g_autofree double *z = g_new (double, D);
+          for (gsize j = 0; j < D; j++)
+            z[j] = scales[j] * fg_rng_normal (&rng);
+          for (gsize r = 0; r < D; r++)
+            {
+              double v = 3.0 + shift;
+              for (gsize j = 0; j < D; j++)
+                v += A[r * D + j] * z[j];
+              fg_tensor_row (x, i)[r] = (float) v;
+            }
+          y[i] = (gint32) (i % 2);
+        }
+      g_assert_true (fg_dataset_set_part (ds, p == 0 ? FG_PART_TRAIN : p == 1 ? FG_PART_VAL
+                                                                          : FG_PART_TEST,
+                                          x, y, &error));
+    }
+  g_assert_true (fg_dataset_finish (ds, &error));
+  return ds;
+}
+
+/* Rows of the original train part that form the split's training sets. */
+static void
+training_stats (FgDataset *ds, FgSplitData *d, gsize D, double *mean, double *sd)
+{
+  const FgDataPart *train = fg_dataset_get_part (ds, FG_PART_TRAIN);
+  const char *sets[] = { "labeled", "unlabeled" };
+  gsize n = 0;
+  memset (mean, 0, D * sizeof *mean);
+  memset (sd, 0, D * sizeof *sd);
+  for (int pass = 0; pass < 2; pass++)
+    for (int s = 0; s < 2; s++)
+      {
+        gsize m;
+        const guint32 *idx = fg_split_data_get_indices (d, sets[s], &m);
+        for (gsize i = 0; i < m; i++)
+          {
+            const float *row = fg_tensor_row (&train->x, idx[i]);
+            for (gsize j = 0; j < D; j++)
+              {
+                if (pass == 0)
+                  mean[j] += row[j];
+                else
+                  sd[j] += (row[j] - mean[j]) * (row[j] - mean[j]);
+              }
+            if (pass == 0)
+              n++;
+          }
+        if (pass == 0 && s == 1)
+          for (gsize j = 0; j < D; j++)
+            mean[j] /= (double) n;
+      }
+  for (gsize j = 0; j < D; j++)
+    sd[j] = sqrt (sd[j] / (double) n);
+}
+
+static void
+test_preprocess_none (void)
+{
+  g_autoptr (FgDataset) ds = make_dataset (60, 3, 0, 10);
+  g_autoptr (FgParams) p = split_params ("labeled", "6", NULL);
+  g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 0, NULL);
+  const FgSplit *s = fg_split_data_get_split (d);
+  g_assert_nonnull (s->preprocessing);
+  g_assert_cmpstr (s->preprocessing->description, ==, "none");
+  g_assert_true (s->preprocessing->invertible);
+  g_assert_nonnull (s->preprocessing->labeled_logdet);
+  g_assert_nonnull (s->preprocessing->test_logdet);
+  g_assert_null (s->preprocessing->validation_logdet); /* no validation set */
+  for (gsize i = 0; i < s->labeled.n; i++)
+    g_assert_cmpfloat (s->preprocessing->labeled_logdet[i], ==, 0.0);
+  /* untouched: row = (i, 2i, -i) */
+  g_assert_cmpfloat (fg_tensor_row (&s->labeled.x, 0)[1], ==,
+                     2.0f * fg_tensor_row (&s->labeled.x, 0)[0]);
+}
+
+static void
+test_preprocess_standardize (void)
+{
+  static const double scales[4] = { 5.0, 2.0, 1.0, 0.5 };
+  g_autoptr (FgDataset) ds = make_gaussian_dataset (500, 4, scales, TRUE, TRUE);
+  g_autoptr (FgParams) p = split_params ("labeled", "20", "unlabeled", "300", "standardize",
+                                         "true", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 3, &error);
+  const FgSplit *s;
+  const FgDataPart *test;
+  double mean[4], sd[4], m2[4] = { 0 }, v2[4] = { 0 }, logdet = 0.0;
+  gsize n = 0;
+
+  g_assert_no_error (error);
+  s = fg_split_data_get_split (d);
+  test = fg_split_data_get_test (d);
+  g_assert_cmpstr (s->preprocessing->description, ==, "standardize");
+  g_assert_true (s->preprocessing->invertible);
+  training_stats (ds, d, 4, mean, sd);
+  for (int j = 0; j < 4; j++)
+    logdet -= log (sd[j]);
+  /* the training sets together: mean 0, standard deviation 1 */
+  for (int set = 0; set < 2; set++)
+    {
+      const FgDataPart *part = set == 0 ? &s->labeled : &s->unlabeled;
+      for (gsize i = 0; i < part->n; i++, n++)
+        for (int j = 0; j < 4; j++)
+          {
+            double v = fg_tensor_row (&part->x, i)[j];
+            m2[j] += v;
+            v2[j] += v * v;
+          }
+    }
+  for (int j = 0; j < 4; j++)
+    {
+      g_assert_cmpfloat_with_epsilon (m2[j] / (double) n, 0.0, 1e-5);
+      g_assert_cmpfloat_with_epsilon (v2[j] / (double) n, 1.0, 1e-4);
+    }
+  /* validation and test use the training statistics (their shift stays visible) */
+  for (gsize i = 0; i < test->n; i++)
+    for (int j = 0; j < 4; j++)
+      {
+        const float *orig = fg_tensor_row (&fg_dataset_get_part (ds, FG_PART_TEST)->x, i);
+        g_assert_cmpfloat_with_epsilon (fg_tensor_row (&test->x, i)[j],
+                                        (orig[j] - mean[j]) / sd[j], 1e-3);
+      }
+  g_assert_cmpfloat (fg_tensor_row (&s->validation.x, 0)[0], >, 50.0);
+  /* log-det: -Σ log σ for every example of every set */
+  g_assert_cmpfloat_with_epsilon (s->preprocessing->labeled_logdet[3], logdet, 1e-9);
+  g_assert_cmpfloat_with_epsilon (s->preprocessing->validation_logdet[0], logdet, 1e-9);
+  g_assert_cmpfloat_with_epsilon (s->preprocessing->test_logdet[test->n - 1], logdet, 1e-9);
+}
+
+/* Solve the D×D system M w = b in place (Gaussian elimination, partial pivoting). */
+static void
+solve (double *M, double *b, gsize D)
+{
+  for (gsize c = 0; c < D; c++)
+    {
+      gsize piv = c;
+      for (gsize r = c + 1; r < D; r++)
+        if (fabs (M[r * D + c]) > fabs (M[piv * D + c]))
+          piv = r;
+      for (gsize k = 0; k < D; k++)
+        {
+          double t = M[c * D + k];
+          M[c * D + k] = M[piv * D + k];
+          M[piv * D + k] = t;
+        }
+      {
+        double t = b[c];
+        b[c] = b[piv];
+        b[piv] = t;
+      }
+      for (gsize r = 0; r < D; r++)
+        if (r != c)
+          {
+            double f = M[r * D + c] / M[c * D + c];
+            for (gsize k = c; k < D; k++)
+              M[r * D + k] -= f * M[c * D + k];
+            b[r] -= f * b[c];
+          }
+    }
+  for (gsize c = 0; c < D; c++)
+    b[c] /= M[c * D + c];
+}
+
+static void
+test_preprocess_pca (void)
+{
+  static const double scales[5] = { 5.0, 3.0, 2.0, 1.0, 0.5 };
+  const gsize D = 5, k = 3;
+  g_autoptr (FgDataset) ds = make_gaussian_dataset (2000, D, scales, FALSE, FALSE);
+  g_autoptr (FgParams) p = split_params ("labeled", "40", "test", "100", "pca", "3", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 1, &error);
+  g_autoptr (FgSplitData) again = NULL;
+  const FgDataPart *train = fg_dataset_get_part (ds, FG_PART_TRAIN);
+  const FgSplit *s;
+  double mean[5], sd[5], cov_y[3][3] = { { 0 } }, W[5][3];
+  double xtx[25] = { 0 }, xty[5][3] = { { 0 } };
+  gsize n = 0;
+  const char *sets[] = { "labeled", "unlabeled" };
+
+  g_assert_no_error (error);
+  s = fg_split_data_get_split (d);
+  g_assert_cmpstr (s->preprocessing->description, ==, "pca(3)");
+  g_assert_false (s->preprocessing->invertible);
+  g_assert_null (s->preprocessing->labeled_logdet);
+  g_assert_cmpuint (s->dim, ==, k);
+  g_assert_cmpuint (s->shape.ndim, ==, 1);
+  g_assert_cmpuint (s->shape.dims[0], ==, k);
+  g_assert_cmpuint (fg_tensor_cols (&s->labeled.x), ==, k);
+  g_assert_cmpuint (fg_tensor_cols (&fg_split_data_get_test (d)->x), ==, k);
+  training_stats (ds, d, D, mean, sd);
+
+  /* Recover W from the training rows by least squares (Xcᵀ Xc) W = Xcᵀ Y and check it. */
+  for (int set = 0; set < 2; set++)
+    {
+      gsize m;
+      const guint32 *idx = fg_split_data_get_indices (d, sets[set], &m);
+      const FgDataPart *part = set == 0 ? &s->labeled : &s->unlabeled;
+      for (gsize i = 0; i < m; i++, n++)
+        {
+          const float *x = fg_tensor_row (&train->x, idx[i]);
+          const float *y = fg_tensor_row (&part->x, i);
+          for (gsize a = 0; a < D; a++)
+            {
+              for (gsize b = 0; b < D; b++)
+                xtx[a * D + b] += (x[a] - mean[a]) * (x[b] - mean[b]);
+              for (gsize c = 0; c < k; c++)
+                xty[a][c] += (x[a] - mean[a]) * y[c];
+            }
+          for (gsize a = 0; a < k; a++)
+            for (gsize b = 0; b < k; b++)
+              cov_y[a][b] += (double) y[a] * y[b];
+        }
+    }
+  for (gsize c = 0; c < k; c++)
+    {
+      double M[25], b[5], best = -1, norm = 0;
+      gsize arg = 0;
+      memcpy (M, xtx, sizeof M);
+      for (gsize a = 0; a < D; a++)
+        b[a] = xty[a][c];
+      solve (M, b, D);
+      for (gsize a = 0; a < D; a++)
+        {
+          W[a][c] = b[a];
+          norm += b[a] * b[a];
+          if (fabs (b[a]) > best)
+            best = fabs (b[a]), arg = a;
+        }
+      g_assert_cmpfloat_with_epsilon (norm, 1.0, 1e-4);   /* unit components */
+      g_assert_cmpfloat (W[arg][c], >, 0.0);             /* sign rule */
+    }
+  for (gsize a = 0; a < k; a++)
+    for (gsize b = 0; b < k; b++)
+      {
+        double dot = 0;
+        for (gsize r = 0; r < D; r++)
+          dot += W[r][a] * W[r][b];
+        if (a != b)
+          g_assert_cmpfloat_with_epsilon (dot, 0.0, 1e-4); /* orthogonal */
+        cov_y[a][b] /= (double) n;
+        if (a != b)
+          g_assert_cmpfloat_with_epsilon (cov_y[a][b], 0.0, 1e-3 * cov_y[0][0]);
+      }
+  /* decreasing variances, and the top one is the largest Rayleigh quotient: compare with the
+   * power iteration on the reference covariance */
+  g_assert_cmpfloat (cov_y[0][0], >, cov_y[1][1]);
+  g_assert_cmpfloat (cov_y[1][1], >, cov_y[2][2]);
+  {
+    double v[5] = { 1, 1, 1, 1, 1 }, lambda = 0;
+    for (int it = 0; it < 500; it++)
+      {
+        double nv[5] = { 0 }, norm = 0;
+        for (gsize a = 0; a < D; a++)
+          for (gsize b = 0; b < D; b++)
+            nv[a] += xtx[a * D + b] / (double) n * v[b];
+        for (gsize a = 0; a < D; a++)
+          norm += nv[a] * nv[a];
+        norm = sqrt (norm);
+        lambda = norm;
+        for (gsize a = 0; a < D; a++)
+          v[a] = nv[a] / norm;
+      }
+    g_assert_cmpfloat_with_epsilon (cov_y[0][0] / lambda, 1.0, 1e-4);
+  }
+  /* the test rows get the same projection */
+  {
+    gsize m;
+    const guint32 *idx = fg_split_data_get_indices (d, "test", &m);
+    const FgDataPart *test = fg_split_data_get_test (d);
+    for (gsize i = 0; i < m; i++)
+      for (gsize c = 0; c < k; c++)
+        {
+          double want = 0;
+          for (gsize a = 0; a < D; a++)
+            want += (fg_tensor_row (&train->x, idx[i])[a] - mean[a]) * W[a][c];
+          g_assert_cmpfloat_with_epsilon (fg_tensor_row (&test->x, i)[c], want, 2e-3);
+        }
+  }
+  /* bit-reproducible */
+  again = fg_split_data_new (ds, p, 1, &error);
+  g_assert_cmpmem (s->labeled.x.data, s->labeled.n * k * sizeof (float),
+                   fg_split_data_get_split (again)->labeled.x.data, s->labeled.n * k * sizeof (float));
+}
+
+static void
+test_preprocess_pca_whiten_and_errors (void)
+{
+  static const double scales[3] = { 4.0, 2.0, 1.0 };
+  g_autoptr (FgDataset) ds = make_gaussian_dataset (800, 3, scales, FALSE, FALSE);
+  g_autoptr (FgParams) p = split_params ("labeled", "10", "test", "50", "standardize", "true",
+                                         "pca", "3", "pca_whiten", "true", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 2, &error);
+  const FgSplit *s;
+  double cov[3][3] = { { 0 } }, mean[3], sd[3], logdet_std = 0.0, logdet_white = 0.0;
+  gsize n = 0;
+
+  g_assert_no_error (error);
+  s = fg_split_data_get_split (d);
+  g_assert_cmpstr (s->preprocessing->description, ==, "standardize pca(3,whiten)");
+  g_assert_true (s->preprocessing->invertible); /* k = D: a rotation and scaling */
+  for (int set = 0; set < 2; set++)
+    {
+      const FgDataPart *part = set == 0 ? &s->labeled : &s->unlabeled;
+      for (gsize i = 0; i < part->n; i++, n++)
+        for (int a = 0; a < 3; a++)
+          for (int b = 0; b < 3; b++)
+            cov[a][b] += (double) fg_tensor_row (&part->x, i)[a] * fg_tensor_row (&part->x, i)[b];
+    }
+  for (int a = 0; a < 3; a++)
+    for (int b = 0; b < 3; b++)
+      g_assert_cmpfloat_with_epsilon (cov[a][b] / (double) n, a == b ? 1.0 : 0.0, 1e-3);
+  /* log-det: -Σ log σ_j - ½ Σ log λ_j (λ of the standardized covariance, whose product is its
+   * determinant) */
+  training_stats (ds, d, 3, mean, sd);
+  for (int j = 0; j < 3; j++)
+    logdet_std -= log (sd[j]);
+  {
+    /* determinant of the correlation matrix from the original training rows */
+    const FgDataPart *train = fg_dataset_get_part (ds, FG_PART_TRAIN);
+    const char *sets[] = { "labeled", "unlabeled" };
+    double C[3][3] = { { 0 } }, det;
+    for (int set = 0; set < 2; set++)
+      {
+        gsize m;
+        const guint32 *idx = fg_split_data_get_indices (d, sets[set], &m);
+        for (gsize i = 0; i < m; i++)
+          for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++)
+              C[a][b] += (fg_tensor_row (&train->x, idx[i])[a] - mean[a]) / sd[a]
+                         * (fg_tensor_row (&train->x, idx[i])[b] - mean[b]) / sd[b] / (double) n;
+      }
+    det = C[0][0] * (C[1][1] * C[2][2] - C[1][2] * C[2][1])
+          - C[0][1] * (C[1][0] * C[2][2] - C[1][2] * C[2][0])
+          + C[0][2] * (C[1][0] * C[2][1] - C[1][1] * C[2][0]);
+    logdet_white = -0.5 * log (det);
+  }
+  g_assert_cmpfloat_with_epsilon (s->preprocessing->labeled_logdet[0], logdet_std + logdet_white,
+                                  1e-4);
+  g_assert_cmpfloat_with_epsilon (s->preprocessing->test_logdet[7], logdet_std + logdet_white,
+                                  1e-4);
+
+  /* errors */
+  {
+    g_autoptr (FgParams) q = split_params ("labeled", "10", "test", "50", "pca", "4", NULL);
+    g_autoptr (FgSplitData) e = fg_split_data_new (ds, q, 0, &error);
+    g_assert_null (e);
+    g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+    g_assert_nonnull (strstr (error->message, "split key 'pca' = 4: the examples have only 3 "
+                                              "features"));
+    g_clear_error (&error);
+  }
+  {
+    g_autoptr (FgParams) q = split_params ("labeled", "10", "test", "50", "pca_whiten", "true",
+                                           NULL);
+    g_autoptr (FgSplitData) e = fg_split_data_new (ds, q, 0, &error);
+    g_assert_null (e);
+    g_assert_nonnull (strstr (error->message, "'pca_whiten' needs 'pca'"));
+    g_clear_error (&error);
+  }
+  {
+    /* a rank-deficient training set cannot be whitened to full dimension */
+    g_autoptr (FgDataset) flat = make_dataset (60, 3, 0, 10); /* rows (i, 2i, -i): rank 1 */
+    g_autoptr (FgParams) q = split_params ("labeled", "6", "pca", "2", "pca_whiten", "true",
+                                           NULL);
+    g_autoptr (FgSplitData) e = fg_split_data_new (flat, q, 0, &error);
+    g_assert_null (e);
+    g_assert_error (error, FG_ERROR, FG_ERROR_NUMERIC);
+    g_assert_nonnull (strstr (error->message, "principal component 2 has no variance"));
+    g_clear_error (&error);
+  }
+}
+
+static void
+test_preprocess_l2 (void)
+{
+  static const double scales[3] = { 4.0, 2.0, 1.0 };
+  g_autoptr (FgDataset) ds = make_gaussian_dataset (100, 3, scales, TRUE, TRUE);
+  g_autoptr (FgParams) p = split_params ("labeled", "10", "l2_normalize", "true", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 0, &error);
+  const FgSplit *s;
+  g_assert_no_error (error);
+  s = fg_split_data_get_split (d);
+  g_assert_cmpstr (s->preprocessing->description, ==, "l2_normalize");
+  g_assert_false (s->preprocessing->invertible);
+  g_assert_null (s->preprocessing->test_logdet);
+  for (int set = 0; set < 4; set++)
+    {
+      const FgDataPart *part = set == 0   ? &s->labeled
+                               : set == 1 ? &s->unlabeled
+                               : set == 2 ? &s->validation
+                                          : fg_split_data_get_test (d);
+      for (gsize i = 0; i < part->n; i++)
+        {
+          const float *r = fg_tensor_row (&part->x, i);
+          g_assert_cmpfloat_with_epsilon (r[0] * r[0] + r[1] * r[1] + r[2] * r[2], 1.0, 1e-5);
+        }
+    }
+}
+
+/* Images with pixel values k/255 (k = (7i + 13j) % 256), shape 1×4×4. */
+static FgDataset *
+make_image_dataset (gsize n, float bad_value)
+{
+  FgDataset *ds = fg_dataset_new ("pixels");
+  g_autoptr (GError) error = NULL;
+  for (int p = 0; p < 2; p++)
+    {
+      gsize rows = p == 0 ? n : 12;
+      FgTensor *x = fg_tensor_new_2d (rows, 16);
+      gint32 *y = g_new (gint32, rows);
+      for (gsize i = 0; i < rows; i++)
+        {
+          for (gsize j = 0; j < 16; j++)
+            fg_tensor_row (x, i)[j] = (float) ((7 * i + 13 * j + 5 * p) % 256) / 255.0f;
+          y[i] = (gint32) (i % 2);
+        }
+      if (p == 1 && bad_value != 0.0f)
+        fg_tensor_row (x, 5)[3] = bad_value;
+      g_assert_true (fg_dataset_set_part (ds, p == 0 ? FG_PART_TRAIN : FG_PART_TEST, x, y,
+                                          &error));
+    }
+  g_assert_true (fg_dataset_set_image_shape (ds, 1, 4, 4, &error));
+  g_assert_true (fg_dataset_finish (ds, &error));
+  return ds;
+}
+
+static void
+test_preprocess_dequantize_logit (void)
+{
+  const double c = 0.9;
+  g_autoptr (FgDataset) ds = make_image_dataset (200, 0.0f);
+  g_autoptr (FgParams) p = split_params ("labeled", "10", "dequantize_logit", "true", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 4, &error);
+  g_autoptr (FgSplitData) same = fg_split_data_new (ds, p, 4, NULL);
+  g_autoptr (FgSplitData) other = fg_split_data_new (ds, p, 5, NULL);
+  const FgDataPart *train = fg_dataset_get_part (ds, FG_PART_TRAIN);
+  const FgSplit *s;
+  gsize m;
+  const guint32 *idx;
+
+  g_assert_no_error (error);
+  s = fg_split_data_get_split (d);
+  g_assert_cmpstr (s->preprocessing->description, ==, "dequantize_logit(0.9)");
+  g_assert_true (s->preprocessing->invertible);
+  g_assert_cmpuint (s->labeled.x.ndim, ==, 4); /* the image shape stays */
+  g_assert_cmpuint (s->shape.ndim, ==, 3);
+  idx = fg_split_data_get_indices (d, "unlabeled", &m);
+  for (gsize i = 0; i < m; i++)
+    {
+      const float *y = fg_tensor_row (&s->unlabeled.x, i);
+      const float *x = fg_tensor_row (&train->x, idx[i]);
+      double logdet = 0.0;
+      for (gsize j = 0; j < 16; j++)
+        {
+          /* invert: p = sigmoid(y), u = (p - 0.5)/c + 0.5 lies in the pixel's bin */
+          double pr = 1.0 / (1.0 + exp (-(double) y[j]));
+          double u = (pr - 0.5) / c + 0.5;
+          double k = round (x[j] * 255.0);
+          g_assert_cmpfloat (u, >=, k / 256.0 - 1e-6);
+          g_assert_cmpfloat (u, <=, (k + 1.0) / 256.0 + 1e-6);
+          logdet += log (c) - log (pr) - log1p (-pr);
+        }
+      g_assert_cmpfloat_with_epsilon (s->preprocessing->unlabeled_logdet[i], logdet,
+                                      1e-4 * fabs (logdet));
+    }
+  /* the noise depends on the seed only */
+  g_assert_cmpmem (s->unlabeled.x.data, m * 16 * sizeof (float),
+                   fg_split_data_get_split (same)->unlabeled.x.data, m * 16 * sizeof (float));
+  g_assert_true (memcmp (s->unlabeled.x.data, fg_split_data_get_split (other)->unlabeled.x.data,
+                         m * 16 * sizeof (float))
+                 != 0);
+  g_assert_nonnull (s->preprocessing->test_logdet);
+
+  /* with standardize: the log-dets add */
+  {
+    g_autoptr (FgParams) q = split_params ("labeled", "10", "dequantize_logit", "true",
+                                           "standardize", "true", NULL);
+    g_autoptr (FgSplitData) e = fg_split_data_new (ds, q, 4, &error);
+    const FgSplit *t;
+    double log_sd = 0.0;
+    g_assert_no_error (error);
+    t = fg_split_data_get_split (e);
+    g_assert_cmpstr (t->preprocessing->description, ==, "dequantize_logit(0.9) standardize");
+    /* the standardize term: -Σ log σ of the logit values (same noise: same seed) */
+    {
+      double mean[16] = { 0 }, var[16] = { 0 };
+      gsize n = s->labeled.n + s->unlabeled.n;
+      for (int pass = 0; pass < 2; pass++)
+        for (int set = 0; set < 2; set++)
+          {
+            const FgDataPart *part = set == 0 ? &s->labeled : &s->unlabeled;
+            for (gsize i = 0; i < part->n; i++)
+              for (gsize j = 0; j < 16; j++)
+                {
+                  double v = fg_tensor_row (&part->x, i)[j];
+                  if (pass == 0)
+                    mean[j] += v / (double) n;
+                  else
+                    var[j] += (v - mean[j]) * (v - mean[j]) / (double) n;
+                }
+          }
+      for (gsize j = 0; j < 16; j++)
+        log_sd += 0.5 * log (var[j]);
+    }
+    g_assert_cmpfloat_with_epsilon (t->preprocessing->labeled_logdet[2],
+                                    s->preprocessing->labeled_logdet[2] - log_sd, 1e-3);
+  }
+  /* values outside [0, 1] are refused, naming the set, row and column */
+  {
+    g_autoptr (FgDataset) bad = make_image_dataset (50, 1.5f);
+    g_autoptr (FgSplitData) e = fg_split_data_new (bad, p, 0, &error);
+    g_assert_null (e);
+    g_assert_error (error, FG_ERROR, FG_ERROR_DATA);
+    g_assert_nonnull (strstr (error->message, "split key 'dequantize_logit': row 5 of the test "
+                                              "set holds 1.5 at column 3, outside [0, 1]"));
+  }
+}
+
 static gboolean cancel_answer;
 static double last_fraction = -1;
 
@@ -507,7 +1094,14 @@ main (int argc, char **argv)
   g_test_add_func ("/split/all-labeled", test_all_labeled);
   g_test_add_func ("/split/index-files", test_index_files);
   g_test_add_func ("/split/hooks", test_hooks);
+  g_test_add_func ("/split/index-file-truncated-gzip", test_index_file_truncated_gzip);
   g_test_add_func ("/split/image-shape", test_image_split_keeps_shape);
+  g_test_add_func ("/split/preprocess/none", test_preprocess_none);
+  g_test_add_func ("/split/preprocess/standardize", test_preprocess_standardize);
+  g_test_add_func ("/split/preprocess/pca", test_preprocess_pca);
+  g_test_add_func ("/split/preprocess/pca-whiten-and-errors", test_preprocess_pca_whiten_and_errors);
+  g_test_add_func ("/split/preprocess/l2-normalize", test_preprocess_l2);
+  g_test_add_func ("/split/preprocess/dequantize-logit", test_preprocess_dequantize_logit);
   g_test_add_func ("/dataset/checks", test_dataset_checks);
   return g_test_run ();
 }

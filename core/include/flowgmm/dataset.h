@@ -79,6 +79,25 @@ typedef struct {
   gpointer user_data;
 } FgFitHooks;
 
+/* The preprocessing a split applied to all of its parts (split keys dequantize_logit,
+ * standardize, pca, l2_normalize; see split.h), fitted on the split's training rows (labeled +
+ * unlabeled) only.  Reached through FgSplit.preprocessing.  Part of ABI 1 (added for issue 4). */
+typedef struct {
+  const char   *description; /* the steps in order, e.g. "dequantize_logit(0.9) standardize";
+                              * "none" */
+  gboolean      invertible;  /* every step is a bijection of the example space: logdets set */
+  /* Per-example log|det ∂t(u)/∂u| of the whole map t from the input u to what the part holds,
+   * one double per row of the part (NULL when not invertible: pca below the dimension,
+   * l2_normalize).  u is the example as loaded (pixels scaled to [0, 1]); with
+   * dequantize_logit it is the dequantised u = (255x + U)/256 in [0, 1).  A density method
+   * reports the NLL in that space as NLL(t(u)) - logdet; 8-bit bits/dim add D·log 256. */
+  const double *labeled_logdet;
+  const double *unlabeled_logdet;
+  const double *validation_logdet;
+  const double *test_logdet;
+  gpointer      reserved[4];
+} FgPreprocessing;
+
 /* What a method sees of one cell's data.  All tensors are borrowed for the duration of fit. */
 typedef struct {
   guint         n_classes;
@@ -90,7 +109,10 @@ typedef struct {
   const char   *fingerprint; /* hex digest of the split's indices */
   guint64       seed;        /* the cell's seed */
   const FgFitHooks *hooks;   /* may be NULL */
-  gpointer      reserved[4];
+  /* ABI 1, added for issue 4 (took one reserved slot): the preprocessing applied to the parts;
+   * set by fg_split_data_new, NULL in a split built by hand (treat NULL as "none"). */
+  const FgPreprocessing *preprocessing;
+  gpointer      reserved[3];
 } FgSplit;
 
 /* Call the hooks if present. */

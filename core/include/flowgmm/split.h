@@ -12,7 +12,10 @@
  *     left of the train part with the cell seed;
  *  3. labeled: given indices (`labeled_indices` file, or the data set's own), or a
  *     class-balanced draw of `labeled` points (or `labeled_per_class` per class);
- *  4. unlabeled: the rest of the train part, or a random `unlabeled` of them.
+ *  4. unlabeled: the rest of the train part, or a random `unlabeled` of them;
+ *  5. preprocessing (keys dequantize_logit, standardize, pca, l2_normalize, in that order),
+ *     fitted on labeled + unlabeled only and applied to every set; FgSplit.preprocessing
+ *     describes it and holds the per-example log-determinants (dataset.h).
  */
 #pragma once
 

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define FG_ALIGNMENT 64
 
@@ -32,6 +33,9 @@ shape_numel_checked (guint ndim, const gsize *shape, gsize *numel)
   *numel = n;
   return TRUE;
 }
+
+#define FG_HUGE_PAGE ((gsize) 2 << 20)
+#define FG_HUGE_THRESHOLD ((gsize) 8 << 20)
 
 /**
  * fg_alloc_floats:
@@ -57,10 +61,17 @@ fg_alloc_floats (gsize n)
   if (bytes == 0)
     bytes = FG_ALIGNMENT;
 
-  rc = posix_memalign (&p, FG_ALIGNMENT, bytes);
+  /* Large buffers (data sets, big activations) are aligned to a huge page and advised to use
+   * transparent huge pages: zero-filling 188 MB of MNIST otherwise spends most of its time in
+   * 4 KiB page faults on kernels that grant huge pages only on request. */
+  rc = posix_memalign (&p, bytes >= FG_HUGE_THRESHOLD ? FG_HUGE_PAGE : FG_ALIGNMENT, bytes);
   if (rc != 0 || p == NULL)
     g_error ("%s: failed to allocate %" G_GSIZE_FORMAT " bytes: %s", G_STRLOC, bytes,
              g_strerror (rc != 0 ? rc : ENOMEM));
+#ifdef MADV_HUGEPAGE
+  if (bytes >= FG_HUGE_THRESHOLD)
+    madvise (p, bytes / FG_HUGE_PAGE * FG_HUGE_PAGE, MADV_HUGEPAGE);
+#endif
   memset (p, 0, bytes);
   return p;
 }

@@ -74,6 +74,8 @@ log_handler (const char *domain, GLogLevelFlags level, const char *message, gpoi
     g_printerr ("flowgmm: internal error: %s\n", message);
   else if (level & G_LOG_LEVEL_WARNING)
     g_printerr ("flowgmm: warning: %s\n", message);
+  else if (level & G_LOG_LEVEL_MESSAGE)
+    g_printerr ("flowgmm: %s\n", message);
   else
     g_log_default_handler (domain, level, message, user_data);
 }

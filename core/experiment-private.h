@@ -106,6 +106,7 @@ struct _FgExperiment {
   GPtrArray    *datasets;  /* FgExpDataset, in run/table order */
   GPtrArray    *methods;   /* FgExpMethod, in run/table order */
   GPtrArray    *cells;     /* FgCell, dataset-major, then method, grid point, seed */
+  FgFigureOptions *figures; /* the figure keys of [experiment] (doc/figures.md) */
 
   FgDatasetCache *cache;   /* datasets loaded by the runner */
 };
@@ -126,6 +127,7 @@ char         *_fg_digest (const char *text, guint n_hex);
 
 /* runner.c */
 void          _fg_dataset_cache_free (FgDatasetCache *cache);
+void          _fg_experiment_render_figures (const FgExperiment *exp, const char *out_dir);
 
 /* results.c: the results store OUT/results.jsonl.
  *

@@ -595,8 +595,20 @@ handle_methods (ParseCtx *ctx, const char *key, GError **error)
   return ctx->method_order != NULL;
 }
 
-/* The keys of [experiment].  Extension point: figure keys (e.g. `figures = ...`, handled by the
- * figure renderer) are added to this table; [figure:NAME] groups go to parse_group (). */
+/* The figure keys (figure.h: `figures`, `figure_methods`, ...) are parsed by the figure module. */
+static gboolean
+handle_figure_key (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *norm = get_norm (ctx, EXPERIMENT_GROUP, key);
+  g_autofree char *value = unescape (norm);
+  g_autoptr (GError) local = NULL;
+  if (!fg_figure_options_set (ctx->exp->figures, key, value, &local))
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key, "%s",
+                      local->message);
+  return TRUE;
+}
+
+/* The keys of [experiment] other than the figure keys. */
 static const struct {
   const char *key;
   ExperimentKeyHandler handler;
@@ -617,6 +629,12 @@ parse_experiment_group (ParseCtx *ctx, GError **error)
   for (guint i = 0; keys && keys[i]; i++)
     {
       gboolean found = FALSE;
+      if (fg_figure_is_option_key (keys[i]))
+        {
+          if (!handle_figure_key (ctx, keys[i], error))
+            return FALSE;
+          continue;
+        }
       for (guint j = 0; j < G_N_ELEMENTS (experiment_keys); j++)
         if (strcmp (keys[i], experiment_keys[j].key) == 0)
           {
@@ -630,6 +648,8 @@ parse_experiment_group (ParseCtx *ctx, GError **error)
           g_autoptr (GString) known = g_string_new (NULL);
           for (guint j = 0; j < G_N_ELEMENTS (experiment_keys); j++)
             g_string_append_printf (known, "%s%s", j ? ", " : "", experiment_keys[j].key);
+          for (const char *const *f = fg_figure_option_keys (); *f; f++)
+            g_string_append_printf (known, ", %s", *f);
           return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_KEY, EXPERIMENT_GROUP,
                             keys[i], "unknown key (known: %s)", known->str);
         }
@@ -1330,6 +1350,7 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
   exp->datasets = g_ptr_array_new_with_free_func (dataset_free);
   exp->methods = g_ptr_array_new_with_free_func (method_free);
   exp->cells = g_ptr_array_new_with_free_func (cell_free);
+  exp->figures = fg_figure_options_new ();
 
   if (exp->length != length && memchr (data, '\0', length) != NULL)
     {
@@ -1430,6 +1451,19 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
       }
   }
   expand_cells (exp);
+  {
+    g_autoptr (GPtrArray) dnames = g_ptr_array_new ();
+    g_autoptr (GPtrArray) mnames = g_ptr_array_new ();
+    for (guint i = 0; i < exp->datasets->len; i++)
+      g_ptr_array_add (dnames, ((FgExpDataset *) g_ptr_array_index (exp->datasets, i))->name);
+    for (guint i = 0; i < exp->methods->len; i++)
+      g_ptr_array_add (mnames, ((FgExpMethod *) g_ptr_array_index (exp->methods, i))->name);
+    g_ptr_array_add (dnames, NULL);
+    g_ptr_array_add (mnames, NULL);
+    fg_figure_options_set_defaults (exp->figures, (const char *const *) dnames->pdata,
+                                    (const char *const *) mnames->pdata,
+                                    g_array_index (exp->seeds, guint64, 0));
+  }
   ok = TRUE;
 
 out:
@@ -1524,6 +1558,7 @@ fg_experiment_free (FgExperiment *exp)
   g_clear_pointer (&exp->methods, g_ptr_array_unref);
   g_clear_pointer (&exp->datasets, g_ptr_array_unref);
   g_clear_pointer (&exp->seeds, g_array_unref);
+  g_clear_pointer (&exp->figures, fg_figure_options_free);
   g_free (exp->title);
   g_free (exp->path);
   g_free (exp->base_dir);

@@ -211,6 +211,7 @@ evaluate (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part, gui
 
 typedef struct {
   FgExperiment       *exp;
+  const char         *out_dir;
   const FgRunOptions *options;
   FgResultsStore     *store;
   FgProgress         *progress;
@@ -416,6 +417,56 @@ store_outcome (RunCtx *run, const FgCell *cell, const CellOutcome *o)
                               o->message);
 }
 
+static FgFigureCell
+figure_cell (const FgCell *cell)
+{
+  FgFigureCell fc = { cell->dataset->name, cell->method->name, cell->seed, cell->point,
+                      cell->key, cell->grid, { 0 } };
+  return fc;
+}
+
+/* Evaluate a fitted cell for the figures the experiment asks for (2-D data only).  A failure
+ * here never fails the cell: its numbers are already computed. */
+static void
+capture_figure_data (RunCtx *run, const FgCell *cell, const FgBaselineVTable *vt, gpointer self,
+                     const FgSplitData *sd)
+{
+  FgFigureCell fc = figure_cell (cell);
+  g_autoptr (GError) error = NULL;
+  if (!fg_figure_options_wants_cell (run->exp->figures, cell->dataset->name, cell->method->name,
+                                     cell->seed))
+    return;
+  if (!fg_figure_capture_cell (run->out_dir, run->exp->figures, &fc, vt, self,
+                               fg_split_data_get_split (sd), fg_split_data_get_test (sd), &error))
+    g_warning ("%s: figure data not captured: %s", cell->label, error->message);
+}
+
+/**
+ * _fg_experiment_render_figures:
+ * @exp: an experiment
+ * @out_dir: its output directory
+ *
+ * Draws the figures the experiment asks for from the captured data.  Problems are reported as
+ * warnings (a build without cairo: a message); the results are unaffected.
+ */
+void
+_fg_experiment_render_figures (const FgExperiment *exp, const char *out_dir)
+{
+  g_autoptr (GPtrArray) written = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GError) error = NULL;
+  if (!fg_figure_options_enabled (exp->figures))
+    return;
+  if (!fg_figure_render (out_dir, exp->figures, written, &error))
+    {
+      if (g_error_matches (error, FG_ERROR, FG_ERROR_UNSUPPORTED))
+        g_message ("figures skipped: %s", error->message);
+      else
+        g_warning ("figures: %s", error->message);
+    }
+  for (guint i = 0; i < written->len; i++)
+    g_message ("wrote %s", (const char *) g_ptr_array_index (written, i));
+}
+
 static void
 run_cell (RunCtx *run, const FgCell *cell)
 {
@@ -509,6 +560,7 @@ run_cell (RunCtx *run, const FgCell *cell)
                     "test", &o.fields[FG_FIELD (1, 0)], &local))
     goto done;
   o.ok = TRUE;
+  capture_figure_data (run, cell, vt, self, sd);
 
 done:
   if (self != NULL)
@@ -532,8 +584,10 @@ pool_worker (gpointer data, gpointer user_data)
 
 /* Whether a stored record makes running `cell` again unnecessary. */
 static gboolean
-is_done (const FgExperiment *exp, JsonObject *rec, gboolean retry_failed)
+is_done (const FgExperiment *exp, const char *out_dir, const FgCell *cell, JsonObject *rec,
+         gboolean retry_failed)
 {
+  FgFigureCell fc = figure_cell (cell);
   const char *status = _fg_json_get_string (rec, "status");
   if (g_strcmp0 (status, "error") == 0)
     return !retry_failed;
@@ -543,6 +597,11 @@ is_done (const FgExperiment *exp, JsonObject *rec, gboolean retry_failed)
   for (guint f = 0; f < FG_N_FIELDS; f++)
     if (exp->metrics[f % FG_N_METRICS] && !json_object_has_member (rec, _fg_field_name (f)))
       return FALSE;
+  /* Figures asked for after the cell ran (or their data deleted): fit it again. */
+  if (fg_figure_options_wants_cell (exp->figures, cell->dataset->name, cell->method->name,
+                                    cell->seed)
+      && !fg_figure_has_capture (out_dir, &fc))
+    return FALSE;
   return TRUE;
 }
 
@@ -594,6 +653,7 @@ fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary 
    * in the default registry: make it the one this experiment was validated against. */
   fg_registry_set_default (exp->reg);
   run.exp = exp;
+  run.out_dir = out_dir;
   run.options = options;
   run.summary = summary;
   g_mutex_init (&run.lock);
@@ -607,7 +667,7 @@ fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary 
     {
       FgCell *cell = g_ptr_array_index (exp->cells, i);
       JsonObject *rec = _fg_results_lookup (run.store, cell->key);
-      if (rec != NULL && is_done (exp, rec, options->retry_failed))
+      if (rec != NULL && is_done (exp, out_dir, cell, rec, options->retry_failed))
         summary->n_skipped++;
       else
         g_ptr_array_add (todo, cell);
@@ -649,6 +709,8 @@ fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary 
       goto out;
     }
   ok = _fg_table_render (exp, run.store, out_dir, NULL, error);
+  if (ok)
+    _fg_experiment_render_figures (exp, out_dir);
 
 out:
   g_clear_pointer (&run.progress, _fg_progress_free);

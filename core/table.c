@@ -597,6 +597,8 @@ fg_table_render_dir (const char *out_dir, GError **error)
     return NULL;
   if (!_fg_table_render (exp, store, out_dir, &markdown, error))
     markdown = NULL;
+  else
+    _fg_experiment_render_figures (exp, out_dir);
   _fg_results_close (store);
   return markdown;
 }

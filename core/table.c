@@ -285,10 +285,14 @@ static char *
 caption (const FgExperiment *exp)
 {
   const char *label = metric_label (exp->table_field);
+  gboolean grids = FALSE;
+  for (guint i = 0; i < exp->methods->len; i++)
+    grids |= ((const FgExpMethod *) g_ptr_array_index (exp->methods, i))->n_points > 1;
   if (exp->select == FG_SELECT_MEAN_STD)
-    return g_strdup_printf ("%s: mean ± std over %u seed%s at the grid point with the best mean "
-                            "validation accuracy.", label, exp->seeds->len,
-                            exp->seeds->len == 1 ? "" : "s");
+    return g_strdup_printf ("%s: mean ± std over %u seed%s%s.", label, exp->seeds->len,
+                            exp->seeds->len == 1 ? "" : "s",
+                            grids ? " at the grid point with the best mean validation accuracy"
+                                  : "");
   return g_strdup_printf ("%s of the cell (grid point and seed, %u seed%s) with the best "
                           "validation accuracy.", label, exp->seeds->len,
                           exp->seeds->len == 1 ? "" : "s");

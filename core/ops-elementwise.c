@@ -7,7 +7,15 @@
  */
 #include "config.h"
 
+/* no-trapping-math lets gcc if-convert the selects of the vector math and of the masks below
+ * (nothing here reads floating-point exception flags); the values are the same. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize ("no-trapping-math", "fp-contract=off")
+#endif
+
 #include "tape-private.h"
+#include "parallel-private.h"
+#include "vecmath-private.h"
 
 /* ---- Broadcasting ------------------------------------------------------------------------ */
 
@@ -415,16 +423,183 @@ fg_op_mask (FgTape *tape, FgVar *a, const FgTensor *mask)
   return mask_op (tape, "fg_op_mask", a, mask, FALSE);
 }
 
+/* Dropout masks come from a counter-based stream: one 64-bit key is drawn from the caller's
+ * generator per call, and word w of the mask's bit stream is SplitMix64's output for
+ * key + (w + 1)·γ.  Element e (row-major) takes bits [e·k, (e+1)·k) of the stream (from the
+ * least significant bit of each word) as an integer u and is kept when u ≥ thr, so
+ * P(drop) = thr / 2^k.  k is the smallest of 1, 8, 16, 32 with p·2^k an integer (p = 0.5:
+ * one bit an element), so the drop probability is exactly p, or within 2^-32 of it.  Any row
+ * of the mask can be made on its own: the rows are split over the pool's threads and the mask
+ * does not depend on the thread count. */
+#define DROPOUT_GAMMA G_GUINT64_CONSTANT (0x9e3779b97f4a7c15)
+
+static inline guint64
+splitmix64 (guint64 z)
+{
+  z = (z ^ (z >> 30)) * G_GUINT64_CONSTANT (0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * G_GUINT64_CONSTANT (0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
+static inline guint64
+dropout_word (const FgDropout *d, gsize w)
+{
+  return splitmix64 (d->key + (guint64) (w + 1) * DROPOUT_GAMMA);
+}
+
+void
+_fg_dropout_init (FgDropout *d, float p, FgRng *rng)
+{
+  d->key = fg_rng_next_u64 (rng);
+  d->k = 32;
+  for (guint k = 1; k < 32; k = k == 1 ? 8 : 2 * k)
+    {
+      const double scaled = (double) p * (double) (G_GUINT64_CONSTANT (1) << k);
+      if (scaled == floor (scaled))
+        {
+          d->k = k;
+          break;
+        }
+    }
+  d->thr = (guint32) ceil ((double) p * (double) (G_GUINT64_CONSTANT (1) << d->k));
+  d->keep = 1.0f / (1.0f - p);
+}
+
+static const guint32 bit_of[32] = {
+  1u << 0,  1u << 1,  1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,
+  1u << 8,  1u << 9,  1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15,
+  1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21, 1u << 22, 1u << 23,
+  1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31,
+};
+
+FG_CLONES void
+_fg_dropout_fill (const FgDropout *d, gsize e0, gsize n, float *restrict m,
+                  guint32 *restrict lanes)
+{
+  const float keep = d->keep;
+  if (d->k == 1)
+    {
+      /* One bit an element: 32 elements per half word, tested against constant bit masks
+       * (a loop gcc vectorizes). */
+      gsize j = 0;
+      while (j < n)
+        {
+          const gsize e = e0 + j, b = e % 32;
+          const guint64 w = dropout_word (d, e / 64);
+          const guint32 half = (guint32) ((e % 64) >= 32 ? w >> 32 : w);
+          if (b == 0 && n - j >= 32)
+            {
+              float *restrict mm = m + j;
+              FG_SIMD_FOR (i, 32, mm[i] = (half & bit_of[i]) != 0 ? keep : 0.0f);
+              j += 32;
+            }
+          else
+            {
+              const gsize stop = MIN (n, j + (32 - b));
+              for (; j < stop; j++)
+                m[j] = (half >> ((e0 + j) % 32)) & 1 ? keep : 0.0f;
+            }
+        }
+      return;
+    }
+  const guint k = d->k, per = 64 / k;
+  const guint64 lane_mask = k == 32 ? G_GUINT64_CONSTANT (0xffffffff)
+                                    : (G_GUINT64_CONSTANT (1) << k) - 1;
+  gsize w = e0 / per;
+  guint l = (guint) (e0 % per);
+  guint64 word = dropout_word (d, w) >> (l * k);
+  for (gsize j = 0; j < n; j++)
+    {
+      lanes[j] = (guint32) (word & lane_mask);
+      word >>= k;
+      if (++l == per)
+        {
+          l = 0;
+          word = dropout_word (d, ++w);
+        }
+    }
+  const guint32 thr = d->thr;
+  FG_SIMD_FOR (j, n, m[j] = lanes[j] >= thr ? keep : 0.0f);
+}
+
+typedef struct {
+  FgDropout d;
+  const FgTensor *a;
+  float *m, *y; /* N × cols, contiguous */
+  guint32 *lanes; /* per task: cols entries */
+  gsize cols;
+} DropoutJob;
+
+static void
+dropout_task (gpointer data, guint t, guint n_tasks)
+{
+  const DropoutJob *j = data;
+  const gsize rows = fg_tensor_rows (j->a), cols = j->cols;
+  gsize r0, r1;
+  _fg_pool_range (rows, t, n_tasks, 8, &r0, &r1);
+  for (gsize i = r0; i < r1; i++)
+    {
+      const float *restrict x = fg_tensor_row (j->a, i);
+      float *restrict m = j->m + i * cols;
+      float *restrict y = j->y + i * cols;
+      _fg_dropout_fill (&j->d, i * cols, cols, m, j->lanes + t * cols);
+      FG_SIMD_FOR (c, cols, y[c] = x[c] * m[c]);
+    }
+}
+
+typedef struct {
+  FgTensor *d;
+  const FgTensor *g;
+  const float *m;
+  gboolean fresh;
+} DropoutBwdJob;
+
+FG_CLONES static void
+dropout_bwd_task (gpointer data, guint t, guint n_tasks)
+{
+  const DropoutBwdJob *j = data;
+  const gsize rows = fg_tensor_rows (j->g), cols = fg_tensor_cols (j->g);
+  gsize r0, r1;
+  _fg_pool_range (rows, t, n_tasks, 8, &r0, &r1);
+  for (gsize i = r0; i < r1; i++)
+    {
+      float *restrict d = fg_tensor_row (j->d, i);
+      const float *restrict g = fg_tensor_row (j->g, i);
+      const float *restrict m = j->m + i * cols;
+      if (j->fresh)
+        FG_SIMD_FOR (c, cols, d[c] = g[c] * m[c]);
+      else
+        FG_SIMD_FOR (c, cols, d[c] += g[c] * m[c]);
+    }
+}
+
+static void
+dropout_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
+{
+  const float *m = *(float **) saved;
+  gboolean fresh;
+  FgTensor *da = _fg_tape_grad_fresh (tape, in[0], &fresh);
+  if (da == NULL)
+    return;
+  DropoutBwdJob j = { da, &out->grad, m, fresh };
+  const gsize rows = fg_tensor_rows (&out->grad);
+  const double ns = (double) fg_tensor_numel (&out->grad) * FG_POOL_NS_PER_ELEMENT;
+  _fg_pool_run ((guint) MIN ((gsize) _fg_pool_tasks (ns), MAX (rows / 8, 1)), dropout_bwd_task,
+                &j);
+}
+
 /**
  * fg_op_dropout:
  * @tape: a tape
  * @a: (nullable): the operand
  * @p: drop probability, 0 <= p < 1
- * @rng: draws one uniform per element of @a, in row-major order (so a seed fixes the mask)
+ * @rng: draws one 64-bit word per call, the key of the call's mask (so a seed fixes the mask)
  * @train: FALSE at evaluation
  *
  * Inverted dropout: each element is zeroed with probability @p and the others are scaled by
- * 1/(1−@p), so evaluation needs no rescaling.  The gradient flows through the same mask.
+ * 1/(1−@p), so evaluation needs no rescaling.  The gradient flows through the same mask.  The
+ * mask is a function of the key and the element's row-major index only (see above), made in
+ * parallel on the core's threads and the same for any thread count.
  *
  * Returns: (transfer none) (nullable): the dropped-out tensor, or @a itself when !@train or
  * @p == 0 (no random numbers are drawn then).
@@ -441,12 +616,20 @@ fg_op_dropout (FgTape *tape, FgVar *a, float p, FgRng *rng, gboolean train)
   g_return_val_if_fail (rng != NULL, NULL);
 
   const gsize rows = fg_tensor_rows (&a->value), cols = fg_tensor_cols (&a->value);
-  float *m = fg_tape_alloc_floats (tape, rows * cols);
-  const float keep = 1.0f / (1.0f - p);
-  for (gsize k = 0; k < rows * cols; k++)
-    m[k] = fg_rng_uniform_f (rng) >= p ? keep : 0.0f;
-  FgTensor mask = _fg_tensor_make (m, a->value.ndim, a->value.shape);
-  return mask_op (tape, "fg_op_dropout", a, &mask, TRUE);
+  float **saved;
+  FgVar *out = fg_tape_op_new (tape, a->value.ndim, a->value.shape, &a, 1, dropout_backward,
+                               sizeof *saved, (gpointer *) &saved);
+  DropoutJob j;
+  _fg_dropout_init (&j.d, p, rng);
+  j.a = &a->value;
+  j.m = *saved = fg_tape_alloc_floats (tape, MAX (rows * cols, 1));
+  j.y = out->value.data;
+  j.cols = cols;
+  const double ns = (double) rows * cols * 4.0 * FG_POOL_NS_PER_ELEMENT;
+  const guint tasks = (guint) MIN ((gsize) _fg_pool_tasks (ns), MAX (rows / 8, 1));
+  j.lanes = fg_tape_alloc (tape, MAX (tasks * cols, 1) * sizeof (guint32));
+  _fg_pool_run (tasks, dropout_task, &j);
+  return out;
 }
 
 /* ---- Unary maps -------------------------------------------------------------------------- */
@@ -481,6 +664,32 @@ relu_f (float x)
   memcpy (&x, &bits, sizeof bits);
   return x;
 }
+
+/* x where `keep`, else +0, by masking the bits: a select gcc vectorizes, and unlike x·[keep]
+ * it gives 0 (not NaN) for an infinite x that is not kept (as PyTorch's threshold_backward). */
+static inline float
+mask_f (float x, gboolean keep)
+{
+  return _fg_bits_to_float (_fg_float_to_bits (x) & (guint32) - (gint32) keep);
+}
+
+/* d (+)= g where COND (x), else (+)= 0, row by row. */
+#define UNARY_GRAD_SELECT(d_t, fresh, g_t, a_t, COND)                                           \
+  G_STMT_START                                                                                  \
+  {                                                                                             \
+    const gsize rows_ = fg_tensor_rows (a_t), cols_ = fg_tensor_cols (a_t);                     \
+    for (gsize i = 0; i < rows_; i++)                                                           \
+      {                                                                                         \
+        float *restrict d = fg_tensor_row (d_t, i);                                             \
+        const float *restrict gr = fg_tensor_row (g_t, i);                                      \
+        const float *restrict xr = fg_tensor_row (a_t, i);                                      \
+        if (fresh)                                                                              \
+          FG_SIMD_FOR (j, cols_, const float x = xr[j]; d[j] = mask_f (gr[j], COND));           \
+        else                                                                                    \
+          FG_SIMD_FOR (j, cols_, const float x = xr[j]; d[j] += mask_f (gr[j], COND));          \
+      }                                                                                         \
+  }                                                                                             \
+  G_STMT_END
 
 /* y = EXPR (x) row by row. */
 #define UNARY_MAP(y_t, a_t, EXPR)                                                               \
@@ -557,13 +766,13 @@ unary_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
       break;
     case UN_SOFTPLUS:
       /* σ(x) = 1 − e^{−softplus(x)}; expm1 keeps it accurate where σ(x) is tiny. */
-      UNARY_GRAD (da, fresh, gt, at, ot, -expm1f (-y));
+      UNARY_GRAD (da, fresh, gt, at, ot, -_fg_expm1f (-y));
       break;
     case UN_RELU:
-      UNARY_GRAD (da, fresh, gt, at, ot, (float) (int) (x > 0.0f));
+      UNARY_GRAD_SELECT (da, fresh, gt, at, x > 0.0f);
       break;
     case UN_LEAKY_RELU:
-      UNARY_GRAD (da, fresh, gt, at, ot, s + (1.0f - s) * (float) (int) (x > 0.0f));
+      UNARY_GRAD (da, fresh, gt, at, ot, x > 0.0f ? 1.0f : s);
       break;
     }
 }
@@ -596,26 +805,26 @@ unary_op (FgTape *tape, FgVar *a, UnaryKind kind, float s)
       UNARY_MAP (yt, at, x * x);
       break;
     case UN_EXP:
-      UNARY_MAP (yt, at, expf (x));
+      UNARY_MAP (yt, at, _fg_expf (x));
       break;
     case UN_LOG:
-      UNARY_MAP (yt, at, logf (x));
+      UNARY_MAP (yt, at, _fg_logf (x));
       break;
     case UN_TANH:
-      UNARY_MAP (yt, at, tanhf (x));
+      UNARY_MAP (yt, at, _fg_tanhf (x));
       break;
     case UN_SIGMOID:
-      UNARY_MAP (yt, at, 1.0f / (1.0f + expf (-x)));
+      UNARY_MAP (yt, at, _fg_sigmoidf (x));
       break;
     case UN_SOFTPLUS:
       /* Never overflows and keeps log1p's accuracy where softplus(x) ≈ e^x is tiny. */
-      UNARY_MAP (yt, at, fmaxf (x, 0.0f) + log1pf (expf (-fabsf (x))));
+      UNARY_MAP (yt, at, _fg_softplusf (x));
       break;
     case UN_RELU:
       UNARY_MAP (yt, at, relu_f (x));
       break;
     case UN_LEAKY_RELU:
-      UNARY_MAP (yt, at, x * (s + (1.0f - s) * (float) (int) (x > 0.0f)));
+      UNARY_MAP (yt, at, x > 0.0f ? x : s * x);
       break;
     }
   return out;
@@ -771,7 +980,7 @@ fg_op_leaky_relu (FgTape *tape, FgVar *a, float slope)
 
 /* ---- Activations for fused ops ------------------------------------------------------------ */
 
-void
+FG_CLONES void
 _fg_act_forward (FgActivation act, float slope, float *y, gsize n)
 {
   float *restrict v = y;
@@ -783,22 +992,64 @@ _fg_act_forward (FgActivation act, float slope, float *y, gsize n)
       FG_SIMD_FOR (j, n, v[j] = relu_f (v[j]));
       break;
     case FG_ACT_LEAKY_RELU:
-      FG_SIMD_FOR (j, n, const float x = v[j];
-                   v[j] = x * (slope + (1.0f - slope) * (float) (int) (x > 0.0f)));
+      FG_SIMD_FOR (j, n, const float x = v[j]; v[j] = x > 0.0f ? x : slope * x);
       break;
     case FG_ACT_TANH:
-      FG_SIMD_FOR (j, n, v[j] = tanhf (v[j]));
+      FG_SIMD_FOR (j, n, v[j] = _fg_tanhf (v[j]));
       break;
     case FG_ACT_SIGMOID:
-      FG_SIMD_FOR (j, n, v[j] = 1.0f / (1.0f + expf (-v[j])));
+      FG_SIMD_FOR (j, n, v[j] = _fg_sigmoidf (v[j]));
       break;
     case FG_ACT_SOFTPLUS:
-      FG_SIMD_FOR (j, n, const float x = v[j]; v[j] = fmaxf (x, 0.0f) + log1pf (expf (-fabsf (x))));
+      FG_SIMD_FOR (j, n, v[j] = _fg_softplusf (v[j]));
       break;
     }
 }
 
-void
+FG_CLONES void
+_fg_act_forward_row (FgActivation act, float slope, float *y, const float *bias,
+                     const float *mask, gsize n)
+{
+  float *restrict v = y;
+  const float *restrict b = bias;
+  const float *restrict m = mask;
+  if (b != NULL)
+    switch (act)
+      {
+      case FG_ACT_NONE:
+        FG_SIMD_FOR (j, n, v[j] = v[j] + b[j]);
+        break;
+      case FG_ACT_RELU:
+        FG_SIMD_FOR (j, n, v[j] = relu_f (v[j] + b[j]));
+        break;
+      case FG_ACT_LEAKY_RELU:
+        FG_SIMD_FOR (j, n, const float x = v[j] + b[j]; v[j] = x > 0.0f ? x : slope * x);
+        break;
+      case FG_ACT_TANH:
+        FG_SIMD_FOR (j, n, v[j] = _fg_tanhf (v[j] + b[j]));
+        break;
+      case FG_ACT_SIGMOID:
+        FG_SIMD_FOR (j, n, v[j] = _fg_sigmoidf (v[j] + b[j]));
+        break;
+      case FG_ACT_SOFTPLUS:
+        FG_SIMD_FOR (j, n, v[j] = _fg_softplusf (v[j] + b[j]));
+        break;
+      }
+  else
+    _fg_act_forward (act, slope, y, n);
+  if (m != NULL)
+    FG_SIMD_FOR (j, n, v[j] = v[j] * m[j]);
+}
+
+FG_CLONES void
+_fg_act_grad_relu_dropout (float *dz, const float *g, const float *ym, float keep, gsize n)
+{
+  float *restrict d = dz;
+  const float *restrict gr = g, *restrict yr = ym;
+  FG_SIMD_FOR (j, n, d[j] = mask_f (gr[j] * keep, yr[j] > 0.0f));
+}
+
+FG_CLONES void
 _fg_act_grad (FgActivation act, float slope, float *dz, const float *g, const float *y, gsize n)
 {
   float *restrict d = dz;
@@ -808,11 +1059,11 @@ _fg_act_grad (FgActivation act, float slope, float *dz, const float *g, const fl
     case FG_ACT_NONE:
       FG_SIMD_FOR (j, n, d[j] = gr[j]);
       break;
-    case FG_ACT_RELU: /* y > 0 exactly where the input was > 0 */
-      FG_SIMD_FOR (j, n, d[j] = gr[j] * (float) (int) (yr[j] > 0.0f));
+    case FG_ACT_RELU: /* y > 0 exactly where the input was > 0: keep g's bits there, else +0 */
+      FG_SIMD_FOR (j, n, d[j] = mask_f (gr[j], yr[j] > 0.0f));
       break;
     case FG_ACT_LEAKY_RELU: /* the same with slope >= 0 */
-      FG_SIMD_FOR (j, n, d[j] = gr[j] * (slope + (1.0f - slope) * (float) (int) (yr[j] > 0.0f)));
+      FG_SIMD_FOR (j, n, d[j] = gr[j] * (yr[j] > 0.0f ? 1.0f : slope));
       break;
     case FG_ACT_TANH:
       FG_SIMD_FOR (j, n, d[j] = gr[j] * (1.0f - yr[j] * yr[j]));
@@ -821,7 +1072,7 @@ _fg_act_grad (FgActivation act, float slope, float *dz, const float *g, const fl
       FG_SIMD_FOR (j, n, d[j] = gr[j] * yr[j] * (1.0f - yr[j]));
       break;
     case FG_ACT_SOFTPLUS:
-      FG_SIMD_FOR (j, n, d[j] = gr[j] * -expm1f (-yr[j]));
+      FG_SIMD_FOR (j, n, d[j] = gr[j] * -_fg_expm1f (-yr[j]));
       break;
     }
 }

@@ -81,6 +81,18 @@ FgVar *_fg_tape_view_new (FgTape *tape, FgVar *parent, const FgTensor *value, Fg
  * any loop that needs an epilogue or a runtime alias check, i.e. nearly all of ours (2-4x
  * measured on these loops). */
 
+/* Hot elementwise kernels are also compiled for AVX-512 and AVX2, and the dynamic loader picks
+ * the widest the CPU has (target_clones, an ifunc): the build stays portable (no -march) and
+ * still uses the machine's vectors.  The files that use it compile with fp-contract=off (a
+ * pragma before any code), so that no clone fuses a multiply and an add: every clone computes
+ * exactly the values of the baseline one. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)         \
+    && defined(__GLIBC__) && __GNUC__ >= 8
+#define FG_CLONES __attribute__ ((target_clones ("avx512f", "avx2", "default")))
+#else
+#define FG_CLONES
+#endif
+
 #define FG_SIMD_FOR(j, n, ...)                                                                  \
   G_STMT_START                                                                                  \
   {                                                                                             \
@@ -105,6 +117,28 @@ void _fg_colsum_acc (double *acc, const FgTensor *src);
 void _fg_act_forward (FgActivation act, float slope, float *y, gsize n);
 void _fg_act_grad (FgActivation act, float slope, float *dz, const float *g, const float *y,
                    gsize n);
+/* y[j] = act (y[j] + bias[j]) (bias may be NULL), then × mask[j] (may be NULL): the bias, the
+ * activation and a dropout mask applied in one pass over a contiguous row. */
+void _fg_act_forward_row (FgActivation act, float slope, float *y, const float *bias,
+                          const float *mask, gsize n);
+/* dz = g·keep where ym > 0, else +0: the derivative of dropout(relu(z)) from its output ym
+ * (ym > 0 exactly where z > 0 and the element was kept). */
+void _fg_act_grad_relu_dropout (float *dz, const float *g, const float *ym, float keep, gsize n);
+
+/* Dropout masks (ops-elementwise.c, see fg_op_dropout): a key drawn from the caller's RNG, and
+ * element e of a row-major tensor kept when its k bits of the counter-based stream are
+ * >= thr.  Any range of elements can be made independently (and so in parallel). */
+typedef struct {
+  guint64 key;
+  guint k;      /* bits per element: 1, 8, 16 or 32 */
+  guint32 thr;
+  float keep;   /* 1 / (1 − p) */
+} FgDropout;
+/* Draws the key (one 64-bit word from rng). */
+void _fg_dropout_init (FgDropout *d, float p, FgRng *rng);
+/* m[j] = keep or 0 for elements e0 .. e0 + n − 1; lanes: scratch of n entries (k > 1). */
+void _fg_dropout_fill (const FgDropout *d, gsize e0, gsize n, float *m, guint32 *lanes);
+
 /* Rows per block where an op keeps a block of activations in cache (DESIGN.md: a 1024-row
  * activation of width 256 already spills the 1 MiB L2). */
 #define FG_CHUNK_ROWS 256

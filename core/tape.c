@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "tape-private.h"
+#include "parallel-private.h"
 
 #define FG_ARENA_ALIGN 64
 /* The first block; later blocks at least double the total, so a step needs O(log) blocks. */
@@ -504,6 +505,29 @@ _fg_tape_grad_fresh (FgTape *tape, FgVar *v, gboolean *fresh)
   return grad_get (tape, v, FALSE, fresh);
 }
 
+/**
+ * fg_tape_grad_fresh:
+ * @tape: a tape
+ * @v: a node
+ * @fresh: (out): TRUE when the buffer was just allocated and is NOT zeroed
+ *
+ * fg_tape_grad () for a backward function that can write every element of the gradient:
+ * when *@fresh is TRUE it must do so (write, not add), which saves zeroing a buffer that is
+ * about to be overwritten; otherwise it adds as usual (another consumer got there first, or
+ * @v is a weight).
+ *
+ * Returns: (transfer none) (nullable): the buffer, or NULL when @v needs no gradient.
+ */
+FgTensor *
+fg_tape_grad_fresh (FgTape *tape, FgVar *v, gboolean *fresh)
+{
+  g_return_val_if_fail (tape != NULL && fresh != NULL, NULL);
+  *fresh = FALSE;
+  if (v == NULL)
+    return NULL;
+  return grad_get (tape, v, FALSE, fresh);
+}
+
 static gboolean
 run_backward (FgTape *tape, FgVar *out, const FgTensor *seed)
 {
@@ -704,19 +728,40 @@ _fg_colsum_acc (double *acc, const FgTensor *src)
     }
 }
 
+typedef struct {
+  FgTensor *dst;
+  const FgTensor *src;
+  float scale;
+  gboolean overwrite;
+} AccumulateJob;
+
+static void
+accumulate_task (gpointer data, guint t, guint n_tasks)
+{
+  const AccumulateJob *j = data;
+  const gsize rows = fg_tensor_rows (j->dst), cols = fg_tensor_cols (j->dst);
+  const float scale = j->scale;
+  gsize r0, r1;
+  _fg_pool_range (rows, t, n_tasks, 8, &r0, &r1);
+  for (gsize i = r0; i < r1; i++)
+    {
+      float *restrict d = fg_tensor_row (j->dst, i);
+      const float *restrict s = fg_tensor_row (j->src, i);
+      if (j->overwrite)
+        FG_SIMD_FOR (c, cols, d[c] = scale * s[c]);
+      else
+        FG_SIMD_FOR (c, cols, d[c] += scale * s[c]);
+    }
+}
+
+/* Row blocks over the core's threads when the tensors are large. */
 void
 _fg_accumulate (FgTensor *dst, const FgTensor *src, float scale, gboolean overwrite)
 {
-  const gsize rows = fg_tensor_rows (dst), cols = fg_tensor_cols (dst);
-  for (gsize i = 0; i < rows; i++)
-    {
-      float *restrict d = fg_tensor_row (dst, i);
-      const float *restrict s = fg_tensor_row (src, i);
-      if (overwrite)
-        FG_SIMD_FOR (j, cols, d[j] = scale * s[j]);
-      else
-        FG_SIMD_FOR (j, cols, d[j] += scale * s[j]);
-    }
+  AccumulateJob j = { dst, src, scale, overwrite };
+  const gsize rows = fg_tensor_rows (dst);
+  const double ns = (double) rows * fg_tensor_cols (dst) * FG_POOL_NS_PER_ELEMENT;
+  _fg_pool_run ((guint) MIN ((gsize) _fg_pool_tasks (ns), MAX (rows / 8, 1)), accumulate_task, &j);
 }
 
 void

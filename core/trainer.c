@@ -729,6 +729,7 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
   if (!isnan (self->lr_floor))
     sched.floor = self->lr_floor;
 
+  fg_weight_set_zero_grad (self->flow_weights);
   batch = fg_loss_batch_new (self->gmm, flow_vt (self), self->flow, &batch_rng);
   fg_loss_batch_set_input_noise (batch, self->input_noise);
 
@@ -813,7 +814,7 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
       if (!check_finite_step (self, value, "loss", step, steps_per_epoch, error))
         return FALSE;
 
-      fg_weight_set_zero_grad (self->flow_weights);
+      /* The flow's gradients are zero here: cleared before the loop, then by each update. */
       fg_weight_set_zero_grad (self->gmm_weights);
       if (!fg_tape_backward (self->tape, loss, &local))
         {
@@ -821,11 +822,12 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
                                       step + 1);
           return FALSE;
         }
-      norm = self->clip > 0.0 ? fg_weight_set_clip_grad_norm (self->flow_weights, self->clip)
-                              : fg_weight_set_grad_norm (self->flow_weights);
+      /* Clip, update and clear in two passes over the weights (a non-finite norm updates
+       * nothing and stops the run). */
+      norm = fg_optimizer_step_clipped (opt, self->lr * fg_schedule_factor (&sched, (double) step),
+                                        self->clip, TRUE);
       if (!check_finite_step (self, norm, "flow's gradient norm", step, steps_per_epoch, error))
         return FALSE;
-      fg_optimizer_step (opt, self->lr * fg_schedule_factor (&sched, (double) step));
       if (gmm_opt != NULL)
         {
           norm = fg_weight_set_grad_norm (self->gmm_weights);

@@ -15,12 +15,17 @@
  * How it is computed (the function is exactly the one above; only dead work is skipped):
  *  - The first linear layer reads only the identity columns of x and the matching rows of its
  *    [D, k] weight (x ⊙ b · W = x_id · W[id rows]); the last reads only the columns of its
- *    [k, 2D] weight that feed s and t at transformed coordinates (the others are masked away).
- *    The weights keep the authors' full shapes (same parameter count, same initialisation).
+ *    [k, 2D] weight that feed s and t at transformed coordinates (the others are masked away),
+ *    in place (fg_op_linear_cols: no copy of the weight, its gradient accumulated straight
+ *    into those columns).  The weights keep the authors' full shapes (same parameter count,
+ *    same initialisation).
+ *  - The first hidden layer, its ReLU and the dropout are one node (fg_op_linear_act_dropout:
+ *    the same values and mask as the two ops).
  *  - One fused op per coupling does tanh, the rescale, the masking, (x + t)·exp(s) and the
  *    log-det sum (in double) with one hand-written backward.  Its output is [N, D + 1]: the
  *    new x in columns 0..D-1 and the running log-det in column D, which the next coupling
- *    reads and extends, so the log-det needs no extra nodes.
+ *    reads and extends, so the log-det needs no extra nodes.  Its rows run in blocks on the
+ *    core's threads (fg_tape_parallel_run), with results independent of the thread count.
  *  - tanh and exp use branch-free polynomial kernels (Cephes coefficients, relative error
  *    ≤ 1.4e-7) that gcc vectorizes, instead of libm calls; exp clamps its argument to
  *    [−87.3, 88.3] (so a diverging s gives 2.2e38, not inf).
@@ -34,9 +39,11 @@
 
 /* Vectorize the elementwise loops with gcc's ordinary cost model (see core/tape-private.h).
  * no-trapping-math lets gcc if-convert the clamps and selects of the kernels below (nothing
- * here reads floating-point exception flags); the results are the same. */
+ * here reads floating-point exception flags); the results are the same.  fp-contract=off keeps
+ * the AVX-512/AVX2 clones of the hot loops (CLONES below) from fusing multiplies and adds, so
+ * that they compute exactly what the baseline code does. */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize ("vect-cost-model=dynamic", "no-trapping-math")
+#pragma GCC optimize ("vect-cost-model=dynamic", "no-trapping-math", "fp-contract=off")
 #endif
 
 /* ======================================================================================== */
@@ -77,6 +84,7 @@ typedef struct {
   guint32 *ch;       /* transformed coordinates, increasing */
   guint32 *out_cols; /* 2·n_ch columns of w_out: s_raw at ch, then t at D + ch */
   gboolean id_contiguous, ch_contiguous;
+  gsize out_runs;    /* runs of consecutive indices in out_cols */
   FgWeight *w_in, *b_in;   /* [D, k], [1, k] */
   FgWeight **w_hid, **b_hid; /* inner × [k, k], [1, k] */
   FgWeight *w_out, *b_out; /* [k, 2D], [1, 2D] */
@@ -260,16 +268,31 @@ typedef struct {
   float *e;        /* N × n_ch exp(s) */
 } CouplingSaved;
 
-/* One row on compact arrays: th = tanh(sr), e = exp(w·th), y = (x + t)·e; returns Σ w·th
- * (summed in double from `s`, n floats of scratch, so that the main loop stays in float and
- * vectorizes). */
-static double
+/* Rows are handed to the core's threads in blocks of this many; the backward pass sums the
+ * rescale's gradient per block and then the blocks in order, so that the result does not
+ * depend on the number of threads. */
+#define COUPLING_BLOCK 32
+
+/* The hot loops are also compiled for AVX-512 and AVX2 (picked at load time); fp-contract is
+ * off (pragma above), so every version computes the same values. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)         \
+    && defined(__GLIBC__) && __GNUC__ >= 8
+#define CLONES __attribute__ ((target_clones ("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
+/* One row on compact arrays: th = tanh(sr), e = exp(w·th), y = (x + t)·e; returns Σ w·th,
+ * summed in double from `s` (n floats of scratch) with eight partial sums, so that both loops
+ * vectorize. */
+CLONES static double
 coupling_row (gsize n, const float *restrict x, const float *restrict sr, const float *restrict t,
               const float *restrict w, float *restrict y, float *restrict th, float *restrict e,
               float *restrict s)
 {
-  double acc = 0.0;
-  for (gsize c = 0; c < n; c++)
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+  gsize c = 0;
+  for (c = 0; c < n; c++)
     {
       const float h = v_tanhf (sr[c]);
       const float sc = w[c] * h;
@@ -279,102 +302,235 @@ coupling_row (gsize n, const float *restrict x, const float *restrict sr, const 
       s[c] = sc;
       y[c] = (x[c] + t[c]) * ex;
     }
-  for (gsize c = 0; c < n; c++)
-    acc += (double) s[c];
-  return acc;
+  for (c = 0; c + 8 <= n; c += 8)
+    {
+      a0 += s[c];
+      a1 += s[c + 1];
+      a2 += s[c + 2];
+      a3 += s[c + 3];
+      a4 += s[c + 4];
+      a5 += s[c + 5];
+      a6 += s[c + 6];
+      a7 += s[c + 7];
+    }
+  for (; c < n; c++)
+    a0 += s[c];
+  return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+}
+
+/* The backward of one row on compact arrays (g, y: the transformed coordinates of the row's
+ * gradient and output): dt = g·e, ds_raw = (g·y + gld)·w·(1 − th²) written (dst_fresh) or
+ * added into dst (NULL: not wanted), dx = g·e into dxc, and dw_acc += (g·y + gld)·th. */
+CLONES static void
+coupling_row_backward (gsize n, const float *restrict g, const float *restrict y, float gld,
+                       const float *restrict th, const float *restrict e,
+                       const float *restrict w, float *restrict dst, gboolean dst_fresh,
+                       float *restrict dxc, double *restrict dw_acc)
+{
+  if (dst != NULL)
+    {
+      float *restrict dt = dst + n;
+      if (dst_fresh)
+        for (gsize c = 0; c < n; c++)
+          {
+            const float gs = g[c] * y[c] + gld;
+            dt[c] = g[c] * e[c];
+            dst[c] = gs * w[c] * (1.0f - th[c] * th[c]);
+          }
+      else
+        for (gsize c = 0; c < n; c++)
+          {
+            const float gs = g[c] * y[c] + gld;
+            dt[c] += g[c] * e[c];
+            dst[c] += gs * w[c] * (1.0f - th[c] * th[c]);
+          }
+    }
+  if (dw_acc != NULL)
+    for (gsize c = 0; c < n; c++)
+      dw_acc[c] += (double) (g[c] * y[c] + gld) * th[c];
+  if (dxc != NULL)
+    for (gsize c = 0; c < n; c++)
+      dxc[c] = g[c] * e[c];
+}
+
+typedef struct {
+  const CouplingSaved *s;
+  const FgTensor *G, *Y;
+  FgTensor *dx, *dst;
+  gboolean dx_fresh, dst_fresh; /* write, not add (the buffers are not zeroed) */
+  const float *wc;      /* w at the transformed coordinates */
+  double *dw_blocks;    /* n_blocks × n, or NULL */
+  float *scratch;       /* per task: 3·n floats */
+  gsize N, n_blocks;
+} CouplingBwdJob;
+
+static void
+coupling_bwd_task (gpointer data, guint t, guint n_tasks)
+{
+  const CouplingBwdJob *j = data;
+  const CouplingSaved *s = j->s;
+  const Coupling *C = s->C;
+  const gsize D = s->D, n = C->n_ch;
+  float *gc = j->scratch + 3 * n * t, *yc = gc + n, *dxc = yc + n;
+  const gsize b0 = j->n_blocks * t / n_tasks, b1 = j->n_blocks * (t + 1) / n_tasks;
+  for (gsize b = b0; b < b1; b++)
+    {
+      double *dw_acc = j->dw_blocks != NULL ? j->dw_blocks + b * n : NULL;
+      if (dw_acc != NULL)
+        memset (dw_acc, 0, n * sizeof (double));
+      for (gsize i = b * COUPLING_BLOCK; i < MIN (j->N, (b + 1) * COUPLING_BLOCK); i++)
+        {
+          const float *g = fg_tensor_row (j->G, i);
+          const float *y = fg_tensor_row (j->Y, i);
+          const float gld = g[D];
+          const float *gcp = g + C->ch[0], *ycp = y + C->ch[0];
+          if (!C->ch_contiguous)
+            {
+              for (gsize c = 0; c < n; c++)
+                {
+                  gc[c] = g[C->ch[c]];
+                  yc[c] = y[C->ch[c]];
+                }
+              gcp = gc;
+              ycp = yc;
+            }
+          float *d = j->dx != NULL ? fg_tensor_row (j->dx, i) : NULL;
+          coupling_row_backward (n, gcp, ycp, gld, s->th + i * n, s->e + i * n, j->wc,
+                                 j->dst != NULL ? fg_tensor_row (j->dst, i) : NULL,
+                                 j->dst_fresh, d != NULL ? dxc : NULL, dw_acc);
+          if (d != NULL && j->dx_fresh)
+            {
+              /* every element of the row: the identity coordinates, the transformed ones and
+               * the log-det column */
+              if (C->id_contiguous)
+                memcpy (d + C->id[0], g + C->id[0], C->n_id * sizeof (float));
+              else
+                for (gsize c = 0; c < C->n_id; c++)
+                  d[C->id[c]] = g[C->id[c]];
+              if (C->ch_contiguous)
+                memcpy (d + C->ch[0], dxc, n * sizeof (float));
+              else
+                for (gsize c = 0; c < n; c++)
+                  d[C->ch[c]] = dxc[c];
+              if (s->has_ld)
+                d[D] = gld;
+            }
+          else if (d != NULL)
+            {
+              for (gsize c = 0; c < C->n_id; c++)
+                d[C->id[c]] += g[C->id[c]];
+              if (C->ch_contiguous)
+                {
+                  float *restrict dd = d + C->ch[0];
+                  for (gsize c = 0; c < n; c++)
+                    dd[c] += dxc[c];
+                }
+              else
+                for (gsize c = 0; c < n; c++)
+                  d[C->ch[c]] += dxc[c];
+              if (s->has_ld)
+                d[D] += gld;
+            }
+        }
+    }
 }
 
 /* G = dL/dout [N, D+1] (column D: the log-det), per transformed coordinate with gs = dL/ds:
  *   gs       = g_y·y + g_ld                     (∂y/∂s = (x + t)·e = y)
  *   dx       = g_y·e,  dt = g_y·e
  *   ds_raw   = gs·w·(1 − th²),  dw = Σ_rows gs·th
- * identity coordinates pass g through; the incoming log-det gets g_ld. */
+ * identity coordinates pass g through; the incoming log-det gets g_ld.  Rows in blocks over
+ * the core's threads. */
 static void
 coupling_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
 {
   const CouplingSaved *s = saved;
   const Coupling *C = s->C;
-  const gsize D = s->D, n = C->n_ch, N = fg_tensor_rows (&out->value);
-  const FgTensor *G = &out->grad;
-  FgTensor *dx = fg_tape_grad (tape, in[0]);
-  FgTensor *dst = fg_tape_grad (tape, in[1]);
+  const gsize n = C->n_ch, N = fg_tensor_rows (&out->value);
   FgTensor *dw = fg_tape_grad (tape, in[2]);
   const float *w = in[2]->value.data;
   float *wc = fg_tape_alloc_floats (tape, n);
-  float *gc = fg_tape_alloc_floats (tape, n);
-  float *yc = fg_tape_alloc_floats (tape, n);
-  float *dxc = fg_tape_alloc_floats (tape, n);
-  double *dw_acc = NULL;
+  CouplingBwdJob j;
 
   for (gsize c = 0; c < n; c++)
     wc[c] = w[C->ch[c]];
-  if (dw != NULL)
-    {
-      dw_acc = fg_tape_alloc (tape, n * sizeof (double));
-      memset (dw_acc, 0, n * sizeof (double));
-    }
-  for (gsize i = 0; i < N; i++)
-    {
-      const float *g = fg_tensor_row (G, i);
-      const float *y = fg_tensor_row (&out->value, i);
-      const float gld = g[D];
-      const float *restrict th = s->th + i * n;
-      const float *restrict e = s->e + i * n;
-      const float *restrict gcp = g + C->ch[0], *restrict ycp = y + C->ch[0];
-      if (!C->ch_contiguous)
-        {
-          for (gsize c = 0; c < n; c++)
-            {
-              gc[c] = g[C->ch[c]];
-              yc[c] = y[C->ch[c]];
-            }
-          gcp = gc;
-          ycp = yc;
-        }
-      if (dst != NULL)
-        {
-          float *restrict dsr = fg_tensor_row (dst, i);
-          float *restrict dt = dsr + n;
-          const float *restrict wcp = wc;
-          for (gsize c = 0; c < n; c++)
-            {
-              const float gs = gcp[c] * ycp[c] + gld;
-              dt[c] += gcp[c] * e[c];
-              dsr[c] += gs * wcp[c] * (1.0f - th[c] * th[c]);
-            }
-        }
-      if (dw_acc != NULL)
-        for (gsize c = 0; c < n; c++)
-          dw_acc[c] += (double) (gcp[c] * ycp[c] + gld) * th[c];
-      if (dx != NULL)
-        {
-          float *d = fg_tensor_row (dx, i);
-          for (gsize c = 0; c < C->n_id; c++)
-            d[C->id[c]] += g[C->id[c]];
-          if (C->ch_contiguous)
-            {
-              float *restrict dd = d + C->ch[0];
-              for (gsize c = 0; c < n; c++)
-                dd[c] += gcp[c] * e[c];
-            }
-          else
-            {
-              for (gsize c = 0; c < n; c++)
-                dxc[c] = gcp[c] * e[c];
-              for (gsize c = 0; c < n; c++)
-                d[C->ch[c]] += dxc[c];
-            }
-          if (s->has_ld)
-            d[D] += gld;
-        }
-    }
+  j.s = s;
+  j.G = &out->grad;
+  j.Y = &out->value;
+  /* Every element of dx and dst is written below: a new buffer need not be zeroed. */
+  j.dx = fg_tape_grad_fresh (tape, in[0], &j.dx_fresh);
+  j.dst = fg_tape_grad_fresh (tape, in[1], &j.dst_fresh);
+  j.wc = wc;
+  j.N = N;
+  j.n_blocks = (N + COUPLING_BLOCK - 1) / COUPLING_BLOCK;
+  j.dw_blocks = dw != NULL ? fg_tape_alloc (tape, MAX (j.n_blocks * n, 1) * sizeof (double))
+                           : NULL;
+  const guint tasks = (guint) MIN ((gsize) fg_tape_parallel_tasks ((double) N * n * 3.0),
+                                   MAX (j.n_blocks, 1));
+  j.scratch = fg_tape_alloc_floats (tape, MAX (tasks * 3 * n, 1));
+  fg_tape_parallel_run (tasks, coupling_bwd_task, &j);
   if (dw != NULL)
     for (gsize c = 0; c < n; c++)
-      dw->data[C->ch[c]] += (float) dw_acc[c];
+      {
+        double acc = 0.0;
+        for (gsize b = 0; b < j.n_blocks; b++)
+          acc += j.dw_blocks[b * n + c];
+        dw->data[C->ch[c]] += (float) acc;
+      }
+}
+
+typedef struct {
+  const CouplingSaved *s;
+  const FgTensor *X, *ST;
+  float *y;            /* N × (D + 1) */
+  const float *wc;
+  float *scratch;      /* per task: 5·n floats */
+  gboolean keep;       /* th and e kept per row (for backward) */
+  gsize N;
+} CouplingFwdJob;
+
+static void
+coupling_fwd_task (gpointer data, guint t, guint n_tasks)
+{
+  const CouplingFwdJob *j = data;
+  const CouplingSaved *s = j->s;
+  const Coupling *C = s->C;
+  const gsize D = s->D, n = C->n_ch;
+  float *xc = j->scratch + 5 * n * t, *yc = xc + n, *sc = yc + n, *tmp = sc + n;
+  const gsize n_blocks = (j->N + COUPLING_BLOCK - 1) / COUPLING_BLOCK;
+  const gsize r0 = MIN (j->N, n_blocks * t / n_tasks * COUPLING_BLOCK);
+  const gsize r1 = MIN (j->N, n_blocks * (t + 1) / n_tasks * COUPLING_BLOCK);
+  for (gsize i = r0; i < r1; i++)
+    {
+      const float *xr = fg_tensor_row (j->X, i);
+      float *yr = j->y + i * (D + 1);
+      const float *sr = fg_tensor_row (j->ST, i);
+      /* without backward, one row of th and of e per task */
+      float *th = j->keep ? s->th + i * n : tmp;
+      float *e = j->keep ? s->e + i * n : tmp + n;
+      double acc;
+      /* the identity coordinates pass through; the transformed ones are written below */
+      if (C->id_contiguous)
+        memcpy (yr + C->id[0], xr + C->id[0], C->n_id * sizeof (float));
+      else
+        for (gsize c = 0; c < C->n_id; c++)
+          yr[C->id[c]] = xr[C->id[c]];
+      if (C->ch_contiguous)
+        acc = coupling_row (n, xr + C->ch[0], sr, sr + n, j->wc, yr + C->ch[0], th, e, sc);
+      else
+        {
+          for (gsize c = 0; c < n; c++)
+            xc[c] = xr[C->ch[c]];
+          acc = coupling_row (n, xc, sr, sr + n, j->wc, yc, th, e, sc);
+          for (gsize c = 0; c < n; c++)
+            yr[C->ch[c]] = yc[c];
+        }
+      yr[D] = (float) ((s->has_ld ? (double) xr[D] : 0.0) + acc);
+    }
 }
 
 /* x: [N, D] or [N, D+1] (has_ld), st: [N, 2·n_ch] (s_raw then t at the transformed
- * coordinates), w: [1, D] -> [N, D+1]. */
+ * coordinates), w: [1, D] -> [N, D+1].  Rows in blocks over the core's threads. */
 static FgVar *
 coupling_op (FgTape *tape, const Coupling *C, gsize D, FgVar *x, gboolean has_ld, FgVar *st,
              FgVar *w)
@@ -395,38 +551,19 @@ coupling_op (FgTape *tape, const Coupling *C, gsize D, FgVar *x, gboolean has_ld
   s->C = C;
   s->D = D;
   s->has_ld = has_ld;
-  /* Kept for backward only when recorded; otherwise one row of scratch is reused. */
+  /* Kept for backward only when recorded. */
   const gboolean keep = out->requires_grad;
-  s->th = fg_tape_alloc_floats (tape, (keep ? N : 1) * n);
-  s->e = fg_tape_alloc_floats (tape, (keep ? N : 1) * n);
-  float *wc = fg_tape_alloc_floats (tape, n);
-  float *xc = fg_tape_alloc_floats (tape, n);
-  float *yc = fg_tape_alloc_floats (tape, n);
-  float *sc = fg_tape_alloc_floats (tape, n);
+  s->th = keep ? fg_tape_alloc_floats (tape, MAX (N * n, 1)) : NULL;
+  s->e = keep ? fg_tape_alloc_floats (tape, MAX (N * n, 1)) : NULL;
+  float *wc = fg_tape_alloc_floats (tape, MAX (n, 1));
   for (gsize c = 0; c < n; c++)
     wc[c] = w->value.data[C->ch[c]];
-
-  for (gsize i = 0; i < N; i++)
-    {
-      const float *xr = fg_tensor_row (&x->value, i);
-      float *yr = out->value.data + i * (D + 1);
-      const float *sr = fg_tensor_row (&st->value, i);
-      float *th = s->th + (keep ? i * n : 0);
-      float *e = s->e + (keep ? i * n : 0);
-      double acc;
-      memcpy (yr, xr, D * sizeof (float));
-      if (C->ch_contiguous)
-        acc = coupling_row (n, xr + C->ch[0], sr, sr + n, wc, yr + C->ch[0], th, e, sc);
-      else
-        {
-          for (gsize c = 0; c < n; c++)
-            xc[c] = xr[C->ch[c]];
-          acc = coupling_row (n, xc, sr, sr + n, wc, yc, th, e, sc);
-          for (gsize c = 0; c < n; c++)
-            yr[C->ch[c]] = yc[c];
-        }
-      yr[D] = (float) ((has_ld ? (double) xr[D] : 0.0) + acc);
-    }
+  const gsize n_blocks = (N + COUPLING_BLOCK - 1) / COUPLING_BLOCK;
+  const guint tasks = (guint) MIN ((gsize) fg_tape_parallel_tasks ((double) N * n * 8.0),
+                                   MAX (n_blocks, 1));
+  CouplingFwdJob j = { s, &x->value, &st->value, out->value.data, wc,
+                       fg_tape_alloc_floats (tape, MAX (tasks * 5 * n, 1)), keep, N };
+  fg_tape_parallel_run (tasks, coupling_fwd_task, &j);
   return out;
 }
 
@@ -522,6 +659,16 @@ linear_act (FgTape *tape, Activation act, FgVar *x, FgVar *w, FgVar *b)
   return fg_op_linear_act (tape, x, w, b, fused_activation (act), 0.01f);
 }
 
+/* dropout(act(x·W + b)) in training, act(x·W + b) otherwise: one fused node for ReLU (the same
+ * values and mask as the two ops). */
+static FgVar *
+linear_act_dropout (const RealNvp *self, FgTape *tape, FgVar *x, FgVar *w, FgVar *b,
+                    gboolean train, FgRng *rng)
+{
+  return fg_op_linear_act_dropout (tape, x, w, b, fused_activation (self->act), 0.01f,
+                                   self->dropout, rng, train && self->dropout > 0.0f);
+}
+
 /* st = NN(x ⊙ b) at the transformed coordinates: [N, 2·n_ch].  x: [N, ≥ D] (first D columns). */
 static FgVar *
 st_net (RealNvp *self, FgTape *tape, const Coupling *C, FgVar *x, gboolean train, FgRng *rng)
@@ -535,7 +682,8 @@ st_net (RealNvp *self, FgTape *tape, const Coupling *C, FgVar *x, gboolean train
       /* x ⊙ b = 0: the first layer gives act(bias) for every row (a zero row times any W). */
       FgVar *zeros = fg_tape_empty_2d (tape, N, 1);
       memset (zeros->value.data, 0, N * sizeof (float));
-      h = linear_act (tape, self->act, zeros, fg_op_slice_rows (tape, w_in, 0, 1), b_in);
+      h = linear_act_dropout (self, tape, zeros, fg_op_slice_rows (tape, w_in, 0, 1), b_in,
+                              train, rng);
     }
   else
     {
@@ -550,14 +698,18 @@ st_net (RealNvp *self, FgTape *tape, const Coupling *C, FgVar *x, gboolean train
           xid = gather_cols (tape, x, C->id, C->n_id);
           wid = gather_rows (tape, w_in, C->id, C->n_id);
         }
-      h = linear_act (tape, self->act, xid, wid, b_in);
+      h = linear_act_dropout (self, tape, xid, wid, b_in, train, rng);
     }
-  h = fg_op_dropout (tape, h, self->dropout, rng, train && self->dropout > 0.0f);
   for (guint m = 0; m < self->inner; m++)
     h = linear_act (tape, self->act, h, fg_tape_weight (tape, C->w_hid[m]),
                     fg_tape_weight (tape, C->b_hid[m]));
-  w_out = gather_cols (tape, fg_tape_weight (tape, C->w_out), C->out_cols, 2 * C->n_ch);
-  b_out = gather_cols (tape, fg_tape_weight (tape, C->b_out), C->out_cols, 2 * C->n_ch);
+  w_out = fg_tape_weight (tape, C->w_out);
+  b_out = fg_tape_weight (tape, C->b_out);
+  if (C->out_runs <= 8)
+    return fg_op_linear_cols (tape, h, w_out, b_out, C->out_cols, 2 * C->n_ch);
+  /* Many short runs (checkerboard): gathered once, one product. */
+  w_out = gather_cols (tape, w_out, C->out_cols, 2 * C->n_ch);
+  b_out = gather_cols (tape, b_out, C->out_cols, 2 * C->n_ch);
   return fg_op_linear (tape, h, w_out, b_out);
 }
 
@@ -664,6 +816,9 @@ coupling_set_mask (Coupling *C, const gboolean *b, gsize D)
       C->out_cols[c] = C->ch[c];
       C->out_cols[C->n_ch + c] = (guint32) D + C->ch[c];
     }
+  C->out_runs = 0;
+  for (gsize c = 0; c < 2 * C->n_ch; c += run_length (C->out_cols, c, 2 * C->n_ch))
+    C->out_runs++;
   C->id_contiguous = C->n_id > 0 && C->id[C->n_id - 1] - C->id[0] + 1 == C->n_id;
   C->ch_contiguous = C->n_ch > 0 && C->ch[C->n_ch - 1] - C->ch[0] + 1 == C->n_ch;
 }

@@ -31,6 +31,12 @@ FG_API void         fg_optimizer_free (FgOptimizer *opt);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (FgOptimizer, fg_optimizer_free)
 /* One update with learning rate lr from the accumulated gradients (not zeroed here). */
 FG_API void         fg_optimizer_step (FgOptimizer *opt, double lr);
+/* Clip the global gradient norm to max_norm (0: no clipping), update, and (zero_grad) clear the
+ * gradients, in two passes over the weights; returns the norm before clipping.  A non-finite
+ * norm updates nothing.  Same values as fg_weight_set_clip_grad_norm + fg_optimizer_step +
+ * fg_weight_set_zero_grad. */
+FG_API double       fg_optimizer_step_clipped (FgOptimizer *opt, double lr, double max_norm,
+                                               gboolean zero_grad);
 FG_API guint64      fg_optimizer_get_steps (const FgOptimizer *opt);
 
 /* Learning-rate (or any weight) schedules: a multiplicative factor of time t in [0, total]. */

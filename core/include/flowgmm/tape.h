@@ -86,6 +86,22 @@ FG_API FgVar    *fg_tape_op_new (FgTape *tape, guint ndim, const gsize *shape,
                                  FgVar *const *inputs, guint n_inputs, FgBackwardFunc backward,
                                  gsize saved_size, gpointer *saved);
 FG_API FgTensor *fg_tape_grad (FgTape *tape, FgVar *v);
+/* The same without zeroing a new buffer: when *fresh comes back TRUE the backward function must
+ * write (not add) every element of it. */
+FG_API FgTensor *fg_tape_grad_fresh (FgTape *tape, FgVar *v, gboolean *fresh);
+
+/* ---- Threads for op kernels ---------------------------------------------------------------
+ * The core's persistent worker pool (fg_get_num_threads () threads, the caller's included), for
+ * custom ops that split their kernels the way the core's own ops do.  fg_tape_parallel_tasks ()
+ * says how many tasks a kernel of about `ns` nanoseconds of single-threaded work should be cut
+ * into (1 when a split would not pay, or inside a task); fg_tape_parallel_run () runs
+ * func (data, t, n) for every t < n, task 0 on the calling thread, and returns when all are
+ * done.  Make the split depend only on shapes and the task count, never on which thread runs
+ * a task, and results stay bit-reproducible for a given thread count.  Tasks must call only
+ * single-threaded code (OpenBLAS is held at one thread while the pool exists). */
+typedef void (*FgTapeTaskFunc) (gpointer data, guint task, guint n_tasks);
+FG_API guint fg_tape_parallel_tasks (double ns);
+FG_API void  fg_tape_parallel_run (guint n_tasks, FgTapeTaskFunc func, gpointer data);
 
 /* ---- Linear algebra ---------------------------------------------------------------------- */
 /* op(a) · op(b) through cblas_sgemm; 2-D operands. */
@@ -106,6 +122,17 @@ typedef enum {
  * in cache when the activation runs; values as the unfused ops (up to sgemm rounding). */
 FG_API FgVar *fg_op_linear_act (FgTape *tape, FgVar *x, FgVar *w, FgVar *b, FgActivation act,
                                 float slope);
+/* dropout (act (x · W + b), p): the same values, mask and RNG draw as fg_op_dropout () of
+ * fg_op_linear_act (); one node for FG_ACT_RELU (two passes fewer each way), the two ops
+ * otherwise; plain fg_op_linear_act () when !train or p == 0. */
+FG_API FgVar *fg_op_linear_act_dropout (FgTape *tape, FgVar *x, FgVar *w, FgVar *b,
+                                        FgActivation act, float slope, float p, FgRng *rng,
+                                        gboolean train);
+/* Columns `cols` of x · W + b without gathering W: one sgemm per run of consecutive indices on
+ * W in place; W's and b's gradients accumulate straight into those columns.  cols must stay
+ * valid until the tape is reset. */
+FG_API FgVar *fg_op_linear_cols (FgTape *tape, FgVar *x, FgVar *w, FgVar *b,
+                                 const guint32 *cols, gsize n_cols);
 /* Squared Euclidean distances between rows: a [N, D], b [K, D] -> [N, K]. */
 FG_API FgVar *fg_op_sq_dist (FgTape *tape, FgVar *a, FgVar *b);
 

@@ -9,6 +9,15 @@
 #define FG_ARENA_MIN_BLOCK ((gsize) 1 << 20)
 #define FG_RECORDS_MIN 256
 
+/* A weight reached by a backward pass: after the record of index `last` (the first record, in
+ * the order of creation, that has a leaf of it as an input) nothing in the pass can change its
+ * gradient any more, and its Σ g² is taken then, while much of it is still in cache. */
+typedef struct {
+  FgWeight *w;
+  gsize last;
+  double sumsq;
+} FgGradSq;
+
 typedef struct {
   gpointer raw;  /* as returned by g_malloc */
   guint8 *base;  /* raw rounded up to FG_ARENA_ALIGN */
@@ -27,6 +36,11 @@ struct _FgTape {
   gboolean grad_enabled;
   gsize heap_allocs;
   gsize arena_bytes;
+
+  /* The squared gradient norms the last backward pass took of the weights it reached
+   * (fg_tape_grad_norm); arena memory, forgotten at reset. */
+  FgGradSq *gsq;
+  gsize n_gsq;
 };
 
 static inline gsize
@@ -83,6 +97,8 @@ fg_tape_reset (FgTape *tape)
   tape->cur = 0;
   tape->used = 0;
   tape->n_records = 0;
+  tape->gsq = NULL;
+  tape->n_gsq = 0;
 }
 
 /**
@@ -323,6 +339,7 @@ fg_tape_weight (FgTape *tape, FgWeight *w)
                               && fg_tensor_is_contiguous (&w->grad), NULL);
       node->var.grad = w->grad;
       node->var.requires_grad = TRUE; /* a leaf, never a record: backward never clears it */
+      node->weight = w;
     }
   return &node->var;
 }
@@ -528,9 +545,39 @@ fg_tape_grad_fresh (FgTape *tape, FgVar *v, gboolean *fresh)
   return grad_get (tape, v, FALSE, fresh);
 }
 
+/* The weights whose leaves are inputs of records, each with the first such record, into
+ * tape->gsq in increasing order of `last` (the records are walked in order), i.e. the reverse
+ * of the order in which the backward walk finishes them; returns their number. */
+static gsize
+find_last_uses (FgTape *tape)
+{
+  gsize cap = 0, n = 0;
+  for (gsize i = 0; i < tape->n_records; i++)
+    cap += tape->records[i]->n_inputs;
+  tape->gsq = fg_tape_alloc (tape, MAX (cap, 1) * sizeof (FgGradSq));
+  for (gsize i = 0; i < tape->n_records; i++)
+    {
+      const FgNode *node = tape->records[i];
+      for (guint k = 0; k < node->n_inputs; k++)
+        {
+          FgWeight *w = node->inputs[k] != NULL ? _fg_node (node->inputs[k])->weight : NULL;
+          gsize e = 0;
+          if (w == NULL)
+            continue;
+          while (e < n && tape->gsq[e].w != w)
+            e++;
+          if (e == n)
+            tape->gsq[n++] = (FgGradSq){ w, i, NAN };
+        }
+    }
+  tape->n_gsq = n;
+  return n;
+}
+
 static gboolean
 run_backward (FgTape *tape, FgVar *out, const FgTensor *seed)
 {
+  tape->n_gsq = 0;
   if (!out->requires_grad)
     return TRUE; /* nothing upstream wants a gradient */
 
@@ -550,11 +597,14 @@ run_backward (FgTape *tape, FgVar *out, const FgTensor *seed)
    * under our feet with records that would be replayed. */
   gboolean enabled = tape->grad_enabled;
   tape->grad_enabled = FALSE;
+  gsize next = find_last_uses (tape); /* tape->gsq[next − 1]: the next weight to finish */
   for (gsize i = tape->n_records; i-- > 0;)
     {
       FgNode *node = tape->records[i];
       if (node->backward != NULL && node->var.grad.data != NULL)
         node->backward (tape, &node->var, node->inputs, node->saved);
+      for (; next > 0 && tape->gsq[next - 1].last == i; next--)
+        tape->gsq[next - 1].sumsq = _fg_weight_grad_sumsq (tape->gsq[next - 1].w);
     }
   tape->grad_enabled = enabled;
   return TRUE;
@@ -646,6 +696,41 @@ fg_tape_backward_seed (FgTape *tape, FgVar *out, const FgTensor *seed, GError **
           }
     }
   return run_backward (tape, out, seed);
+}
+
+/**
+ * fg_tape_grad_norm:
+ * @tape: a tape
+ * @set: a weight set
+ *
+ * The global L2 norm of the gradients of @set's trainable weights: the value of
+ * fg_weight_set_grad_norm (@set), bit for bit, for a fraction of its memory traffic.  The last
+ * backward pass of @tape took each weight's Σ g² as soon as its gradient was final (after the
+ * first record, in the order of creation, that reads the weight), while the part just written
+ * was still in cache; weights that pass did not reach are summed here.  Valid after a backward
+ * pass until the gradients are changed by anything else (another backward pass of this tape
+ * recomputes them; clearing, clipping or an optimizer step does not).
+ *
+ * Returns: the norm (NaN or infinity when a gradient is not finite).
+ */
+double
+fg_tape_grad_norm (FgTape *tape, const FgWeightSet *set)
+{
+  double total = 0.0;
+  g_return_val_if_fail (tape != NULL, NAN);
+  g_return_val_if_fail (set != NULL, NAN);
+  for (guint i = 0; i < fg_weight_set_len (set); i++)
+    {
+      FgWeight *w = fg_weight_set_get (set, i);
+      gsize e = 0;
+      if (!w->trainable || w->grad.data == NULL)
+        continue;
+      while (e < tape->n_gsq && tape->gsq[e].w != w)
+        e++;
+      /* the set's norm adds each weight's own sum (_fg_weight_grad_sumsq) in set order */
+      total += e < tape->n_gsq ? tape->gsq[e].sumsq : _fg_weight_grad_sumsq (w);
+    }
+  return sqrt (total);
 }
 
 /* ---- Shared kernels ---------------------------------------------------------------------- */

@@ -822,10 +822,11 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
                                       step + 1);
           return FALSE;
         }
-      /* Clip, update and clear in two passes over the weights (a non-finite norm updates
-       * nothing and stops the run). */
-      norm = fg_optimizer_step_clipped (opt, self->lr * fg_schedule_factor (&sched, (double) step),
-                                        self->clip, TRUE);
+      /* Clip, update and clear in one pass over the weights: the backward pass has taken the
+       * gradient norm (a non-finite norm updates nothing and stops the run). */
+      norm = fg_optimizer_step_clip_norm (opt, self->lr * fg_schedule_factor (&sched, (double) step),
+                                          fg_tape_grad_norm (self->tape, self->flow_weights),
+                                          self->clip, TRUE);
       if (!check_finite_step (self, norm, "flow's gradient norm", step, steps_per_epoch, error))
         return FALSE;
       if (gmm_opt != NULL)

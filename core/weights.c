@@ -203,99 +203,167 @@ fg_weight_set_numel (const FgWeightSet *set)
   return n;
 }
 
-/* ---- Passes over all gradients, split over the core's threads ---------------------------
- * The gradients of the set's weights are taken end to end as one stream of elements; a task
- * handles a contiguous range of it.  Reductions add up fixed blocks of the stream (their size
- * depends only on the stream's length) and then the blocks in order, so the result does not
- * depend on the number of threads. */
+/* ---- Passes over all gradients, split over the core's threads --------------------------- */
 
-#define NORM_MAX_BLOCKS 512
-#define NORM_MIN_BLOCK 8192
+static inline gboolean
+pass_includes (const FgWeight *w, gboolean trainable_only)
+{
+  return w->grad.data != NULL && (w->trainable || !trainable_only);
+}
+
+/* Zeroing: the gradients of the set's weights are taken end to end as one stream of elements
+ * and a task clears a contiguous range of it. */
+
+#define ZERO_BLOCK 8192
 
 typedef struct {
   const FgWeightSet *set;
-  gboolean trainable_only;
-  gsize total, block, n_blocks;
-  double *sums;  /* per block (norm), or NULL (zeroing) */
-} GradPass;
+  gsize total, n_blocks;
+} ZeroPass;
 
-static inline gboolean
-pass_includes (const GradPass *p, const FgWeight *w)
+static void
+zero_pass_task (gpointer data, guint t, guint n_tasks)
 {
-  return w->grad.data != NULL && (w->trainable || !p->trainable_only);
+  const ZeroPass *p = data;
+  gsize b0, b1, off = 0;
+  _fg_pool_range (p->n_blocks, t, n_tasks, 1, &b0, &b1);
+  const gsize e0 = b0 * ZERO_BLOCK, e1 = MIN (b1 * ZERO_BLOCK, p->total);
+  for (guint i = 0; i < p->set->weights->len && off < e1; i++)
+    {
+      const FgWeight *w = g_ptr_array_index (p->set->weights, i);
+      if (!pass_includes (w, FALSE))
+        continue;
+      const gsize n = fg_tensor_numel (&w->grad);
+      const gsize a = MAX (off, e0), end = MIN (off + n, e1);
+      if (a < end)
+        memset (w->grad.data + (a - off), 0, (end - a) * sizeof (float));
+      off += n;
+    }
 }
 
-/* Σ x² in double with 32 partial sums (a fixed order): four independent vectors of eight
- * doubles, so that the adds do not wait on each other (one chain of eight ran at half the
- * memory bandwidth). */
-FG_CLONES static double
-sum_squares (const float *restrict x, gsize n)
+/* Norms.  Σ g² of one weight is summed in chunks of FG_NORM_CHUNK elements from its start,
+ * each in double in 32 lanes (_fg_sumsq_lanes), and then the chunks in order; the set's sum
+ * adds the weights' sums in set order.  A split over threads takes whole chunks, so the value
+ * depends neither on the number of threads nor on which code computes it: the optimizer's
+ * fused step (fg_optimizer_step_clipped) finds exactly the norm fg_weight_set_grad_norm gives. */
+
+/* acc[i mod 32] += x[i]² for i in [0, n), in order: four independent vectors of eight doubles,
+ * so that the adds do not wait on each other (one chain of eight ran at half the memory
+ * bandwidth).  The lanes live in registers for the loop. */
+FG_CLONES void
+_fg_sumsq_lanes (double *acc, const float *restrict x, gsize n)
 {
-  double acc[32] = { 0 };
+  double a[32];
   gsize i = 0;
+  memcpy (a, acc, sizeof a);
   for (; i + 32 <= n; i += 32)
     for (guint k = 0; k < 32; k++)
-      acc[k] += (double) x[i + k] * x[i + k];
+      a[k] += (double) x[i + k] * x[i + k];
   for (; i < n; i++)
-    acc[i % 32] += (double) x[i] * x[i];
+    a[i % 32] += (double) x[i] * x[i];
+  memcpy (acc, a, sizeof a);
+}
+
+double
+_fg_sumsq_finish (const double *acc)
+{
   double s = 0.0;
   for (guint k = 0; k < 32; k++)
     s += acc[k];
   return s;
 }
 
-static void
-grad_pass_task (gpointer data, guint t, guint n_tasks)
+double
+_fg_sumsq_chunk (const float *x, gsize n)
 {
-  const GradPass *p = data;
-  gsize b0, b1, off = 0;
-  _fg_pool_range (p->n_blocks, t, n_tasks, 1, &b0, &b1);
-  const gsize e0 = b0 * p->block, e1 = MIN (b1 * p->block, p->total);
-  for (gsize b = b0; p->sums != NULL && b < b1; b++)
-    p->sums[b] = 0.0;
-  for (guint i = 0; i < p->set->weights->len && off < e1; i++)
+  double acc[32] = { 0 };
+  _fg_sumsq_lanes (acc, x, n);
+  return _fg_sumsq_finish (acc);
+}
+
+/* Chunks per round of a norm pass (their sums live on the stack). */
+#define NORM_ROUND 1024
+
+/* The included weights among ws[0 .. n) (trainable, with a gradient), as chunks laid end to
+ * end. */
+typedef struct {
+  FgWeight *const *ws;
+  guint n_ws;
+  gsize c0, n;  /* the round: chunks [c0, c0 + n) */
+  double *sums; /* n */
+} NormPass;
+
+static inline gsize
+n_chunks (const FgWeight *w)
+{
+  return (fg_tensor_numel (&w->grad) + FG_NORM_CHUNK - 1) / FG_NORM_CHUNK;
+}
+
+static void
+norm_pass_task (gpointer data, guint t, guint n_tasks)
+{
+  const NormPass *p = data;
+  gsize k0, k1, c = 0; /* c: the first chunk of weight i */
+  _fg_pool_range (p->n, t, n_tasks, 1, &k0, &k1);
+  k0 += p->c0;
+  k1 += p->c0;
+  for (guint i = 0; i < p->n_ws && c < k1; i++)
     {
-      const FgWeight *w = g_ptr_array_index (p->set->weights, i);
-      if (!pass_includes (p, w))
+      const FgWeight *w = p->ws[i];
+      if (!pass_includes (w, TRUE))
         continue;
-      const gsize n = fg_tensor_numel (&w->grad);
-      gsize a = MAX (off, e0);
-      const gsize end = MIN (off + n, e1);
-      while (a < end)
+      const gsize n = fg_tensor_numel (&w->grad), nc = n_chunks (w);
+      for (gsize k = MAX (c, k0); k < MIN (c + nc, k1); k++)
         {
-          /* up to the end of a's block */
-          const gsize b = a / p->block, stop = MIN (end, (b + 1) * p->block);
-          if (p->sums != NULL)
-            p->sums[b] += sum_squares (w->grad.data + (a - off), stop - a);
-          else
-            memset (w->grad.data + (a - off), 0, (stop - a) * sizeof (float));
-          a = stop;
+          const gsize e = (k - c) * FG_NORM_CHUNK;
+          p->sums[k - p->c0] = _fg_sumsq_chunk (w->grad.data + e, MIN (FG_NORM_CHUNK, n - e));
         }
-      off += n;
+      c += nc;
     }
 }
 
-/* Run a pass over the set's gradients; returns Σ of the block sums (norm passes). */
+/* Σ over the included weights of ws (in order) of Σ over each one's chunks (in order); the
+ * chunks are split over the core's threads. */
 static double
-grad_pass (const FgWeightSet *set, gboolean trainable_only, gboolean norm)
+grad_sumsq (FgWeight *const *ws, guint n_ws)
 {
-  double sums[NORM_MAX_BLOCKS], total = 0.0;
-  GradPass p = { set, trainable_only, 0, 0, 0, norm ? sums : NULL };
-  for (guint i = 0; i < set->weights->len; i++)
+  double sums[NORM_ROUND], total = 0.0, wsum = 0.0;
+  gsize n = 0;
+  for (guint i = 0; i < n_ws; i++)
+    if (pass_includes (ws[i], TRUE))
+      n += n_chunks (ws[i]);
+  guint i = 0;    /* the weight of the next chunk */
+  gsize left = 0; /* chunks of weight i − 1 still to add */
+  for (gsize c0 = 0; c0 < n; c0 += NORM_ROUND)
     {
-      const FgWeight *w = g_ptr_array_index (set->weights, i);
-      if (pass_includes (&p, w))
-        p.total += fg_tensor_numel (&w->grad);
+      NormPass p = { ws, n_ws, c0, MIN (NORM_ROUND, n - c0), sums };
+      const double ns = (double) p.n * FG_NORM_CHUNK * FG_POOL_NS_PER_ELEMENT;
+      _fg_pool_run ((guint) MIN ((gsize) _fg_pool_tasks (ns), p.n), norm_pass_task, &p);
+      for (gsize k = 0; k < p.n; k++)
+        {
+          while (left == 0)
+            {
+              const FgWeight *w = ws[i++];
+              if (pass_includes (w, TRUE))
+                left = n_chunks (w);
+            }
+          wsum += sums[k];
+          if (--left == 0)
+            {
+              total += wsum;
+              wsum = 0.0;
+            }
+        }
     }
-  if (p.total == 0)
-    return 0.0;
-  p.block = MAX (NORM_MIN_BLOCK, (p.total + NORM_MAX_BLOCKS - 1) / NORM_MAX_BLOCKS);
-  p.n_blocks = (p.total + p.block - 1) / p.block;
-  const double ns = (double) p.total * FG_POOL_NS_PER_ELEMENT;
-  _fg_pool_run ((guint) MIN ((gsize) _fg_pool_tasks (ns), p.n_blocks), grad_pass_task, &p);
-  for (gsize b = 0; norm && b < p.n_blocks; b++)
-    total += sums[b];
   return total;
+}
+
+/* Σ g² of one trainable weight, exactly as fg_weight_set_grad_norm adds it into its sum
+ * (0 for a weight without gradient or not trainable). */
+double
+_fg_weight_grad_sumsq (FgWeight *w)
+{
+  return grad_sumsq (&w, 1);
 }
 
 /**
@@ -309,7 +377,18 @@ fg_weight_set_zero_grad (FgWeightSet *set)
 {
   g_return_if_fail (set != NULL);
 
-  grad_pass (set, FALSE, FALSE);
+  ZeroPass p = { set, 0, 0 };
+  for (guint i = 0; i < set->weights->len; i++)
+    {
+      const FgWeight *w = g_ptr_array_index (set->weights, i);
+      if (pass_includes (w, FALSE))
+        p.total += fg_tensor_numel (&w->grad);
+    }
+  if (p.total == 0)
+    return;
+  p.n_blocks = (p.total + ZERO_BLOCK - 1) / ZERO_BLOCK;
+  const double ns = (double) p.total * FG_POOL_NS_PER_ELEMENT;
+  _fg_pool_run ((guint) MIN ((gsize) _fg_pool_tasks (ns), p.n_blocks), zero_pass_task, &p);
 }
 
 /**
@@ -325,7 +404,7 @@ fg_weight_set_grad_norm (const FgWeightSet *set)
 {
   g_return_val_if_fail (set != NULL, NAN);
 
-  return sqrt (grad_pass (set, TRUE, TRUE));
+  return sqrt (grad_sumsq ((FgWeight *const *) set->weights->pdata, set->weights->len));
 }
 
 /**

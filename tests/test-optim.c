@@ -8,7 +8,13 @@
  */
 #include "config.h"
 
+/* The exact float reference below must not fuse multiplies and adds (the library does not). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize ("fp-contract=off")
+#endif
+
 #include <flowgmm/optim.h>
+#include <flowgmm/flowgmm.h>
 
 #include <math.h>
 #include <string.h>
@@ -480,6 +486,172 @@ test_step_allocates_nothing (void)
 #endif
 }
 
+
+/* --------------------------------------------- bit for bit against a float reference */
+
+/* ADAM_ELEMENT of optim.c in float, the same operations in the same order, on plain arrays:
+ * what the optimizer must compute bit for bit, whatever it skips. */
+static void
+ref_float_step (float *w, float *g, float *m, float *v, gsize n, const FgOptimConfig *c,
+                double lr, guint64 t, gboolean decay, float gscale, gboolean zero)
+{
+  const double bc1 = 1.0 - pow (c->beta1, (double) t), bc2 = 1.0 - pow (c->beta2, (double) t);
+  const float beta1 = (float) c->beta1, omb1 = (float) (1.0 - c->beta1);
+  const float beta2 = (float) c->beta2, omb2 = (float) (1.0 - c->beta2);
+  const float step_size = (float) (lr / bc1), inv_sqrt_bc2 = (float) (1.0 / sqrt (bc2));
+  const float eps = (float) c->eps;
+  float l2 = 0.0f, shrink = 1.0f;
+  if (decay && c->weight_decay > 0.0)
+    {
+      if (c->kind == FG_OPTIM_ADAMW)
+        shrink = (float) (1.0 - lr * c->weight_decay);
+      else
+        l2 = (float) c->weight_decay;
+    }
+  for (gsize k = 0; k < n; k++)
+    {
+      const float wk = w[k] * shrink;
+      const float gk = g[k] * gscale + l2 * wk;
+      const float mk = beta1 * m[k] + omb1 * gk;
+      const float vk = beta2 * v[k] + omb2 * (gk * gk);
+      const float denom = sqrtf (vk) * inv_sqrt_bc2 + eps;
+      m[k] = mk;
+      v[k] = vk;
+      w[k] = wk - step_size * mk / denom;
+      if (zero)
+        g[k] = 0.0f;
+    }
+}
+
+static gboolean
+same_float (float a, float b)
+{
+  return (isnan (a) && isnan (b)) || memcmp (&a, &b, sizeof a) == 0;
+}
+
+/* The gradient of element e of weight 0 at step t (1-based), by region: always random; always
+ * +0 (AdamW only decays the weight); +0 for two steps, then random; −0.0; +0 but for one
+ * subnormal at step 4; +0 with an infinite weight (0·inf in the update: NaN, as PyTorch). */
+static float
+pattern_grad (gsize e, guint t, FgRng *rng)
+{
+  if (e < 700)
+    return fg_rng_uniform (rng) - 0.5f;
+  if (e < 1500)
+    return 0.0f;
+  if (e < 2000)
+    return t >= 3 ? fg_rng_uniform (rng) - 0.5f : 0.0f;
+  if (e < 2600)
+    return -0.0f;
+  if (e < 3000)
+    return t == 4 && e == 2777 ? 1e-40f : 0.0f;
+  return 0.0f;
+}
+
+static void
+test_exact_reference (void)
+{
+  /* sizes: a multiple of the 16-wide vector blocks, one with a remainder, a tiny one */
+  const gsize sizes[] = { 5000, 1000, 130, 3 };
+  const guint threads[] = { 1, 2, 3 };
+  const FgOptimKind kinds[] = { FG_OPTIM_ADAMW, FG_OPTIM_ADAM };
+  const double decays[] = { 1e-2, 0.0 };
+  const guint saved = fg_get_num_threads ();
+  for (guint ti = 0; ti < G_N_ELEMENTS (threads); ti++)
+    for (guint ki = 0; ki < G_N_ELEMENTS (kinds); ki++)
+      for (guint di = 0; di < G_N_ELEMENTS (decays); di++)
+        for (guint mode = 0; mode < 3; mode++) /* clipped + zero, clipped, plain step */
+          {
+            g_autoptr (FgWeightSet) set = fg_weight_set_new ();
+            float *rw[G_N_ELEMENTS (sizes)], *rg[G_N_ELEMENTS (sizes)];
+            float *rm[G_N_ELEMENTS (sizes)], *rv[G_N_ELEMENTS (sizes)];
+            FgOptimConfig cfg;
+            FgRng rng;
+            fg_rng_init (&rng, 5, ti * 100 + ki * 10 + di);
+            fg_set_num_threads (threads[ti]);
+            for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+              {
+                char name[8];
+                g_snprintf (name, sizeof name, "w%u", i);
+                FgWeight *w = fg_weight_set_add_2d (set, name, 1, sizes[i], i != 2);
+                fg_weight_init_uniform (w, &rng, 1.0f);
+                if (i == 0)
+                  w->value.data[3100] = INFINITY;
+                rw[i] = g_new (float, sizes[i]);
+                memcpy (rw[i], w->value.data, sizes[i] * sizeof (float));
+                rg[i] = g_new0 (float, sizes[i]);
+                rm[i] = g_new0 (float, sizes[i]);
+                rv[i] = g_new0 (float, sizes[i]);
+              }
+            fg_optim_config_init (&cfg, kinds[ki]);
+            cfg.weight_decay = decays[di];
+            g_autoptr (FgOptimizer) opt = fg_optimizer_new (&cfg, set);
+            for (guint t = 1; t <= 7; t++)
+              {
+                const double lr = 1e-2 / t;
+                for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+                  {
+                    FgWeight *w = fg_weight_set_get (set, i);
+                    if (mode == 0 || t == 1)
+                      memset (rg[i], 0, sizes[i] * sizeof (float));
+                    for (gsize e = 0; e < sizes[i]; e++)
+                      {
+                        /* weights 1..3: random, but +0 in weight 1's second half */
+                        const float x = i == 0 ? pattern_grad (e, t, &rng)
+                                        : i == 1 && e >= 500 ? 0.0f
+                                                             : fg_rng_uniform (&rng) - 0.5f;
+                        rg[i][e] += x;
+                      }
+                    memcpy (w->grad.data, rg[i], sizes[i] * sizeof (float));
+                  }
+                /* weight 3 sits out steps 3 and 4 */
+                fg_weight_set_get (set, 3)->trainable = !(t == 3 || t == 4);
+                /* the reference: the set's norm and clipping factor, then each weight */
+                float gscale = 1.0f;
+                if (mode < 2)
+                  {
+                    const double norm = fg_weight_set_grad_norm (set), coef = 1.0 / (norm + 1e-6);
+                    if (coef < 1.0)
+                      gscale = (float) coef;
+                  }
+                for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+                  if (fg_weight_set_get (set, i)->trainable)
+                    ref_float_step (rw[i], rg[i], rm[i], rv[i], sizes[i], &cfg, lr, t, i != 2,
+                                    gscale, mode == 0);
+                if (mode < 2)
+                  fg_optimizer_step_clipped (opt, lr, 1.0, mode == 0);
+                else
+                  fg_optimizer_step (opt, lr);
+                for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+                  {
+                    const FgWeight *w = fg_weight_set_get (set, i);
+                    for (gsize e = 0; e < sizes[i]; e++)
+                      {
+                        if (!same_float (w->value.data[e], rw[i][e])
+                            || !same_float (w->grad.data[e], rg[i][e]))
+                          g_error ("threads %u kind %d wd %g mode %u step %u: weight %u element "
+                                   "%" G_GSIZE_FORMAT ": w %.9g (reference %.9g), g %g (%g)",
+                                   threads[ti], kinds[ki], decays[di], mode, t, i, e,
+                                   (double) w->value.data[e], (double) rw[i][e],
+                                   (double) w->grad.data[e], (double) rg[i][e]);
+                      }
+                  }
+              }
+            /* the region that never had a gradient was only decayed */
+            if (kinds[ki] == FG_OPTIM_ADAMW && decays[di] > 0.0)
+              for (gsize e = 700; e < 1500; e++)
+                g_assert_cmpfloat (rm[0][e], ==, 0.0f);
+            for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+              {
+                g_free (rw[i]);
+                g_free (rg[i]);
+                g_free (rm[i]);
+                g_free (rv[i]);
+              }
+          }
+  fg_set_num_threads (saved);
+}
+
 /* -------------------------------------------------------------------------- schedules */
 
 static void
@@ -668,6 +840,7 @@ main (int argc, char **argv)
   g_test_add_func ("/optim/adamw-quadratic", test_adamw_quadratic);
   g_test_add_func ("/optim/frozen", test_frozen);
   g_test_add_func ("/optim/step-allocates-nothing", test_step_allocates_nothing);
+  g_test_add_func ("/optim/exact-reference", test_exact_reference);
   g_test_add_func ("/schedule/defaults", test_schedule_defaults);
   g_test_add_func ("/schedule/constant", test_schedule_constant);
   g_test_add_func ("/schedule/cosine", test_schedule_cosine);

@@ -1824,6 +1824,150 @@ test_numeric_extremes (void)
     g_assert_cmpfloat (dd->value.data[k], >=, 0.0f);
 }
 
+
+/* ---- The gradient norm taken during backward ------------------------------------------------ */
+
+/* A model that reaches its weights in every way a backward pass can: through a row view (W1,
+ * whose gradient is written by the product that reads the view), a second leaf of the same
+ * weight created later (W1 again), a column view with a gradient of its own (W6), in place by
+ * linear_cols (W2, large enough to be summed in many chunks over the threads), a bias; W4 is
+ * trainable but not on the tape (its gradient was set by hand), W5 is read with gradients off
+ * and W3 is frozen. */
+typedef struct {
+  FgWeightSet *set;
+  FgWeight *w1, *b, *w2, *w3, *w4, *w5, *w6;
+} NormModel;
+
+static const guint32 norm_cols[] = { 0, 1, 2, 3, 4, 5, 6, 7, 50000, 50001, 50002, 69999 };
+
+static void
+norm_model_init (NormModel *nm, guint seed)
+{
+  FgRng rng;
+  fg_rng_init (&rng, seed, 1);
+  nm->set = fg_weight_set_new ();
+  nm->w1 = fg_weight_set_add_2d (nm->set, "w1", 40, 30, TRUE);
+  nm->b = fg_weight_set_add_2d (nm->set, "b", 1, 30, FALSE);
+  nm->w3 = fg_weight_set_add_2d (nm->set, "w3", 4, 4, TRUE);
+  nm->w2 = fg_weight_set_add_2d (nm->set, "w2", 30, 70000, TRUE);
+  nm->w4 = fg_weight_set_add_2d (nm->set, "w4", 1, 10, TRUE);
+  nm->w5 = fg_weight_set_add_2d (nm->set, "w5", 30, 30, TRUE);
+  nm->w6 = fg_weight_set_add_2d (nm->set, "w6", 30, 6, TRUE);
+  for (guint i = 0; i < fg_weight_set_len (nm->set); i++)
+    fg_weight_init_uniform (fg_weight_set_get (nm->set, i), &rng, 0.3f);
+  nm->w3->trainable = FALSE;
+}
+
+/* Forward and backward on a zeroed set; a second backward pass from another output when
+ * `twice` (it reaches W1 and W6 only, which accumulate). */
+static void
+norm_model_step (NormModel *nm, FgTape *tape, gboolean twice)
+{
+  GError *error = NULL;
+  float xd[8 * 40];
+  for (guint i = 0; i < G_N_ELEMENTS (xd); i++)
+    xd[i] = sinf (0.37f * (float) i);
+  FgTensor xt = fg_tensor_wrap_2d (xd, 8, 40);
+  fg_weight_set_zero_grad (nm->set);
+  for (guint i = 0; i < 10; i++)
+    nm->w4->grad.data[i] = 0.5f - 0.1f * (float) i;
+  fg_tape_reset (tape);
+  FgVar *x = fg_tape_constant (tape, &xt);
+  FgVar *h = fg_op_linear (tape, fg_op_slice (tape, x, 0, 20),
+                           fg_op_slice_rows (tape, fg_tape_weight (tape, nm->w1), 5, 20),
+                           fg_tape_weight (tape, nm->b));
+  h = fg_op_tanh (tape, h);
+  fg_tape_set_grad_enabled (tape, FALSE);
+  FgVar *k = fg_op_matmul (tape, h, fg_tape_weight (tape, nm->w5), FALSE, FALSE);
+  fg_tape_set_grad_enabled (tape, TRUE);
+  h = fg_op_add (tape, h, k);
+  FgVar *y = fg_op_linear_cols (tape, h, fg_tape_weight (tape, nm->w2), NULL, norm_cols,
+                                G_N_ELEMENTS (norm_cols));
+  FgVar *h2 = fg_op_matmul (tape, x, fg_tape_weight (tape, nm->w1), FALSE, FALSE);
+  FgVar *c = fg_op_slice (tape, fg_tape_weight (tape, nm->w6), 2, 3);
+  FgVar *h3 = fg_op_matmul (tape, fg_op_tanh (tape, h2), c, FALSE, FALSE);
+  FgVar *l = fg_op_add (tape, fg_op_sum (tape, fg_op_square (tape, y), FG_AXIS_ALL),
+                        fg_op_sum (tape, h3, FG_AXIS_ALL));
+  g_assert_true (fg_tape_backward (tape, l, &error));
+  g_assert_no_error (error);
+  if (twice)
+    {
+      float seed[8 * 3];
+      for (guint i = 0; i < G_N_ELEMENTS (seed); i++)
+        seed[i] = 0.1f * (float) i;
+      FgTensor st = fg_tensor_wrap_2d (seed, 8, 3);
+      g_assert_true (fg_tape_backward_seed (tape, h3, &st, &error));
+      g_assert_no_error (error);
+    }
+}
+
+/* fg_tape_grad_norm equals fg_weight_set_grad_norm bit for bit: after one backward pass, after
+ * a second one, after a reset (nothing cached: every weight summed afresh), for several thread
+ * counts; and the clipped update from it equals fg_optimizer_step_clipped bit for bit. */
+static void
+test_grad_norm_fused (void)
+{
+  const guint saved = fg_get_num_threads ();
+  const guint threads[] = { 1, 2, 3 };
+  for (guint ti = 0; ti < G_N_ELEMENTS (threads); ti++)
+    for (guint twice = 0; twice < 2; twice++)
+      {
+        NormModel a, b;
+        fg_set_num_threads (threads[ti]);
+        norm_model_init (&a, 3);
+        norm_model_init (&b, 3);
+        g_autoptr (FgTape) tape = fg_tape_new ();
+        FgOptimConfig cfg;
+        fg_optim_config_init (&cfg, FG_OPTIM_ADAMW);
+        cfg.weight_decay = 1e-2;
+        g_autoptr (FgOptimizer) oa = fg_optimizer_new (&cfg, a.set);
+        g_autoptr (FgOptimizer) ob = fg_optimizer_new (&cfg, b.set);
+        for (guint step = 0; step < 3; step++)
+          {
+            norm_model_step (&a, tape, twice);
+            const double plain = fg_weight_set_grad_norm (a.set);
+            const double fused = fg_tape_grad_norm (tape, a.set);
+            g_test_message ("threads %u, %s backward pass: norm %.17g", threads[ti],
+                            twice ? "second" : "one", plain);
+            g_assert_cmpfloat (plain, >, 0.0);
+            g_assert_cmpmem (&fused, sizeof fused, &plain, sizeof plain);
+            /* the same gradients in b, clipped and updated the plain way */
+            for (guint i = 0; i < fg_weight_set_len (a.set); i++)
+              {
+                const FgWeight *wa = fg_weight_set_get (a.set, i);
+                memcpy (fg_weight_set_get (b.set, i)->grad.data, wa->grad.data,
+                        fg_tensor_numel (&wa->grad) * sizeof (float));
+              }
+            const double max_norm = 0.5 * plain; /* clipping is active */
+            g_assert_cmpfloat (fg_optimizer_step_clip_norm (oa, 1e-2, fused, max_norm, TRUE), ==,
+                               fused);
+            g_assert_cmpfloat (fg_optimizer_step_clipped (ob, 1e-2, max_norm, TRUE), ==, plain);
+            for (guint i = 0; i < fg_weight_set_len (a.set); i++)
+              {
+                const FgWeight *wa = fg_weight_set_get (a.set, i);
+                const FgWeight *wb = fg_weight_set_get (b.set, i);
+                const gsize n = fg_tensor_numel (&wa->value) * sizeof (float);
+                g_assert_cmpmem (wa->value.data, n, wb->value.data, n);
+                g_assert_cmpmem (wa->grad.data, n, wb->grad.data, n);
+              }
+          }
+        /* nothing cached after a reset: the same value, summed here */
+        norm_model_step (&a, tape, twice);
+        const double plain = fg_weight_set_grad_norm (a.set);
+        fg_tape_reset (tape);
+        const double again = fg_tape_grad_norm (tape, a.set);
+        g_assert_cmpmem (&again, sizeof again, &plain, sizeof plain);
+        /* a non-finite norm updates nothing */
+        const float w0 = a.w1->value.data[0];
+        g_assert_true (isnan (fg_optimizer_step_clip_norm (oa, 1e-2, NAN, 1.0, TRUE)));
+        g_assert_cmpfloat (a.w1->value.data[0], ==, w0);
+        g_assert_cmpuint (fg_optimizer_get_steps (oa), ==, 3);
+        fg_weight_set_free (a.set);
+        fg_weight_set_free (b.set);
+      }
+  fg_set_num_threads (saved);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1848,5 +1992,6 @@ main (int argc, char **argv)
   g_test_add_func ("/tape/no-heap-after-warmup", test_no_heap_after_warmup);
   g_test_add_func ("/tape/dropout", test_dropout);
   g_test_add_func ("/tape/numeric-extremes", test_numeric_extremes);
+  g_test_add_func ("/tape/grad-norm-fused", test_grad_norm_fused);
   return g_test_run ();
 }

@@ -37,6 +37,10 @@ FG_API void         fg_optimizer_step (FgOptimizer *opt, double lr);
  * fg_weight_set_zero_grad. */
 FG_API double       fg_optimizer_step_clipped (FgOptimizer *opt, double lr, double max_norm,
                                                gboolean zero_grad);
+/* The same with the norm already known (fg_weight_set_grad_norm of the set, e.g. from
+ * fg_tape_grad_norm): one pass over the weights; returns norm. */
+FG_API double       fg_optimizer_step_clip_norm (FgOptimizer *opt, double lr, double norm,
+                                                 double max_norm, gboolean zero_grad);
 FG_API guint64      fg_optimizer_get_steps (const FgOptimizer *opt);
 
 /* Learning-rate (or any weight) schedules: a multiplicative factor of time t in [0, total]. */

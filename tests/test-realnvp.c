@@ -448,7 +448,9 @@ test_image_shape (void)
 }
 
 /* The authors' architectures: MINIBOONE (D=50, k=256, L=10) ≈ 1.05 M parameters and AG-News
- * (D=768, k=1024, L=7) ≈ 23.9 M (REFERENCE §1.1). */
+ * (D=768, k=1024, L=7) ≈ 23.9 M (REFERENCE §1.1), of which the flow stores the live ones: the
+ * first layer's rows at the n_id identity coordinates, the last layer's s and t columns at the
+ * n_ch transformed ones, the rescale at those (halves: n_id = n_ch = D/2). */
 static void
 test_parameter_counts (void)
 {
@@ -457,15 +459,16 @@ test_parameter_counts (void)
   const char *norescale[] = { "layers=2", "hidden=4", "rescale=false", NULL };
   Flow f;
   flow_init (&f, 50, 1, mb);
-  /* per layer: D·k + k + k² + k + k·2D + 2D + D */
-  g_assert_cmpuint (fg_weight_set_numel (f.weights), ==, 10 * (50 * 256 + 256 + 256 * 256 + 256
-                                                                + 256 * 100 + 100 + 50));
-  g_assert_cmpuint (fg_weight_set_numel (f.weights), ==, 1045980);
+  /* per layer: n_id·k + k + k² + k + k·2n_ch + 2n_ch + n_ch; the authors' dense layers have
+   * D·k + k + k² + k + k·2D + 2D + D = 104598 (1045980 in all) */
+  g_assert_cmpuint (fg_weight_set_numel (f.weights), ==, 10 * (25 * 256 + 256 + 256 * 256 + 256
+                                                                + 256 * 50 + 50 + 25));
+  g_assert_cmpuint (fg_weight_set_numel (f.weights), ==, 853230);
   flow_clear (&f);
   if (g_test_slow ())
     {
       flow_init (&f, 768, 1, ag);
-      g_assert_cmpuint (fg_weight_set_numel (f.weights), ==, 23885568);
+      g_assert_cmpuint (fg_weight_set_numel (f.weights), ==, 15619968); /* authors: 23885568 */
       flow_clear (&f);
     }
   flow_init (&f, 3, 1, norescale);
@@ -475,6 +478,79 @@ test_parameter_counts (void)
       g_assert_true (w->trainable == !g_str_has_suffix (w->name, ".rescale"));
     }
   flow_clear (&f);
+}
+
+/* The stored weights are the authors' dense initial values cut to the live rows and columns:
+ * each linear layer drawn U(±1/√fan_in) at full shape, in order, from the flow's generator. */
+static void
+check_cut_init (const char *const *settings, gsize D, guint layers, guint k)
+{
+  Flow f;
+  FgRng rng;
+  flow_init (&f, D, 7, settings);
+  fg_rng_init (&rng, 7, 0);
+  g_autofree float *w_in = g_new (float, D * k), *b_in = g_new (float, k);
+  g_autofree float *w_hid = g_new (float, k * k), *b_hid = g_new (float, k);
+  g_autofree float *w_out = g_new (float, k * 2 * D), *b_out = g_new (float, 2 * D);
+  const gboolean checker = g_strv_contains (settings, "mask=checkerboard");
+  for (guint l = 0; l < layers; l++)
+    {
+      char name[64];
+      const float bd = (float) (1.0 / sqrt ((double) D)), bk = (float) (1.0 / sqrt ((double) k));
+      fg_rng_fill_uniform (&rng, w_in, D * k, -bd, bd);
+      fg_rng_fill_uniform (&rng, b_in, k, -bd, bd);
+      fg_rng_fill_uniform (&rng, w_hid, k * k, -bk, bk);
+      fg_rng_fill_uniform (&rng, b_hid, k, -bk, bk);
+      fg_rng_fill_uniform (&rng, w_out, k * 2 * D, -bk, bk);
+      fg_rng_fill_uniform (&rng, b_out, 2 * D, -bk, bk);
+      guint32 id[16], ch[16];
+      gsize n_id = 0, n_ch = 0;
+      for (gsize j = 0; j < D; j++)
+        {
+          const gboolean is_id = checker ? (j + l) % 2 == 0 : (l % 2 == 0 ? j < D / 2 : j >= D / 2);
+          if (is_id)
+            id[n_id++] = (guint32) j;
+          else
+            ch[n_ch++] = (guint32) j;
+        }
+      g_snprintf (name, sizeof name, "coupling%u.in.weight", l);
+      FgWeight *w = fg_weight_set_lookup (f.weights, name);
+      g_assert_nonnull (w);
+      g_assert_cmpuint (fg_tensor_rows (&w->value), ==, n_id);
+      for (gsize r = 0; r < n_id; r++)
+        g_assert_cmpmem (fg_tensor_row (&w->value, r), k * sizeof (float), w_in + id[r] * k,
+                         k * sizeof (float));
+      g_snprintf (name, sizeof name, "coupling%u.hidden0.weight", l);
+      w = fg_weight_set_lookup (f.weights, name);
+      g_assert_cmpmem (w->value.data, k * k * sizeof (float), w_hid, k * k * sizeof (float));
+      g_snprintf (name, sizeof name, "coupling%u.out.weight", l);
+      w = fg_weight_set_lookup (f.weights, name);
+      g_assert_cmpuint (fg_tensor_cols (&w->value), ==, 2 * n_ch);
+      for (gsize r = 0; r < k; r++)
+        for (gsize c = 0; c < n_ch; c++)
+          {
+            g_assert_cmpfloat (fg_tensor_row (&w->value, r)[c], ==, w_out[r * 2 * D + ch[c]]);
+            g_assert_cmpfloat (fg_tensor_row (&w->value, r)[n_ch + c], ==,
+                               w_out[r * 2 * D + D + ch[c]]);
+          }
+      g_snprintf (name, sizeof name, "coupling%u.out.bias", l);
+      w = fg_weight_set_lookup (f.weights, name);
+      for (gsize c = 0; c < n_ch; c++)
+        g_assert_cmpfloat (w->value.data[n_ch + c], ==, b_out[D + ch[c]]);
+      g_snprintf (name, sizeof name, "coupling%u.rescale", l);
+      w = fg_weight_set_lookup (f.weights, name);
+      g_assert_cmpuint (fg_tensor_numel (&w->value), ==, n_ch);
+    }
+  flow_clear (&f);
+}
+
+static void
+test_cut_init (void)
+{
+  const char *halves[] = { "layers=3", "hidden=6", NULL };
+  const char *checker[] = { "layers=3", "hidden=6", "mask=checkerboard", NULL };
+  check_cut_init (halves, 7, 3, 6);
+  check_cut_init (checker, 7, 3, 6);
 }
 
 static void
@@ -505,6 +581,7 @@ main (int argc, char **argv)
   g_test_add_func ("/realnvp/dropout", test_dropout);
   g_test_add_func ("/realnvp/image-shape", test_image_shape);
   g_test_add_func ("/realnvp/parameter-counts", test_parameter_counts);
+  g_test_add_func ("/realnvp/cut-init", test_cut_init);
   g_test_add_func ("/realnvp/bad-input", test_bad_input);
   return g_test_run ();
 }

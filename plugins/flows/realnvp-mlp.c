@@ -13,12 +13,15 @@
  * fused node each (fg_op_linear_act).
  *
  * How it is computed (the function is exactly the one above; only dead work is skipped):
- *  - The first linear layer reads only the identity columns of x and the matching rows of its
- *    [D, k] weight (x ⊙ b · W = x_id · W[id rows]); the last reads only the columns of its
- *    [k, 2D] weight that feed s and t at transformed coordinates (the others are masked away),
- *    in place (fg_op_linear_cols: no copy of the weight, its gradient accumulated straight
- *    into those columns).  The weights keep the authors' full shapes (same parameter count,
- *    same initialisation).
+ *  - Only live weights are stored.  x ⊙ b · W = x_id · W[id rows], so the first layer's weight
+ *    holds the n_id rows of the authors' [D, k] at identity coordinates; the outputs of the
+ *    authors' [k, 2D] last layer at identity coordinates are masked away, so its weight and bias
+ *    hold the 2·n_ch columns that feed s and t at transformed coordinates (s_raw, then t).  The
+ *    rows and columns left out never change any output or any other gradient (their own
+ *    gradient is exactly 0, and AdamW's decoupled decay touches nothing else), so the model is
+ *    the authors' function with the same initial values (drawn at full shape with the authors'
+ *    fan-in, then cut); it just does not carry 41 % of dead parameters at D = 768 through the
+ *    gradient norm and the optimizer.  Layers with nothing to transform have no weights.
  *  - The first hidden layer, its ReLU and the dropout are one node (fg_op_linear_act_dropout:
  *    the same values and mask as the two ops).
  *  - One fused op per coupling does tanh, the rescale, the masking, (x + t)·exp(s) and the
@@ -82,13 +85,11 @@ typedef struct {
   gsize n_id, n_ch;
   guint32 *id;       /* identity coordinates, increasing */
   guint32 *ch;       /* transformed coordinates, increasing */
-  guint32 *out_cols; /* 2·n_ch columns of w_out: s_raw at ch, then t at D + ch */
   gboolean id_contiguous, ch_contiguous;
-  gsize out_runs;    /* runs of consecutive indices in out_cols */
-  FgWeight *w_in, *b_in;   /* [D, k], [1, k] */
+  FgWeight *w_in, *b_in;   /* [max(n_id, 1), k] (rows at id of the authors' [D, k]), [1, k] */
   FgWeight **w_hid, **b_hid; /* inner × [k, k], [1, k] */
-  FgWeight *w_out, *b_out; /* [k, 2D], [1, 2D] */
-  FgWeight *rescale;       /* [1, D] */
+  FgWeight *w_out, *b_out; /* [k, 2·n_ch], [1, 2·n_ch]: s_raw, then t, at ch */
+  FgWeight *rescale;       /* [1, n_ch]: w at ch */
 } Coupling;
 
 typedef struct {
@@ -214,45 +215,6 @@ gather_cols (FgTape *tape, FgVar *a, const guint32 *idx, gsize n)
           c += r;
         }
     }
-  return out;
-}
-
-static void
-gather_rows_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
-{
-  const GatherSaved *s = saved;
-  FgTensor *da = fg_tape_grad (tape, in[0]);
-  const gsize cols = fg_tensor_cols (&out->grad);
-  if (da == NULL)
-    return;
-  for (gsize r = 0; r < s->n; r++)
-    {
-      const float *restrict g = fg_tensor_row (&out->grad, r);
-      float *restrict d = fg_tensor_row (da, s->idx[r]);
-      for (gsize j = 0; j < cols; j++)
-        d[j] += g[j];
-    }
-}
-
-/* out[r, :] = a[idx[r], :]. */
-static FgVar *
-gather_rows (FgTape *tape, FgVar *a, const guint32 *idx, gsize n)
-{
-  GatherSaved *s;
-  gsize shape[2];
-  FgVar *out;
-  if (a == NULL)
-    return NULL;
-  shape[0] = n;
-  shape[1] = fg_tensor_cols (&a->value);
-  out = fg_tape_op_new (tape, 2, shape, &a, 1, gather_rows_backward, sizeof *s, (gpointer *) &s);
-  if (out == NULL)
-    return NULL;
-  s->idx = idx;
-  s->n = n;
-  for (gsize r = 0; r < n; r++)
-    memcpy (out->value.data + r * shape[1], fg_tensor_row (&a->value, idx[r]),
-            shape[1] * sizeof (float));
   return out;
 }
 
@@ -448,19 +410,15 @@ coupling_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
   const Coupling *C = s->C;
   const gsize n = C->n_ch, N = fg_tensor_rows (&out->value);
   FgTensor *dw = fg_tape_grad (tape, in[2]);
-  const float *w = in[2]->value.data;
-  float *wc = fg_tape_alloc_floats (tape, n);
   CouplingBwdJob j;
 
-  for (gsize c = 0; c < n; c++)
-    wc[c] = w[C->ch[c]];
   j.s = s;
   j.G = &out->grad;
   j.Y = &out->value;
   /* Every element of dx and dst is written below: a new buffer need not be zeroed. */
   j.dx = fg_tape_grad_fresh (tape, in[0], &j.dx_fresh);
   j.dst = fg_tape_grad_fresh (tape, in[1], &j.dst_fresh);
-  j.wc = wc;
+  j.wc = in[2]->value.data;
   j.N = N;
   j.n_blocks = (N + COUPLING_BLOCK - 1) / COUPLING_BLOCK;
   j.dw_blocks = dw != NULL ? fg_tape_alloc (tape, MAX (j.n_blocks * n, 1) * sizeof (double))
@@ -475,7 +433,7 @@ coupling_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
         double acc = 0.0;
         for (gsize b = 0; b < j.n_blocks; b++)
           acc += j.dw_blocks[b * n + c];
-        dw->data[C->ch[c]] += (float) acc;
+        dw->data[c] += (float) acc;
       }
 }
 
@@ -530,7 +488,8 @@ coupling_fwd_task (gpointer data, guint t, guint n_tasks)
 }
 
 /* x: [N, D] or [N, D+1] (has_ld), st: [N, 2·n_ch] (s_raw then t at the transformed
- * coordinates), w: [1, D] -> [N, D+1].  Rows in blocks over the core's threads. */
+ * coordinates), w: [1, n_ch] (the rescale at them) -> [N, D+1].  Rows in blocks over the core's
+ * threads. */
 static FgVar *
 coupling_op (FgTape *tape, const Coupling *C, gsize D, FgVar *x, gboolean has_ld, FgVar *st,
              FgVar *w)
@@ -555,9 +514,7 @@ coupling_op (FgTape *tape, const Coupling *C, gsize D, FgVar *x, gboolean has_ld
   const gboolean keep = out->requires_grad;
   s->th = keep ? fg_tape_alloc_floats (tape, MAX (N * n, 1)) : NULL;
   s->e = keep ? fg_tape_alloc_floats (tape, MAX (N * n, 1)) : NULL;
-  float *wc = fg_tape_alloc_floats (tape, MAX (n, 1));
-  for (gsize c = 0; c < n; c++)
-    wc[c] = w->value.data[C->ch[c]];
+  const float *wc = w->value.data;
   const gsize n_blocks = (N + COUPLING_BLOCK - 1) / COUPLING_BLOCK;
   const guint tasks = (guint) MIN ((gsize) fg_tape_parallel_tasks ((double) N * n * 8.0),
                                    MAX (n_blocks, 1));
@@ -591,7 +548,7 @@ coupling_inverse_op (FgTape *tape, const Coupling *C, gsize D, FgVar *y, FgVar *
       for (gsize c = 0; c < n; c++)
         {
           const guint32 j = C->ch[c];
-          const float s = w->value.data[j] * v_tanhf (sr[c]);
+          const float s = w->value.data[c] * v_tanhf (sr[c]);
           xr[j] = yr[j] * v_expf (-s) - sr[n + c];
         }
     }
@@ -675,42 +632,23 @@ st_net (RealNvp *self, FgTape *tape, const Coupling *C, FgVar *x, gboolean train
 {
   const gsize N = fg_tensor_rows (&x->value);
   FgVar *h, *w_in = fg_tape_weight (tape, C->w_in), *b_in = fg_tape_weight (tape, C->b_in);
-  FgVar *w_out, *b_out;
 
   if (C->n_id == 0)
     {
       /* x ⊙ b = 0: the first layer gives act(bias) for every row (a zero row times any W). */
       FgVar *zeros = fg_tape_empty_2d (tape, N, 1);
       memset (zeros->value.data, 0, N * sizeof (float));
-      h = linear_act_dropout (self, tape, zeros, fg_op_slice_rows (tape, w_in, 0, 1), b_in,
-                              train, rng);
+      h = linear_act_dropout (self, tape, zeros, w_in, b_in, train, rng);
     }
   else
-    {
-      FgVar *xid, *wid;
-      if (C->id_contiguous)
-        {
-          xid = fg_op_slice (tape, x, C->id[0], C->n_id);
-          wid = fg_op_slice_rows (tape, w_in, C->id[0], C->n_id);
-        }
-      else
-        {
-          xid = gather_cols (tape, x, C->id, C->n_id);
-          wid = gather_rows (tape, w_in, C->id, C->n_id);
-        }
-      h = linear_act_dropout (self, tape, xid, wid, b_in, train, rng);
-    }
+    h = linear_act_dropout (self, tape,
+                            C->id_contiguous ? fg_op_slice (tape, x, C->id[0], C->n_id)
+                                             : gather_cols (tape, x, C->id, C->n_id),
+                            w_in, b_in, train, rng);
   for (guint m = 0; m < self->inner; m++)
     h = linear_act (tape, self->act, h, fg_tape_weight (tape, C->w_hid[m]),
                     fg_tape_weight (tape, C->b_hid[m]));
-  w_out = fg_tape_weight (tape, C->w_out);
-  b_out = fg_tape_weight (tape, C->b_out);
-  if (C->out_runs <= 8)
-    return fg_op_linear_cols (tape, h, w_out, b_out, C->out_cols, 2 * C->n_ch);
-  /* Many short runs (checkerboard): gathered once, one product. */
-  w_out = gather_cols (tape, w_out, C->out_cols, 2 * C->n_ch);
-  b_out = gather_cols (tape, b_out, C->out_cols, 2 * C->n_ch);
-  return fg_op_linear (tape, h, w_out, b_out);
+  return fg_op_linear (tape, h, fg_tape_weight (tape, C->w_out), fg_tape_weight (tape, C->b_out));
 }
 
 static FgVar *
@@ -804,21 +742,12 @@ coupling_set_mask (Coupling *C, const gboolean *b, gsize D)
 {
   C->id = g_new (guint32, MAX (D, 1));
   C->ch = g_new (guint32, MAX (D, 1));
-  C->out_cols = g_new (guint32, MAX (2 * D, 1));
   C->n_id = C->n_ch = 0;
   for (gsize j = 0; j < D; j++)
     if (b[j])
       C->id[C->n_id++] = (guint32) j;
     else
       C->ch[C->n_ch++] = (guint32) j;
-  for (gsize c = 0; c < C->n_ch; c++)
-    {
-      C->out_cols[c] = C->ch[c];
-      C->out_cols[C->n_ch + c] = (guint32) D + C->ch[c];
-    }
-  C->out_runs = 0;
-  for (gsize c = 0; c < 2 * C->n_ch; c += run_length (C->out_cols, c, 2 * C->n_ch))
-    C->out_runs++;
   C->id_contiguous = C->n_id > 0 && C->id[C->n_id - 1] - C->id[0] + 1 == C->n_id;
   C->ch_contiguous = C->n_ch > 0 && C->ch[C->n_ch - 1] - C->ch[0] + 1 == C->n_ch;
 }
@@ -834,7 +763,6 @@ realnvp_destroy (gpointer data)
       Coupling *C = &self->layers[l];
       g_free (C->id);
       g_free (C->ch);
-      g_free (C->out_cols);
       g_free (C->w_hid);
       g_free (C->b_hid);
     }
@@ -842,18 +770,41 @@ realnvp_destroy (gpointer data)
   g_free (self);
 }
 
-/* A weight with PyTorch's Linear default initialisation U(±1/√fan_in). */
+/* A weight with PyTorch's Linear default initialisation U(±1/√fan_in), drawn at the authors'
+ * full shape [full_rows, full_cols] (the same draws as theirs, in order) and cut to the rows
+ * `rows` (NULL: all) and the columns `cols` (NULL: all) that can affect the output. */
 static FgWeight *
-add_linear (FgWeightSet *weights, const char *name, gsize rows, gsize cols, gsize fan_in,
+add_linear (FgWeightSet *weights, const char *name, gsize full_rows, gsize full_cols,
+            const guint32 *rows, gsize n_rows, const guint32 *cols, gsize n_cols, gsize fan_in,
             gboolean zero, FgRng *rng)
 {
-  FgWeight *w = fg_weight_set_add_2d (weights, name, rows, cols, TRUE);
+  if (rows == NULL)
+    n_rows = full_rows;
+  if (cols == NULL)
+    n_cols = full_cols;
+  FgWeight *w = fg_weight_set_add_2d (weights, name, n_rows, n_cols, TRUE);
   if (w == NULL)
     return NULL;
   if (zero)
-    fg_weight_init_const (w, 0.0f);
-  else
-    fg_weight_init_uniform (w, rng, (float) (1.0 / sqrt ((double) fan_in)));
+    {
+      fg_weight_init_const (w, 0.0f);
+      return w;
+    }
+  const float bound = (float) (1.0 / sqrt ((double) fan_in));
+  if (rows == NULL && cols == NULL)
+    {
+      fg_weight_init_uniform (w, rng, bound);
+      return w;
+    }
+  g_autofree float *full = g_new (float, full_rows * full_cols);
+  fg_rng_fill_uniform (rng, full, full_rows * full_cols, -bound, bound);
+  for (gsize r = 0; r < n_rows; r++)
+    {
+      const float *src = full + (rows != NULL ? rows[r] : r) * full_cols;
+      float *dst = w->value.data + r * n_cols;
+      for (gsize c = 0; c < n_cols; c++)
+        dst[c] = src[cols != NULL ? cols[c] : c];
+    }
   return w;
 }
 
@@ -902,25 +853,42 @@ realnvp_create (const FgParams *params, const FgSampleShape *shape, FgWeightSet 
         b[j] = checker ? (j + l) % 2 == 0 : (l % 2 == 0 ? j < split : j >= split);
       coupling_set_mask (C, b, D);
 
+      if (C->n_ch == 0)
+        continue; /* the identity: no weights */
+      /* The authors' last layer has 2D outputs (s_raw, then t); s and t at ch are kept. */
+      g_autofree guint32 *out_cols = g_new (guint32, 2 * C->n_ch);
+      for (gsize c = 0; c < C->n_ch; c++)
+        {
+          out_cols[c] = C->ch[c];
+          out_cols[C->n_ch + c] = (guint32) D + C->ch[c];
+        }
+      /* With nothing to condition on the first layer's input is a zero column: one dead row
+       * keeps the product well formed. */
+      static const guint32 row0 = 0;
       g_snprintf (name, sizeof name, "coupling%u.in.weight", l);
-      C->w_in = add_linear (weights, name, D, self->k, D, FALSE, rng);
+      C->w_in = add_linear (weights, name, D, self->k, C->n_id > 0 ? C->id : &row0,
+                            MAX (C->n_id, 1), NULL, 0, D, FALSE, rng);
       g_snprintf (name, sizeof name, "coupling%u.in.bias", l);
-      C->b_in = add_linear (weights, name, 1, self->k, D, FALSE, rng);
+      C->b_in = add_linear (weights, name, 1, self->k, NULL, 0, NULL, 0, D, FALSE, rng);
       C->w_hid = g_new0 (FgWeight *, MAX (self->inner, 1));
       C->b_hid = g_new0 (FgWeight *, MAX (self->inner, 1));
       for (guint m = 0; m < self->inner; m++)
         {
           g_snprintf (name, sizeof name, "coupling%u.hidden%u.weight", l, m);
-          C->w_hid[m] = add_linear (weights, name, self->k, self->k, self->k, FALSE, rng);
+          C->w_hid[m] = add_linear (weights, name, self->k, self->k, NULL, 0, NULL, 0, self->k,
+                                    FALSE, rng);
           g_snprintf (name, sizeof name, "coupling%u.hidden%u.bias", l, m);
-          C->b_hid[m] = add_linear (weights, name, 1, self->k, self->k, FALSE, rng);
+          C->b_hid[m] = add_linear (weights, name, 1, self->k, NULL, 0, NULL, 0, self->k, FALSE,
+                                    rng);
         }
       g_snprintf (name, sizeof name, "coupling%u.out.weight", l);
-      C->w_out = add_linear (weights, name, self->k, 2 * D, self->k, zero, rng);
+      C->w_out = add_linear (weights, name, self->k, 2 * D, NULL, 0, out_cols, 2 * C->n_ch,
+                             self->k, zero, rng);
       g_snprintf (name, sizeof name, "coupling%u.out.bias", l);
-      C->b_out = add_linear (weights, name, 1, 2 * D, self->k, zero, rng);
+      C->b_out = add_linear (weights, name, 1, 2 * D, NULL, 0, out_cols, 2 * C->n_ch, self->k,
+                             zero, rng);
       g_snprintf (name, sizeof name, "coupling%u.rescale", l);
-      C->rescale = fg_weight_set_add_2d (weights, name, 1, D, TRUE);
+      C->rescale = fg_weight_set_add_2d (weights, name, 1, C->n_ch, TRUE);
       if (C->w_in == NULL || C->b_in == NULL || C->w_out == NULL || C->b_out == NULL
           || C->rescale == NULL)
         {

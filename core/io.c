@@ -48,6 +48,25 @@ fg_file_open_stream (const char *path, GError **error)
 }
 
 /**
+ * fg_path_expand_seed:
+ * @path: a file name, possibly with "{seed}" in it
+ * @seed: the cell's seed
+ *
+ * Returns: (transfer full): @path with every "{seed}" replaced by @seed in decimal.
+ */
+char *
+fg_path_expand_seed (const char *path, guint64 seed)
+{
+  g_autofree char *s = g_strdup_printf ("%" G_GUINT64_FORMAT, seed);
+  g_auto (GStrv) parts = NULL;
+
+  g_return_val_if_fail (path != NULL, NULL);
+
+  parts = g_strsplit (path, "{seed}", -1);
+  return g_strjoinv (s, parts);
+}
+
+/**
  * fg_file_read_all:
  * @path: a file, plain or gzip-compressed
  * @max_bytes: refuse more than this many (decompressed) bytes; 0 for no limit

@@ -15,7 +15,7 @@
 
 #include "tape-private.h"
 #include "parallel-private.h"
-#include "vecmath-private.h"
+#include <flowgmm/vecmath.h>
 
 /* ---- Broadcasting ------------------------------------------------------------------------ */
 
@@ -766,7 +766,7 @@ unary_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
       break;
     case UN_SOFTPLUS:
       /* σ(x) = 1 − e^{−softplus(x)}; expm1 keeps it accurate where σ(x) is tiny. */
-      UNARY_GRAD (da, fresh, gt, at, ot, -_fg_expm1f (-y));
+      UNARY_GRAD (da, fresh, gt, at, ot, -fg_expm1f (-y));
       break;
     case UN_RELU:
       UNARY_GRAD_SELECT (da, fresh, gt, at, x > 0.0f);
@@ -805,20 +805,20 @@ unary_op (FgTape *tape, FgVar *a, UnaryKind kind, float s)
       UNARY_MAP (yt, at, x * x);
       break;
     case UN_EXP:
-      UNARY_MAP (yt, at, _fg_expf (x));
+      UNARY_MAP (yt, at, fg_expf (x));
       break;
     case UN_LOG:
-      UNARY_MAP (yt, at, _fg_logf (x));
+      UNARY_MAP (yt, at, fg_logf (x));
       break;
     case UN_TANH:
-      UNARY_MAP (yt, at, _fg_tanhf (x));
+      UNARY_MAP (yt, at, fg_tanhf (x));
       break;
     case UN_SIGMOID:
-      UNARY_MAP (yt, at, _fg_sigmoidf (x));
+      UNARY_MAP (yt, at, fg_sigmoidf (x));
       break;
     case UN_SOFTPLUS:
       /* Never overflows and keeps log1p's accuracy where softplus(x) ≈ e^x is tiny. */
-      UNARY_MAP (yt, at, _fg_softplusf (x));
+      UNARY_MAP (yt, at, fg_softplusf (x));
       break;
     case UN_RELU:
       UNARY_MAP (yt, at, relu_f (x));
@@ -995,13 +995,13 @@ _fg_act_forward (FgActivation act, float slope, float *y, gsize n)
       FG_SIMD_FOR (j, n, const float x = v[j]; v[j] = x > 0.0f ? x : slope * x);
       break;
     case FG_ACT_TANH:
-      FG_SIMD_FOR (j, n, v[j] = _fg_tanhf (v[j]));
+      FG_SIMD_FOR (j, n, v[j] = fg_tanhf (v[j]));
       break;
     case FG_ACT_SIGMOID:
-      FG_SIMD_FOR (j, n, v[j] = _fg_sigmoidf (v[j]));
+      FG_SIMD_FOR (j, n, v[j] = fg_sigmoidf (v[j]));
       break;
     case FG_ACT_SOFTPLUS:
-      FG_SIMD_FOR (j, n, v[j] = _fg_softplusf (v[j]));
+      FG_SIMD_FOR (j, n, v[j] = fg_softplusf (v[j]));
       break;
     }
 }
@@ -1026,13 +1026,13 @@ _fg_act_forward_row (FgActivation act, float slope, float *y, const float *bias,
         FG_SIMD_FOR (j, n, const float x = v[j] + b[j]; v[j] = x > 0.0f ? x : slope * x);
         break;
       case FG_ACT_TANH:
-        FG_SIMD_FOR (j, n, v[j] = _fg_tanhf (v[j] + b[j]));
+        FG_SIMD_FOR (j, n, v[j] = fg_tanhf (v[j] + b[j]));
         break;
       case FG_ACT_SIGMOID:
-        FG_SIMD_FOR (j, n, v[j] = _fg_sigmoidf (v[j] + b[j]));
+        FG_SIMD_FOR (j, n, v[j] = fg_sigmoidf (v[j] + b[j]));
         break;
       case FG_ACT_SOFTPLUS:
-        FG_SIMD_FOR (j, n, v[j] = _fg_softplusf (v[j] + b[j]));
+        FG_SIMD_FOR (j, n, v[j] = fg_softplusf (v[j] + b[j]));
         break;
       }
   else
@@ -1072,7 +1072,7 @@ _fg_act_grad (FgActivation act, float slope, float *dz, const float *g, const fl
       FG_SIMD_FOR (j, n, d[j] = gr[j] * yr[j] * (1.0f - yr[j]));
       break;
     case FG_ACT_SOFTPLUS:
-      FG_SIMD_FOR (j, n, d[j] = gr[j] * -_fg_expm1f (-yr[j]));
+      FG_SIMD_FOR (j, n, d[j] = gr[j] * -fg_expm1f (-yr[j]));
       break;
     }
 }

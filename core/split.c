@@ -98,19 +98,11 @@ index_set_sort (IndexSet *s)
     qsort (s->idx, s->n, sizeof *s->idx, compare_u32);
 }
 
-static char *
-substitute_seed (const char *path, guint64 seed)
-{
-  g_autofree char *s = g_strdup_printf ("%" G_GUINT64_FORMAT, seed);
-  g_auto (GStrv) parts = g_strsplit (path, "{seed}", -1);
-  return g_strjoinv (s, parts);
-}
-
 static gboolean
 read_index_file (const char *path_template, const char *format, guint64 seed, guint32 limit,
                  const char *key, IndexSet *out, GError **error)
 {
-  g_autofree char *path = substitute_seed (path_template, seed);
+  g_autofree char *path = fg_path_expand_seed (path_template, seed);
   g_autofree char *text = NULL;
   gsize len = 0;
   const char *start, *end;

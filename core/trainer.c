@@ -296,14 +296,6 @@ combined_set (const Trainer *self, gboolean copy)
   return all;
 }
 
-static char *
-expand_path (const char *path, guint64 seed)
-{
-  g_autofree char *s = g_strdup_printf ("%" G_GUINT64_FORMAT, seed);
-  g_auto (GStrv) parts = g_strsplit (path, "{seed}", -1);
-  return g_strjoinv (s, parts);
-}
-
 static gboolean
 save_checkpoint (const Trainer *self, const char *path, GError **error)
 {
@@ -603,7 +595,7 @@ build_model (Trainer *self, const FgSplit *split, GError **error)
 
   if (self->init_checkpoint != NULL)
     {
-      g_autofree char *path = expand_path (self->init_checkpoint, split->seed);
+      g_autofree char *path = fg_path_expand_seed (self->init_checkpoint, split->seed);
       if (!load_checkpoint (self, path, error))
         {
           g_prefix_error (error, "init_checkpoint: ");
@@ -856,7 +848,7 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
 
   if (self->checkpoint != NULL)
     {
-      g_autofree char *path = expand_path (self->checkpoint, split->seed);
+      g_autofree char *path = fg_path_expand_seed (self->checkpoint, split->seed);
       if (!save_checkpoint (self, path, error))
         {
           g_prefix_error (error, "checkpoint: ");

@@ -1081,6 +1081,18 @@ test_hooks (void)
   g_assert_true (fg_split_cancelled (fg_split_data_get_split (d)));
 }
 
+/* "{seed}" in a per-seed file name, every occurrence; other braces stay. */
+static void
+test_path_expand_seed (void)
+{
+  g_autofree char *a = fg_path_expand_seed ("splits/labeled_seed{seed}.txt", 3);
+  g_autofree char *b = fg_path_expand_seed ("{seed}/{seed}-{s}.bin", 18446744073709551615ull);
+  g_autofree char *c = fg_path_expand_seed ("plain.txt", 7);
+  g_assert_cmpstr (a, ==, "splits/labeled_seed3.txt");
+  g_assert_cmpstr (b, ==, "18446744073709551615/18446744073709551615-{s}.bin");
+  g_assert_cmpstr (c, ==, "plain.txt");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1103,5 +1115,6 @@ main (int argc, char **argv)
   g_test_add_func ("/split/preprocess/l2-normalize", test_preprocess_l2);
   g_test_add_func ("/split/preprocess/dequantize-logit", test_preprocess_dequantize_logit);
   g_test_add_func ("/dataset/checks", test_dataset_checks);
+  g_test_add_func ("/io/path-expand-seed", test_path_expand_seed);
   return g_test_run ();
 }

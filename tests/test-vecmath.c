@@ -1,4 +1,4 @@
-/* flowgmm tests — the vectorizable float math of core/vecmath-private.h against libm.
+/* flowgmm tests — the vectorizable float math of <flowgmm/vecmath.h> against libm.
  *
  * Each function is swept over a wide range of float bit patterns (every 113th to every 257th
  * pattern, about ten million points in all, plus the neighbourhood of the special points and the
@@ -18,7 +18,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize ("no-trapping-math")
 #endif
-#include "vecmath-private.h"
+#include <flowgmm/vecmath.h>
 
 /* Distance in ulps between two finite floats of the same sign (or one of them zero). */
 static double
@@ -138,13 +138,13 @@ report (const char *name, const Sweep *s, double bound)
 
 /* The functions, and their references, as plain functions (the inline kernels are expanded
  * into the batch loop of check_batch by the compiler either way). */
-static float f_exp (float x) { return _fg_expf (x); }
-static float f_expm1 (float x) { return _fg_expm1f (x); }
-static float f_log (float x) { return _fg_logf (x); }
-static float f_log1p (float x) { return _fg_log1pf (x); }
-static float f_tanh (float x) { return _fg_tanhf (x); }
-static float f_sigmoid (float x) { return _fg_sigmoidf (x); }
-static float f_softplus (float x) { return _fg_softplusf (x); }
+static float f_exp (float x) { return fg_expf (x); }
+static float f_expm1 (float x) { return fg_expm1f (x); }
+static float f_log (float x) { return fg_logf (x); }
+static float f_log1p (float x) { return fg_log1pf (x); }
+static float f_tanh (float x) { return fg_tanhf (x); }
+static float f_sigmoid (float x) { return fg_sigmoidf (x); }
+static float f_softplus (float x) { return fg_softplusf (x); }
 static double r_sigmoid (double x) { return 1.0 / (1.0 + exp (-x)); }
 static double r_softplus (double x) { return x > 0 ? x + log1p (exp (-x)) : log1p (exp (x)); }
 
@@ -156,12 +156,12 @@ test_exp (void)
                           -103.278931f, -103.972076f, 1e-8f, -1e-8f, 1.0f, -1.0f, 80.0f };
   Sweep s = sweep (f_exp, exp, -110.0f, 90.0f, 173, extra, G_N_ELEMENTS (extra));
   report ("expf", &s, 2.0);
-  g_assert_cmpfloat (_fg_expf (0.0f), ==, 1.0f);
-  g_assert_cmpfloat (_fg_expf (-INFINITY), ==, 0.0f);
-  g_assert_true (isinf (_fg_expf (INFINITY)) && _fg_expf (INFINITY) > 0);
-  g_assert_true (isinf (_fg_expf (89.0f)));
-  g_assert_cmpfloat (_fg_expf (-200.0f), ==, 0.0f);
-  g_assert_true (isnan (_fg_expf (NAN)));
+  g_assert_cmpfloat (fg_expf (0.0f), ==, 1.0f);
+  g_assert_cmpfloat (fg_expf (-INFINITY), ==, 0.0f);
+  g_assert_true (isinf (fg_expf (INFINITY)) && fg_expf (INFINITY) > 0);
+  g_assert_true (isinf (fg_expf (89.0f)));
+  g_assert_cmpfloat (fg_expf (-200.0f), ==, 0.0f);
+  g_assert_true (isnan (fg_expf (NAN)));
 }
 
 static void
@@ -172,11 +172,11 @@ test_expm1 (void)
                           1e-40f, 88.7f };
   Sweep s = sweep (f_expm1, expm1, -100.0f, 89.0f, 151, extra, G_N_ELEMENTS (extra));
   report ("expm1f", &s, 2.0);
-  g_assert_cmpfloat (_fg_expm1f (0.0f), ==, 0.0f);
-  g_assert_cmpfloat (_fg_expm1f (1e-30f), ==, 1e-30f);
-  g_assert_cmpfloat (_fg_expm1f (-INFINITY), ==, -1.0f);
-  g_assert_true (isinf (_fg_expm1f (INFINITY)));
-  g_assert_true (isnan (_fg_expm1f (NAN)));
+  g_assert_cmpfloat (fg_expm1f (0.0f), ==, 0.0f);
+  g_assert_cmpfloat (fg_expm1f (1e-30f), ==, 1e-30f);
+  g_assert_cmpfloat (fg_expm1f (-INFINITY), ==, -1.0f);
+  g_assert_true (isinf (fg_expm1f (INFINITY)));
+  g_assert_true (isnan (fg_expm1f (NAN)));
 }
 
 static void
@@ -186,13 +186,13 @@ test_log (void)
                           0.5f, 1e-45f };
   Sweep s = sweep (f_log, log, 0.0f, FLT_MAX, 113, extra, G_N_ELEMENTS (extra));
   report ("logf", &s, 2.0);
-  g_assert_cmpfloat (_fg_logf (1.0f), ==, 0.0f);
-  g_assert_true (isinf (_fg_logf (0.0f)) && _fg_logf (0.0f) < 0);
-  g_assert_true (isinf (_fg_logf (-0.0f)) && _fg_logf (-0.0f) < 0);
-  g_assert_true (isinf (_fg_logf (INFINITY)) && _fg_logf (INFINITY) > 0);
-  g_assert_true (isnan (_fg_logf (-1.0f)));
-  g_assert_true (isnan (_fg_logf (-INFINITY)));
-  g_assert_true (isnan (_fg_logf (NAN)));
+  g_assert_cmpfloat (fg_logf (1.0f), ==, 0.0f);
+  g_assert_true (isinf (fg_logf (0.0f)) && fg_logf (0.0f) < 0);
+  g_assert_true (isinf (fg_logf (-0.0f)) && fg_logf (-0.0f) < 0);
+  g_assert_true (isinf (fg_logf (INFINITY)) && fg_logf (INFINITY) > 0);
+  g_assert_true (isnan (fg_logf (-1.0f)));
+  g_assert_true (isnan (fg_logf (-INFINITY)));
+  g_assert_true (isnan (fg_logf (NAN)));
 }
 
 static void
@@ -202,12 +202,12 @@ test_log1p (void)
                           -0.99999994f, FLT_MIN, 1e-40f, 16777216.0f, 1e30f };
   Sweep s = sweep (f_log1p, log1p, -1.0f, 1e38f, 127, extra, G_N_ELEMENTS (extra));
   report ("log1pf", &s, 2.0);
-  g_assert_cmpfloat (_fg_log1pf (0.0f), ==, 0.0f);
-  g_assert_cmpfloat (_fg_log1pf (1e-30f), ==, 1e-30f);
-  g_assert_true (isinf (_fg_log1pf (-1.0f)) && _fg_log1pf (-1.0f) < 0);
-  g_assert_true (isinf (_fg_log1pf (INFINITY)) && _fg_log1pf (INFINITY) > 0);
-  g_assert_true (isnan (_fg_log1pf (-2.0f)));
-  g_assert_true (isnan (_fg_log1pf (NAN)));
+  g_assert_cmpfloat (fg_log1pf (0.0f), ==, 0.0f);
+  g_assert_cmpfloat (fg_log1pf (1e-30f), ==, 1e-30f);
+  g_assert_true (isinf (fg_log1pf (-1.0f)) && fg_log1pf (-1.0f) < 0);
+  g_assert_true (isinf (fg_log1pf (INFINITY)) && fg_log1pf (INFINITY) > 0);
+  g_assert_true (isnan (fg_log1pf (-2.0f)));
+  g_assert_true (isnan (fg_log1pf (NAN)));
 }
 
 static void
@@ -216,11 +216,11 @@ test_tanh (void)
   const float extra[] = { 0.0f, 0.625f, -0.625f, 1e-8f, 1e-30f, 9.0f, -9.0f, 44.0f, 1.0f };
   Sweep s = sweep (f_tanh, tanh, -100.0f, 100.0f, 131, extra, G_N_ELEMENTS (extra));
   report ("tanhf", &s, 2.0);
-  g_assert_cmpfloat (_fg_tanhf (0.0f), ==, 0.0f);
-  g_assert_cmpfloat (_fg_tanhf (INFINITY), ==, 1.0f);
-  g_assert_cmpfloat (_fg_tanhf (-INFINITY), ==, -1.0f);
-  g_assert_cmpfloat (_fg_tanhf (1e-30f), ==, 1e-30f);
-  g_assert_true (isnan (_fg_tanhf (NAN)));
+  g_assert_cmpfloat (fg_tanhf (0.0f), ==, 0.0f);
+  g_assert_cmpfloat (fg_tanhf (INFINITY), ==, 1.0f);
+  g_assert_cmpfloat (fg_tanhf (-INFINITY), ==, -1.0f);
+  g_assert_cmpfloat (fg_tanhf (1e-30f), ==, 1e-30f);
+  g_assert_true (isnan (fg_tanhf (NAN)));
 }
 
 /* sigmoid and softplus are compositions: a few ulp, checked at 4. */
@@ -232,11 +232,11 @@ test_sigmoid_softplus (void)
   report ("sigmoid", &s, 4.0);
   s = sweep (f_softplus, r_softplus, -100.0f, 100.0f, 257, extra, G_N_ELEMENTS (extra));
   report ("softplus", &s, 4.0);
-  g_assert_cmpfloat (_fg_sigmoidf (-INFINITY), ==, 0.0f);
-  g_assert_cmpfloat (_fg_sigmoidf (INFINITY), ==, 1.0f);
-  g_assert_cmpfloat (_fg_softplusf (-INFINITY), ==, 0.0f);
-  g_assert_true (isinf (_fg_softplusf (INFINITY)));
-  g_assert_true (isnan (_fg_softplusf (NAN)));
+  g_assert_cmpfloat (fg_sigmoidf (-INFINITY), ==, 0.0f);
+  g_assert_cmpfloat (fg_sigmoidf (INFINITY), ==, 1.0f);
+  g_assert_cmpfloat (fg_softplusf (-INFINITY), ==, 0.0f);
+  g_assert_true (isinf (fg_softplusf (INFINITY)));
+  g_assert_true (isnan (fg_softplusf (NAN)));
 }
 
 int

@@ -29,9 +29,9 @@
  *    new x in columns 0..D-1 and the running log-det in column D, which the next coupling
  *    reads and extends, so the log-det needs no extra nodes.  Its rows run in blocks on the
  *    core's threads (fg_tape_parallel_run), with results independent of the thread count.
- *  - tanh and exp use branch-free polynomial kernels (Cephes coefficients, relative error
- *    ≤ 1.4e-7) that gcc vectorizes, instead of libm calls; exp clamps its argument to
- *    [−87.3, 88.3] (so a diverging s gives 2.2e38, not inf).
+ *  - tanh and exp use the branch-free polynomial kernels of <flowgmm/vecmath.h> (≤ 2 ulp) that
+ *    gcc vectorizes, instead of libm calls; exp clamps its argument to [−87.3, 88.3] (so a
+ *    diverging s gives 2.2e38, not inf).
  */
 #include "config.h"
 
@@ -39,9 +39,10 @@
 #include <string.h>
 
 #include <flowgmm/flowgmm.h>
+#include <flowgmm/vecmath.h>
 
 /* Vectorize the elementwise loops with gcc's ordinary cost model (see core/tape-private.h).
- * no-trapping-math lets gcc if-convert the clamps and selects of the kernels below (nothing
+ * no-trapping-math lets gcc if-convert the clamps and selects of <flowgmm/vecmath.h> (nothing
  * here reads floating-point exception flags); the results are the same.  fp-contract=off keeps
  * the AVX-512/AVX2 clones of the hot loops (CLONES below) from fusing multiplies and adds, so
  * that they compute exactly what the baseline code does. */
@@ -100,49 +101,13 @@ typedef struct {
   Coupling *layers;
 } RealNvp;
 
-/* ======================================================================================== */
-/* Vectorizable exp and tanh                                                                  */
-/* ======================================================================================== */
-
-/* expf by Cody–Waite range reduction and the Cephes polynomial (rel. error ≈ 1e-7); input
- * clamped to [−87.3, 88.3] so that 2^n stays a normal float.  Branch-free: gcc vectorizes it. */
+/* e^x with x clamped to [−87.3, 88.3], so that a diverging scale gives 2.2e38 (the run's NaN
+ * and divergence checks then stop it) rather than inf·0 = NaN inside the coupling. */
 static inline float
-v_expf (float x)
+clamped_expf (float x)
 {
   x = x < -87.3f ? -87.3f : x;
-  x = x > 88.3f ? 88.3f : x;
-  const float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x/ln 2) */
-  const float r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;
-  const float r2 = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r2 + r + 1.0f;
-  const gint32 n = (gint32) fn;
-  const guint32 bits = (guint32) (n + 127) << 23;
-  float scale;
-  memcpy (&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
-/* tanhf: the Cephes odd polynomial for |x| < 0.625, 1 − 2/(e^{2|x|} + 1) beyond, with the
- * sign restored; both computed, one selected arithmetically (no branch). */
-static inline float
-v_tanhf (float x)
-{
-  const float ax = fabsf (x);
-  const float z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const float small = p * z * x + x;
-  const float big = copysignf (1.0f - 2.0f / (v_expf (2.0f * ax) + 1.0f), x);
-  return ax < 0.625f ? small : big;
+  return fg_expf (x > 88.3f ? 88.3f : x);
 }
 
 /* ======================================================================================== */
@@ -256,9 +221,9 @@ coupling_row (gsize n, const float *restrict x, const float *restrict sr, const 
   gsize c = 0;
   for (c = 0; c < n; c++)
     {
-      const float h = v_tanhf (sr[c]);
+      const float h = fg_tanhf (sr[c]);
       const float sc = w[c] * h;
-      const float ex = v_expf (sc);
+      const float ex = clamped_expf (sc);
       th[c] = h;
       e[c] = ex;
       s[c] = sc;
@@ -548,8 +513,8 @@ coupling_inverse_op (FgTape *tape, const Coupling *C, gsize D, FgVar *y, FgVar *
       for (gsize c = 0; c < n; c++)
         {
           const guint32 j = C->ch[c];
-          const float s = w->value.data[c] * v_tanhf (sr[c]);
-          xr[j] = yr[j] * v_expf (-s) - sr[n + c];
+          const float s = w->value.data[c] * fg_tanhf (sr[c]);
+          xr[j] = yr[j] * clamped_expf (-s) - sr[n + c];
         }
     }
   return out;

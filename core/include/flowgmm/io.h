@@ -18,6 +18,10 @@ FG_API GInputStream *fg_file_open_stream (const char *path, GError **error);
 
 /* Parse 0-based row indices separated by whitespace or commas; '#' starts a comment.  Each must
  * be < limit.  Errors (FG_ERROR_DATA) name `what` (e.g. the file) and the line. */
+/* A copy of path with every "{seed}" replaced by the seed in decimal (per-seed split files,
+ * checkpoints).  Free with g_free. */
+FG_API char *fg_path_expand_seed (const char *path, guint64 seed);
+
 FG_API guint32 *fg_parse_indices (const char *text, gsize length, guint32 limit,
                                   const char *what, gsize *n_out, GError **error);
 

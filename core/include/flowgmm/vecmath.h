@@ -1,7 +1,8 @@
-/* flowgmm — float exp, expm1, log, log1p and tanh that gcc can vectorize.
+/* flowgmm — float exp, expm1, log, log1p and tanh that gcc can vectorize (header only).
  *
  * glibc's scalar tanhf costs 10–17 ns an element and no libm call vectorizes at -O2, so the
- * elementwise kernels (activations, their derivatives, unary ops) use these instead: range
+ * elementwise kernels (activations, their derivatives, unary ops, and plugins' fused ops such
+ * as realnvp-mlp's coupling) use these instead: range
  * reduction and the Cephes single-precision polynomials, written without branches (every path
  * is computed and one is selected) so that a loop over an array becomes SIMD code.  Special
  * values follow C99 Annex F: NaN propagates, exp(−inf) = 0, exp(+inf) = +inf, log(0) = −inf,
@@ -12,9 +13,10 @@
  * 2 ulp for exp, expm1, log, log1p and tanh (measured maxima are printed by the
  * test).
  *
- * Selects are written as C conditionals; the files that include this header compile with
- * -fno-trapping-math (a pragma), which lets gcc if-convert them: nothing in the core reads the
- * floating-point exception flags.
+ * Selects are written as C conditionals; a file that includes this header should compile with
+ * -fno-trapping-math (e.g. `#pragma GCC optimize ("no-trapping-math")` before the includes),
+ * which lets gcc if-convert them into SIMD code; without it the results are the same, scalar.
+ * Nothing in flowgmm reads the floating-point exception flags.
  */
 #pragma once
 
@@ -42,7 +44,7 @@ _fg_float_to_bits (float f)
  * polynomial, 2^n applied as two factors so that results down to the smallest subnormal are
  * rounded once. */
 static inline float
-_fg_expf (float x)
+fg_expf (float x)
 {
   /* Beyond these e^x is +inf or rounds to 0; NaN passes both tests unchanged. */
   const float xc = x > 88.8f ? 88.8f : (x < -104.0f ? -104.0f : x);
@@ -64,11 +66,11 @@ _fg_expf (float x)
   return p * s1 * s2;
 }
 
-/* e^x − 1, accurate near 0: x = n·ln2 + r as in _fg_expf, e^r − 1 by its Taylor polynomial
+/* e^x − 1, accurate near 0: x = n·ln2 + r as in fg_expf, e^r − 1 by its Taylor polynomial
  * to r⁹ (|r| ≤ 0.35: truncation below 1e-9 relative), then e^x − 1 = (2^n − 1) + 2^n·(e^r − 1),
  * where 2^n − 1 is exact for |n| ≤ 24; beyond, e^x − 1 rounds like e^x (or like −1). */
 static inline float
-_fg_expm1f (float x)
+fg_expm1f (float x)
 {
   const float xc = x > 88.8f ? 88.8f : (x < -88.0f ? -88.0f : x);
   float fn = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -86,7 +88,7 @@ _fg_expm1f (float x)
   const gint32 n = (gint32) (fn == fn ? fn : 0.0f);
   const float s = _fg_bits_to_float ((guint32) (n + 127) << 23);
   const float mid = (s - 1.0f) + s * q;
-  const float big = _fg_expf (x) - 1.0f;
+  const float big = fg_expf (x) - 1.0f;
   return fabsf (xc) < 16.5f || x != x ? mid : big;
 }
 
@@ -120,7 +122,7 @@ _fg_log_core (float u, float corr)
 
 /* log x; subnormal inputs are scaled by 2^23 first. */
 static inline float
-_fg_logf (float x)
+fg_logf (float x)
 {
   const gboolean sub = x < 1.17549435e-38f;
   const float u = sub ? x * 8388608.0f : x;
@@ -133,7 +135,7 @@ _fg_logf (float x)
 /* log(1 + x): u = 1 + x rounded, log u, and the rounding error of u, (x − (u − 1)) / u, added
  * back (first order, enough in float). */
 static inline float
-_fg_log1pf (float x)
+fg_log1pf (float x)
 {
   const float u = 1.0f + x;
   const float corr = (x - (u - 1.0f)) / (u > 0.0f ? u : 1.0f);
@@ -146,7 +148,7 @@ _fg_log1pf (float x)
 /* tanh x: the Cephes odd polynomial for |x| < 0.625, 1 − 2/(e^{2|x|} + 1) with the sign of x
  * beyond (e^{2|x|} overflows to +inf for |x| > 44, giving exactly ±1). */
 static inline float
-_fg_tanhf (float x)
+fg_tanhf (float x)
 {
   const float ax = fabsf (x);
   const float z = x * x;
@@ -156,23 +158,23 @@ _fg_tanhf (float x)
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
   const float small = p * z * x + x;
-  const float big = copysignf (1.0f - 2.0f / (_fg_expf (2.0f * ax) + 1.0f), x);
+  const float big = copysignf (1.0f - 2.0f / (fg_expf (2.0f * ax) + 1.0f), x);
   return ax < 0.625f ? small : big;
 }
 
 /* 1 / (1 + e^−x), as t / (1 + t) with t = e^x for x < 0 so that tiny results keep their
  * precision (down to the subnormals). */
 static inline float
-_fg_sigmoidf (float x)
+fg_sigmoidf (float x)
 {
-  const float t = _fg_expf (-fabsf (x));
+  const float t = fg_expf (-fabsf (x));
   const float inv = 1.0f / (1.0f + t);
   return x >= 0.0f ? inv : t * inv;
 }
 
 /* log(1 + e^x) as max(x, 0) + log1p(e^−|x|): never overflows. */
 static inline float
-_fg_softplusf (float x)
+fg_softplusf (float x)
 {
-  return (x > 0.0f ? x : 0.0f) + _fg_log1pf (_fg_expf (-fabsf (x)));
+  return (x > 0.0f ? x : 0.0f) + fg_log1pf (fg_expf (-fabsf (x)));
 }

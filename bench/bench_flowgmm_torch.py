@@ -237,17 +237,34 @@ def verify(args, name):
     assert (D, K) == (cfg["D"], cfg["K"])
     torch.set_default_dtype(torch.float32)
     model = FlowGMM(D, K, cfg["L"], cfg["k"], 0.0, False, torch.from_numpy(w["gmm.means"]))
+    # The C flow stores only live weights (realnvp-mlp.c): the first layer's rows at identity
+    # coordinates, the last layer's s and t columns and the rescale at transformed ones.  The
+    # dense PyTorch layers get them at those places and zeros (rescale: ones) at the dead ones,
+    # which the masks make irrelevant.
+    def dense(shape, fill, rows=None, cols=None, value=None):
+        out = torch.full(shape, fill)
+        r = torch.arange(shape[0]) if rows is None else rows
+        c = torch.arange(shape[1]) if cols is None else cols
+        out[r[:, None], c[None, :]] = torch.from_numpy(value).reshape(len(r), len(c))
+        return out
+
     with torch.no_grad():
         for l, layer in enumerate(model.layers):
             p = f"coupling{l}"
+            ident = torch.nonzero(layer.b).reshape(-1)
+            ch = torch.nonzero(layer.nb).reshape(-1)
+            st_cols = torch.cat([ch, D + ch])
+            k = cfg["k"]
             lin = [m for m in layer.st_net if isinstance(m, nn.Linear)]
-            lin[0].weight.copy_(torch.from_numpy(w[p + ".in.weight"]).t())
+            lin[0].weight.copy_(dense((D, k), 0.0, rows=ident, value=w[p + ".in.weight"]).t())
             lin[0].bias.copy_(torch.from_numpy(w[p + ".in.bias"]).reshape(-1))
             lin[1].weight.copy_(torch.from_numpy(w[p + ".hidden0.weight"]).t())
             lin[1].bias.copy_(torch.from_numpy(w[p + ".hidden0.bias"]).reshape(-1))
-            lin[2].weight.copy_(torch.from_numpy(w[p + ".out.weight"]).t())
-            lin[2].bias.copy_(torch.from_numpy(w[p + ".out.bias"]).reshape(-1))
-            layer.rescale.copy_(torch.from_numpy(w[p + ".rescale"]).reshape(-1))
+            lin[2].weight.copy_(dense((k, 2 * D), 0.0, cols=st_cols,
+                                      value=w[p + ".out.weight"]).t())
+            lin[2].bias.copy_(dense((1, 2 * D), 0.0, cols=st_cols,
+                                    value=w[p + ".out.bias"]).reshape(-1))
+            layer.rescale.copy_(dense((1, D), 1.0, cols=ch, value=w[p + ".rescale"]).reshape(-1))
     opt, sched = make_trainer(model, len(c_losses), args.foreach)
     worst = 0.0
     print(f"# verify {name}: {len(c_losses)} steps without dropout from the C side's initial "

@@ -39,7 +39,6 @@
 #include <string.h>
 
 #include <flowgmm/flowgmm.h>
-#include <flowgmm/vecmath.h>
 
 /* Vectorize the elementwise loops with gcc's ordinary cost model (see core/tape-private.h).
  * no-trapping-math lets gcc if-convert the clamps and selects of <flowgmm/vecmath.h> (nothing
@@ -49,6 +48,9 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize ("vect-cost-model=dynamic", "no-trapping-math", "fp-contract=off")
 #endif
+
+/* After the pragma: its kernels must share the options of their callers to be inlined. */
+#include <flowgmm/vecmath.h>
 
 /* ======================================================================================== */
 /* Parameters                                                                                 */

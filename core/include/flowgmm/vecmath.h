@@ -14,8 +14,10 @@
  * test).
  *
  * Selects are written as C conditionals; a file that includes this header should compile with
- * -fno-trapping-math (e.g. `#pragma GCC optimize ("no-trapping-math")` before the includes),
- * which lets gcc if-convert them into SIMD code; without it the results are the same, scalar.
+ * -fno-trapping-math, which lets gcc if-convert them into SIMD code; without it the results are
+ * the same, scalar.  With a `#pragma GCC optimize (...)`, include this header after the pragma:
+ * gcc does not inline a function into callers compiled with other optimization options, and a
+ * call per element is several times slower than the inlined vector code.
  * Nothing in flowgmm reads the floating-point exception flags.
  */
 #pragma once

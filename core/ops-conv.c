@@ -8,6 +8,8 @@
  */
 #include "config.h"
 
+#include <flowgmm/vecmath.h>
+
 #include "tape-private.h"
 
 typedef struct {
@@ -145,7 +147,7 @@ conv_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
       memset (acc, 0, g->cout * sizeof (double));
       for (gsize n = 0; n < N; n++)
         for (gsize c = 0; c < g->cout; c++)
-          acc[c] += _fg_sum_f64 (fg_tensor_row (G, n) + c * P, P);
+          acc[c] += fg_sum_f64 (fg_tensor_row (G, n) + c * P, P);
       for (gsize c = 0; c < g->cout; c++)
         db->data[c] = (float) ((db_fresh ? 0.0 : db->data[c]) + acc[c]);
     }

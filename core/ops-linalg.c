@@ -9,6 +9,8 @@
 #include <limits.h>
 #include <cblas.h>
 
+#include <flowgmm/vecmath.h>
+
 #include "tape-private.h"
 #include "parallel-private.h"
 
@@ -797,7 +799,7 @@ sq_dist_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
                  fresh ? 0.0f : 1.0f, dA->data, dA->ld);
       for (gsize i = 0; i < N; i++)
         {
-          const float rs = 2.0f * (float) _fg_sum_f64 (fg_tensor_row (G, i), K);
+          const float rs = 2.0f * (float) fg_sum_f64 (fg_tensor_row (G, i), K);
           const float *restrict a = fg_tensor_row (A, i);
           float *restrict d = fg_tensor_row (dA, i);
           FG_SIMD_FOR (j, D, d[j] += rs * a[j]);

@@ -5,6 +5,8 @@
  */
 #include "config.h"
 
+#include <flowgmm/vecmath.h>
+
 #include "tape-private.h"
 
 /* ---- sum / mean -------------------------------------------------------------------------- */
@@ -101,16 +103,16 @@ reduce_op (FgTape *tape, const char *name, FgVar *a, FgAxis axis, gboolean mean)
   else if (axis == FG_AXIS_COLS)
     {
       for (gsize i = 0; i < rows; i++)
-        y[i] = (float) (_fg_sum_f64 (fg_tensor_row (x, i), cols) * scale);
+        y[i] = (float) (fg_sum_f64 (fg_tensor_row (x, i), cols) * scale);
     }
   else
     {
       double total = 0.0;
       if (fg_tensor_is_contiguous (x))
-        total = _fg_sum_f64 (x->data, rows * cols);
+        total = fg_sum_f64 (x->data, rows * cols);
       else
         for (gsize i = 0; i < rows; i++)
-          total += _fg_sum_f64 (fg_tensor_row (x, i), cols);
+          total += fg_sum_f64 (fg_tensor_row (x, i), cols);
       y[0] = (float) (total * scale);
     }
   return out;
@@ -237,7 +239,7 @@ log_softmax_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved
       const float *restrict g = fg_tensor_row (&out->grad, i);
       const float *restrict y = fg_tensor_row (&out->value, i);
       float *restrict d = fg_tensor_row (da, i);
-      const float gs = (float) _fg_sum_f64 (g, cols);
+      const float gs = (float) fg_sum_f64 (g, cols);
       /* d/dx_j Σ_k g_k (x_k − lse) = g_j − softmax_j · Σ_k g_k */
       if (fresh)
         for (gsize j = 0; j < cols; j++)

@@ -120,9 +120,8 @@ double _fg_sumsq_chunk (const float *x, gsize n);
  * threads), the value fg_weight_set_grad_norm adds into its sum for this weight */
 double _fg_weight_grad_sumsq (FgWeight *w);
 
-/* Σ x[0..n) in double with eight independent partial sums (a fixed order: reproducible). */
-double _fg_sum_f64 (const float *x, gsize n);
-/* Σ x·y in double, same scheme. */
+/* Σ x·y in double with eight independent partial sums (the scheme of fg_sum_f64 in
+ * <flowgmm/vecmath.h>: a fixed order, reproducible). */
 double _fg_dot_f64 (const float *x, const float *y, gsize n);
 /* dst[j] (+)= Σ_i src[i, j] in double; acc is caller scratch of `cols` doubles. */
 void _fg_colsum (float *dst, gboolean accumulate, const FgTensor *src, double *acc);

@@ -735,29 +735,9 @@ fg_tape_grad_norm (FgTape *tape, const FgWeightSet *set)
 
 /* ---- Shared kernels ---------------------------------------------------------------------- */
 
-/* Eight accumulators in registers (gcc pairs them into SSE2/AVX lanes): the dependency chain of
- * one double add per element would otherwise cost its full latency per element. */
-double
-_fg_sum_f64 (const float *x, gsize n)
-{
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-  gsize i = 0;
-  for (; i + 8 <= n; i += 8)
-    {
-      s0 += x[i];
-      s1 += x[i + 1];
-      s2 += x[i + 2];
-      s3 += x[i + 3];
-      s4 += x[i + 4];
-      s5 += x[i + 5];
-      s6 += x[i + 6];
-      s7 += x[i + 7];
-    }
-  for (; i < n; i++)
-    s0 += x[i];
-  return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
-}
-
+/* Σ x·y in double with eight accumulators in registers (gcc pairs them into SSE2/AVX lanes),
+ * as fg_sum_f64 (<flowgmm/vecmath.h>): one dependency chain of double adds would cost its full
+ * latency per element. */
 double
 _fg_dot_f64 (const float *x, const float *y, gsize n)
 {

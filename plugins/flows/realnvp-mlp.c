@@ -212,16 +212,14 @@ typedef struct {
 #endif
 
 /* One row on compact arrays: th = tanh(sr), e = exp(w·th), y = (x + t)·e; returns Σ w·th,
- * summed in double from `s` (n floats of scratch) with eight partial sums, so that both loops
+ * summed in double from `s` (n floats of scratch) by fg_sum_f64, so that both loops
  * vectorize. */
 CLONES static double
 coupling_row (gsize n, const float *restrict x, const float *restrict sr, const float *restrict t,
               const float *restrict w, float *restrict y, float *restrict th, float *restrict e,
               float *restrict s)
 {
-  double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-  gsize c = 0;
-  for (c = 0; c < n; c++)
+  for (gsize c = 0; c < n; c++)
     {
       const float h = fg_tanhf (sr[c]);
       const float sc = w[c] * h;
@@ -231,20 +229,7 @@ coupling_row (gsize n, const float *restrict x, const float *restrict sr, const 
       s[c] = sc;
       y[c] = (x[c] + t[c]) * ex;
     }
-  for (c = 0; c + 8 <= n; c += 8)
-    {
-      a0 += s[c];
-      a1 += s[c + 1];
-      a2 += s[c + 2];
-      a3 += s[c + 3];
-      a4 += s[c + 4];
-      a5 += s[c + 5];
-      a6 += s[c + 6];
-      a7 += s[c + 7];
-    }
-  for (; c < n; c++)
-    a0 += s[c];
-  return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+  return fg_sum_f64 (s, n);
 }
 
 /* The backward of one row on compact arrays (g, y: the transformed coordinates of the row's

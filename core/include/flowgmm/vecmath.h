@@ -180,3 +180,26 @@ fg_softplusf (float x)
 {
   return (x > 0.0f ? x : 0.0f) + fg_log1pf (fg_expf (-fabsf (x)));
 }
+
+/* Σ x[0..n) in double with eight independent partial sums, added in a fixed order (the same
+ * bits whatever the vector width); the eight chains keep the adds from waiting on each other. */
+static inline double
+fg_sum_f64 (const float *x, gsize n)
+{
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+  gsize i = 0;
+  for (; i + 8 <= n; i += 8)
+    {
+      s0 += x[i];
+      s1 += x[i + 1];
+      s2 += x[i + 2];
+      s3 += x[i + 3];
+      s4 += x[i + 4];
+      s5 += x[i + 5];
+      s6 += x[i + 6];
+      s7 += x[i + 7];
+    }
+  for (; i < n; i++)
+    s0 += x[i];
+  return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+}

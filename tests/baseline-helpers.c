@@ -6,38 +6,21 @@
 
 #include "baseline-helpers.h"
 
-FgRegistry *
-bt_registry (void)
-{
-  static FgRegistry *reg = NULL;
-  if (reg == NULL)
-    {
-      reg = fg_registry_new ();
-      fg_registry_load_default (reg, NULL);
-    }
-  return reg;
-}
-
 gboolean
 bt_model_init (BtModel *m, const char *name, const char *const *settings, guint64 seed,
                GError **error)
 {
   memset (m, 0, sizeof *m);
-  m->component = fg_registry_lookup (bt_registry (), FG_KIND_BASELINE, name);
+  m->component = fg_registry_lookup (th_registry (), FG_KIND_BASELINE, name);
   if (m->component == NULL)
     g_error ("baseline '%s' is not registered: is FLOWGMM_PLUGIN_PATH set to the build's "
              "plugins/baselines/.libs?", name);
   m->vt = m->component->vtable;
   m->params = fg_params_new (m->component->params);
-  for (guint i = 0; settings != NULL && settings[i] != NULL; i++)
+  if (!th_params_set_all (m->params, settings, error))
     {
-      g_auto (GStrv) kv = g_strsplit (settings[i], "=", 2);
-      g_assert_nonnull (kv[1]);
-      if (!fg_params_set (m->params, kv[0], kv[1], error))
-        {
-          bt_model_clear (m);
-          return FALSE;
-        }
+      bt_model_clear (m);
+      return FALSE;
     }
   fg_rng_init (&m->rng, seed, fg_rng_stream_id (name));
   m->self = m->vt->create (m->params, &m->rng, error);

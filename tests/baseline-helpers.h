@@ -4,6 +4,8 @@
 
 #include <flowgmm/flowgmm.h>
 
+#include "registry-helpers.h"
+
 G_BEGIN_DECLS
 
 typedef struct {
@@ -13,9 +15,6 @@ typedef struct {
   FgRng                   rng;  /* the instance may keep a pointer to it */
   gpointer                self;
 } BtModel;
-
-/* The process-wide registry ($FLOWGMM_PLUGIN_PATH), loaded on first use. */
-FgRegistry *bt_registry (void);
 
 /* Look `name` up (asserting it is registered), set `settings` ("key=value", NULL-terminated;
  * may be NULL) and create the instance with a generator seeded by `seed`.  Returns FALSE with

@@ -19,32 +19,7 @@
 #include <flowgmm/flowgmm.h>
 
 #include "gradcheck.h"
-
-static FgRegistry *
-registry (void)
-{
-  static FgRegistry *reg;
-  if (reg == NULL)
-    {
-      reg = fg_registry_new ();
-      fg_registry_load_default (reg, NULL);
-    }
-  return reg;
-}
-
-static FgParams *
-params_for (const FgComponent *c, const char *const *settings)
-{
-  FgParams *p = fg_params_new (c->params);
-  for (guint i = 0; settings && settings[i]; i++)
-    {
-      g_autoptr (GError) error = NULL;
-      g_auto (GStrv) kv = g_strsplit (settings[i], "=", 2);
-      g_assert_true (fg_params_set (p, kv[0], kv[1], &error));
-      g_assert_no_error (error);
-    }
-  return p;
-}
+#include "registry-helpers.h"
 
 /* Everything one loss evaluation needs. */
 typedef struct {
@@ -69,16 +44,16 @@ fixture_init (Fixture *f, const char *loss_name, const char *const *loss_setting
               guint64 seed)
 {
   g_autoptr (GError) error = NULL;
-  const FgComponent *fc = fg_registry_find (registry (), FG_KIND_FLOW, "realnvp-mlp", &error);
-  const FgComponent *lc = fg_registry_find (registry (), FG_KIND_LOSS, loss_name, &error);
+  const FgComponent *fc = fg_registry_find (th_registry (), FG_KIND_FLOW, "realnvp-mlp", &error);
+  const FgComponent *lc = fg_registry_find (th_registry (), FG_KIND_LOSS, loss_name, &error);
   g_autoptr (FgParams) fp = NULL;
   g_autoptr (FgParams) lp = NULL;
   FgSampleShape shape = { 1, { D, 1, 1 } };
   FgRng init;
   g_assert_no_error (error);
   memset (f, 0, sizeof *f);
-  fp = params_for (fc, flow_settings);
-  lp = params_for (lc, loss_settings);
+  fp = th_params_new (fc, flow_settings);
+  lp = th_params_new (lc, loss_settings);
   f->flow_vt = fc->vtable;
   f->loss_vt = lc->vtable;
   f->weights = fg_weight_set_new ();

@@ -19,6 +19,8 @@
 
 #include <flowgmm/flowgmm.h>
 
+#include "registry-helpers.h"
+
 static const guint thread_counts[] = { 1, 2, 3, 4 };
 
 /* ------------------------------------------------------------------ the pool itself */
@@ -377,19 +379,6 @@ test_optimizer_fused (void)
 
 /* ------------------------------------------------------------------ a whole training run */
 
-static FgRegistry *
-registry (void)
-{
-  static FgRegistry *reg;
-  if (reg == NULL)
-    {
-      reg = fg_registry_new_with_builtins ();
-      fg_registry_load_default (reg, NULL);
-      fg_registry_set_default (reg);
-    }
-  return reg;
-}
-
 /* The flowgmm method (realnvp-mlp with dropout, flowgmm-nll, AdamW, clipping) trained for a few
  * steps at `threads`; returns the class probabilities of the training rows. */
 static float *
@@ -401,12 +390,12 @@ train_probabilities (guint threads, gsize *n_out)
     { "iterations", "6" }, { "unlabeled_batch", "240" }, { "means", "tabular" },
     { "lr", "1e-3" }, { "clip", "5" },
   };
-  const FgComponent *c = fg_registry_find (registry (), FG_KIND_BASELINE, "flowgmm", NULL);
+  const FgComponent *c = fg_registry_find (th_registry (), FG_KIND_BASELINE, "flowgmm", NULL);
   g_assert_nonnull (c);
   const FgBaselineVTable *vt = c->vtable;
   g_autoptr (FgParams) params = fg_params_new (c->params);
   g_autoptr (GError) error = NULL;
-  g_assert_true (fg_registry_resolve_params (registry (), params, &error));
+  g_assert_true (fg_registry_resolve_params (th_registry (), params, &error));
   for (guint i = 0; i < G_N_ELEMENTS (settings); i++)
     g_assert_true (fg_params_set (params, settings[i][0], settings[i][1], &error));
   g_autoptr (FgTensor) lab = fg_tensor_new_2d (nl, D);

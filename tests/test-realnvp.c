@@ -19,18 +19,7 @@
 #include <flowgmm/flowgmm.h>
 
 #include "gradcheck.h"
-
-static FgRegistry *
-registry (void)
-{
-  static FgRegistry *reg;
-  if (reg == NULL)
-    {
-      reg = fg_registry_new ();
-      fg_registry_load_default (reg, NULL);
-    }
-  return reg;
-}
+#include "registry-helpers.h"
 
 typedef struct {
   const FgFlowVTable *vt;
@@ -44,19 +33,13 @@ static void
 flow_init (Flow *f, gsize D, guint64 seed, const char *const *settings)
 {
   g_autoptr (GError) error = NULL;
-  const FgComponent *c = fg_registry_find (registry (), FG_KIND_FLOW, "realnvp-mlp", &error);
+  const FgComponent *c = fg_registry_find (th_registry (), FG_KIND_FLOW, "realnvp-mlp", &error);
   g_autoptr (FgParams) params = NULL;
   FgSampleShape shape = { 1, { D, 1, 1 } };
   FgRng rng;
   g_assert_no_error (error);
   g_assert_nonnull (c);
-  params = fg_params_new (c->params);
-  for (guint i = 0; settings && settings[i]; i++)
-    {
-      g_auto (GStrv) kv = g_strsplit (settings[i], "=", 2);
-      g_assert_true (fg_params_set (params, kv[0], kv[1], &error));
-      g_assert_no_error (error);
-    }
+  params = th_params_new (c, settings);
   fg_rng_init (&rng, seed, 0);
   f->vt = c->vtable;
   f->weights = fg_weight_set_new ();

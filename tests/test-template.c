@@ -17,42 +17,16 @@
 #include <flowgmm/flowgmm.h>
 
 #include "gradcheck.h"
-
-static FgRegistry *
-registry (void)
-{
-  static FgRegistry *reg;
-  if (reg == NULL)
-    {
-      reg = fg_registry_new_with_builtins ();
-      fg_registry_load_default (reg, NULL);
-      fg_registry_set_default (reg);
-    }
-  return reg;
-}
+#include "registry-helpers.h"
 
 static const FgComponent *
 component (FgKind kind, const char *name)
 {
   g_autoptr (GError) error = NULL;
-  const FgComponent *c = fg_registry_find (registry (), kind, name, &error);
+  const FgComponent *c = fg_registry_find (th_registry (), kind, name, &error);
   g_assert_no_error (error);
   g_assert_nonnull (c);
   return c;
-}
-
-static FgParams *
-params_for (const FgComponent *c, const char *const *settings)
-{
-  FgParams *p = fg_params_new (c->params);
-  for (guint i = 0; settings && settings[i]; i++)
-    {
-      g_autoptr (GError) error = NULL;
-      g_auto (GStrv) kv = g_strsplit (settings[i], "=", 2);
-      g_assert_true (fg_params_set (p, kv[0], kv[1], &error));
-      g_assert_no_error (error);
-    }
-  return p;
 }
 
 static FgDataset *
@@ -60,7 +34,7 @@ load_blobs (const char *const *settings)
 {
   const FgComponent *c = component (FG_KIND_DATASET, "template-blobs");
   const FgDatasetVTable *vt = c->vtable;
-  g_autoptr (FgParams) p = params_for (c, settings);
+  g_autoptr (FgParams) p = th_params_new (c, settings);
   g_autoptr (GError) error = NULL;
   FgLoadContext ctx = { NULL, { 0 } };
   FgDataset *ds = vt->load (p, &ctx, &error);
@@ -75,12 +49,12 @@ test_plugin_loads (void)
   const FgComponent *c;
   const FgPluginRecord *rec;
   c = component (FG_KIND_BASELINE, "template-centroid");
-  rec = fg_registry_get_provider (registry (), c);
+  rec = fg_registry_get_provider (th_registry (), c);
   g_assert_nonnull (rec);
   g_assert_cmpstr (rec->info->name, ==, "template");
   g_assert_null (rec->error);
-  g_assert_nonnull (fg_registry_lookup (registry (), FG_KIND_DATASET, "template-blobs"));
-  g_assert_nonnull (fg_registry_lookup (registry (), FG_KIND_FLOW, "template-affine"));
+  g_assert_nonnull (fg_registry_lookup (th_registry (), FG_KIND_DATASET, "template-blobs"));
+  g_assert_nonnull (fg_registry_lookup (th_registry (), FG_KIND_FLOW, "template-affine"));
 }
 
 static void
@@ -115,7 +89,7 @@ static void
 affine_init (Affine *f, const FgSampleShape *shape, const char *const *settings)
 {
   const FgComponent *c = component (FG_KIND_FLOW, "template-affine");
-  g_autoptr (FgParams) p = params_for (c, settings);
+  g_autoptr (FgParams) p = th_params_new (c, settings);
   g_autoptr (GError) error = NULL;
   FgRng rng;
   fg_rng_init (&rng, 1, 0);
@@ -278,7 +252,7 @@ test_centroid (void)
                                              { "shrink=0.5", NULL } };
   for (guint v = 0; v < G_N_ELEMENTS (variants); v++)
     {
-      g_autoptr (FgParams) p = params_for (c, variants[v]);
+      g_autoptr (FgParams) p = th_params_new (c, variants[v]);
       g_autoptr (GError) error = NULL;
       FgRng rng;
       gpointer self;
@@ -322,7 +296,7 @@ test_flow_plugs_into_flowgmm (void)
   double acc;
 
   g_assert_true (fg_params_set_component (p, "flow", "template-affine", affine->params, &error));
-  g_assert_true (fg_registry_resolve_params (registry (), p, &error));
+  g_assert_true (fg_registry_resolve_params (th_registry (), p, &error));
   g_assert_no_error (error);
   for (guint i = 0; settings[i]; i++)
     {

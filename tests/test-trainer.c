@@ -22,6 +22,8 @@
 
 #include <flowgmm/flowgmm.h>
 
+#include "registry-helpers.h"
+
 /* ------------------------------------------------------------------ allocation counting */
 
 /* As in test-optim, the C allocator is interposed (glibc only, not under AddressSanitizer).
@@ -116,20 +118,6 @@ aligned_alloc (size_t alignment, size_t n)
 
 /* ------------------------------------------------------------------ fixtures */
 
-static FgRegistry *
-registry (void)
-{
-  static FgRegistry *reg;
-  if (reg == NULL)
-    {
-      reg = fg_registry_new_with_builtins ();
-      fg_registry_load_default (reg, NULL);
-      /* the flowgmm method finds its flow and loss here, as under the runner */
-      fg_registry_set_default (reg);
-    }
-  return reg;
-}
-
 typedef struct {
   const FgBaselineVTable *vt;
   FgParams *params;
@@ -141,20 +129,20 @@ typedef struct {
 static gboolean
 model_init (Model *m, const char *const *settings, guint64 seed, GError **error)
 {
-  const FgComponent *c = fg_registry_find (registry (), FG_KIND_BASELINE, "flowgmm", NULL);
+  const FgComponent *c = fg_registry_find (th_registry (), FG_KIND_BASELINE, "flowgmm", NULL);
   g_assert_nonnull (c);
   m->vt = c->vtable;
   m->params = fg_params_new (c->params);
   m->self = NULL;
-  g_assert_true (fg_registry_resolve_params (registry (), m->params, NULL));
+  g_assert_true (fg_registry_resolve_params (th_registry (), m->params, NULL));
   for (guint i = 0; settings && settings[i]; i++)
     {
       g_auto (GStrv) kv = g_strsplit (settings[i], "=", 2);
       gboolean ok;
       if (strcmp (kv[0], "loss") == 0 || strcmp (kv[0], "flow") == 0)
         {
-          const FgComponent *sub = fg_registry_find (
-              registry (), strcmp (kv[0], "loss") == 0 ? FG_KIND_LOSS : FG_KIND_FLOW, kv[1], error);
+          const FgKind kind = strcmp (kv[0], "loss") == 0 ? FG_KIND_LOSS : FG_KIND_FLOW;
+          const FgComponent *sub = fg_registry_find (th_registry (), kind, kv[1], error);
           ok = sub != NULL && fg_params_set_component (m->params, kv[0], kv[1], sub->params, error);
         }
       else
@@ -684,10 +672,10 @@ test_param_errors (void)
 static void
 test_registered (void)
 {
-  const FgComponent *c = fg_registry_lookup (registry (), FG_KIND_BASELINE, "flowgmm");
+  const FgComponent *c = fg_registry_lookup (th_registry (), FG_KIND_BASELINE, "flowgmm");
   const FgParamSpec *flow, *loss;
   g_assert_nonnull (c);
-  g_assert_cmpstr (fg_registry_get_provider (registry (), c)->path, ==, "(built-in)");
+  g_assert_cmpstr (fg_registry_get_provider (th_registry (), c)->path, ==, "(built-in)");
   flow = fg_param_spec_lookup (c->params, "flow");
   loss = fg_param_spec_lookup (c->params, "loss");
   g_assert_cmpint (flow->type, ==, FG_PARAM_COMPONENT);
@@ -696,9 +684,9 @@ test_registered (void)
   g_assert_cmpint (loss->type, ==, FG_PARAM_COMPONENT);
   g_assert_cmpstr (loss->choices, ==, "loss");
   g_assert_cmpstr (loss->default_value, ==, "flowgmm-nll");
-  g_assert_true (fg_registry_get_default () == registry ());
+  g_assert_true (fg_registry_get_default () == th_registry ());
   g_assert_true (fg_registry_default_find (FG_KIND_LOSS, "flowgmm-em", NULL)
-                 == fg_registry_lookup (registry (), FG_KIND_LOSS, "flowgmm-em"));
+                 == fg_registry_lookup (th_registry (), FG_KIND_LOSS, "flowgmm-em"));
 }
 
 int

@@ -1,0 +1,40 @@
+/* flowgmm tests — see registry-helpers.h. */
+#include "config.h"
+
+#include "registry-helpers.h"
+
+FgRegistry *
+th_registry (void)
+{
+  static FgRegistry *reg = NULL;
+  if (reg == NULL)
+    {
+      reg = fg_registry_new_with_builtins ();
+      fg_registry_load_default (reg, NULL);
+      fg_registry_set_default (reg);
+    }
+  return reg;
+}
+
+gboolean
+th_params_set_all (FgParams *params, const char *const *settings, GError **error)
+{
+  for (guint i = 0; settings != NULL && settings[i] != NULL; i++)
+    {
+      g_auto (GStrv) kv = g_strsplit (settings[i], "=", 2);
+      g_assert_nonnull (kv[1]);
+      if (!fg_params_set (params, kv[0], kv[1], error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+FgParams *
+th_params_new (const FgComponent *c, const char *const *settings)
+{
+  g_autoptr (GError) error = NULL;
+  FgParams *p = fg_params_new (c->params);
+  g_assert_true (th_params_set_all (p, settings, &error));
+  g_assert_no_error (error);
+  return p;
+}

@@ -1,0 +1,21 @@
+/* flowgmm tests — the registry and component parameters as the tests that load plugins use
+ * them. */
+#pragma once
+
+#include <flowgmm/flowgmm.h>
+
+G_BEGIN_DECLS
+
+/* The process-wide registry of a test: the core's built-in components and the build's plugins
+ * ($FLOWGMM_PLUGIN_PATH), loaded on first use and made the default registry, as under the
+ * runner (the flowgmm method finds its flow and loss there). */
+FgRegistry *th_registry (void);
+
+/* Set "key=value" strings (NULL-terminated; NULL for none) on params; FALSE with the error of
+ * the first fg_params_set that fails.  A string without '=' is a mistake in the test. */
+gboolean th_params_set_all (FgParams *params, const char *const *settings, GError **error);
+
+/* A component's parameters with `settings` set, asserting that they are valid. */
+FgParams *th_params_new (const FgComponent *c, const char *const *settings);
+
+G_END_DECLS

@@ -38,7 +38,8 @@ struct _FgTape {
   gsize arena_bytes;
 
   /* The squared gradient norms the last backward pass took of the weights it reached
-   * (fg_tape_grad_norm); arena memory, forgotten at reset. */
+   * (fg_tape_grad_norm), when track_norms is set; arena memory, forgotten at reset. */
+  gboolean track_norms;
   FgGradSq *gsq;
   gsize n_gsq;
 };
@@ -114,6 +115,21 @@ fg_tape_set_grad_enabled (FgTape *tape, gboolean enabled)
 {
   g_return_if_fail (tape != NULL);
   tape->grad_enabled = !!enabled;
+}
+
+/**
+ * fg_tape_set_track_grad_norms:
+ * @tape: a tape
+ * @track: whether backward passes take each weight's squared gradient norm
+ *
+ * Off by default: a caller that does not clip by the global norm pays nothing.  With it on,
+ * fg_tape_grad_norm () costs no pass over the gradients of the weights a backward pass reached.
+ */
+void
+fg_tape_set_track_grad_norms (FgTape *tape, gboolean track)
+{
+  g_return_if_fail (tape != NULL);
+  tape->track_norms = !!track;
 }
 
 /**
@@ -597,7 +613,8 @@ run_backward (FgTape *tape, FgVar *out, const FgTensor *seed)
    * under our feet with records that would be replayed. */
   gboolean enabled = tape->grad_enabled;
   tape->grad_enabled = FALSE;
-  gsize next = find_last_uses (tape); /* tape->gsq[next − 1]: the next weight to finish */
+  /* tape->gsq[next − 1]: the next weight to finish */
+  gsize next = tape->track_norms ? find_last_uses (tape) : 0;
   for (gsize i = tape->n_records; i-- > 0;)
     {
       FgNode *node = tape->records[i];
@@ -704,10 +721,11 @@ fg_tape_backward_seed (FgTape *tape, FgVar *out, const FgTensor *seed, GError **
  * @set: a weight set
  *
  * The global L2 norm of the gradients of @set's trainable weights: the value of
- * fg_weight_set_grad_norm (@set), bit for bit, for a fraction of its memory traffic.  The last
- * backward pass of @tape took each weight's Σ g² as soon as its gradient was final (after the
- * first record, in the order of creation, that reads the weight), while the part just written
- * was still in cache; weights that pass did not reach are summed here.  Valid after a backward
+ * fg_weight_set_grad_norm (@set), bit for bit.  With fg_tape_set_track_grad_norms () on, the
+ * last backward pass of @tape took each weight's Σ g² as soon as its gradient was final (after
+ * the first record, in the order of creation, that reads the weight), while the part just
+ * written was still in cache; weights that pass did not reach, or all of them with tracking
+ * off, are summed here.  Valid after a backward
  * pass until the gradients are changed by anything else (another backward pass of this tape
  * recomputes them; clearing, clipping or an optimizer step does not).
  *

@@ -581,6 +581,8 @@ build_model (Trainer *self, const FgSplit *split, GError **error)
   self->flow_weights = fg_weight_set_new ();
   self->gmm_weights = fg_weight_set_new ();
   self->tape = fg_tape_new ();
+  /* each step clips by the global norm: take it during backward (fg_tape_grad_norm) */
+  fg_tape_set_track_grad_norms (self->tape, TRUE);
   self->flow = flow_vt (self)->create (self->flow_params, &split->shape, self->flow_weights,
                                        &init_rng, error);
   if (self->flow == NULL)

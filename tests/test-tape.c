@@ -1902,21 +1902,25 @@ norm_model_step (NormModel *nm, FgTape *tape, gboolean twice)
 }
 
 /* fg_tape_grad_norm equals fg_weight_set_grad_norm bit for bit: after one backward pass, after
- * a second one, after a reset (nothing cached: every weight summed afresh), for several thread
- * counts; and the clipped update from it equals fg_optimizer_step_clipped bit for bit. */
+ * a second one, after a reset (nothing cached: every weight summed afresh), with tracking on
+ * and off (summed afterwards), for several thread counts; and the clipped update from it equals
+ * fg_optimizer_step_clipped bit for bit. */
 static void
 test_grad_norm_fused (void)
 {
   const guint saved = fg_get_num_threads ();
   const guint threads[] = { 1, 2, 3 };
   for (guint ti = 0; ti < G_N_ELEMENTS (threads); ti++)
-    for (guint twice = 0; twice < 2; twice++)
+    for (guint mode = 0; mode < 4; mode++)
       {
+        /* two backward passes or one; norms tracked during backward, or summed afterwards */
+        const gboolean twice = mode % 2, track = mode < 2;
         NormModel a, b;
         fg_set_num_threads (threads[ti]);
         norm_model_init (&a, 3);
         norm_model_init (&b, 3);
         g_autoptr (FgTape) tape = fg_tape_new ();
+        fg_tape_set_track_grad_norms (tape, track);
         FgOptimConfig cfg;
         fg_optim_config_init (&cfg, FG_OPTIM_ADAMW);
         cfg.weight_decay = 1e-2;
@@ -1927,8 +1931,8 @@ test_grad_norm_fused (void)
             norm_model_step (&a, tape, twice);
             const double plain = fg_weight_set_grad_norm (a.set);
             const double fused = fg_tape_grad_norm (tape, a.set);
-            g_test_message ("threads %u, %s backward pass: norm %.17g", threads[ti],
-                            twice ? "second" : "one", plain);
+            g_test_message ("threads %u, %s backward pass, %s: norm %.17g", threads[ti],
+                            twice ? "second" : "one", track ? "tracked" : "not tracked", plain);
             g_assert_cmpfloat (plain, >, 0.0);
             g_assert_cmpmem (&fused, sizeof fused, &plain, sizeof plain);
             /* the same gradients in b, clipped and updated the plain way */
@@ -1951,9 +1955,19 @@ test_grad_norm_fused (void)
                 g_assert_cmpmem (wa->grad.data, n, wb->grad.data, n);
               }
           }
-        /* nothing cached after a reset: the same value, summed here */
+        /* tracked norms come from the backward pass, not from the gradients as they are now */
         norm_model_step (&a, tape, twice);
         const double plain = fg_weight_set_grad_norm (a.set);
+        if (track)
+          {
+            const float g0 = a.w1->grad.data[0];
+            a.w1->grad.data[0] = g0 + 1.0f;
+            const double cached = fg_tape_grad_norm (tape, a.set);
+            g_assert_cmpmem (&cached, sizeof cached, &plain, sizeof plain);
+            g_assert_cmpfloat (fg_weight_set_grad_norm (a.set), !=, plain);
+            a.w1->grad.data[0] = g0;
+          }
+        /* nothing cached after a reset: the same value, summed here */
         fg_tape_reset (tape);
         const double again = fg_tape_grad_norm (tape, a.set);
         g_assert_cmpmem (&again, sizeof again, &plain, sizeof plain);

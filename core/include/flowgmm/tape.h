@@ -74,9 +74,12 @@ FG_API FgVar *fg_tape_empty_2d (FgTape *tape, gsize rows, gsize cols);
 FG_API gboolean fg_tape_backward (FgTape *tape, FgVar *loss, GError **error);
 FG_API gboolean fg_tape_backward_seed (FgTape *tape, FgVar *out, const FgTensor *seed,
                                        GError **error);
-/* fg_weight_set_grad_norm (set), bit for bit, from the sums of squares the last backward pass
- * took of each weight's gradient as soon as it was final (while in cache); valid until the
- * gradients are changed by anything but a backward pass of this tape. */
+/* With tracking on (default off), each backward pass takes the sum of squares of every
+ * weight's gradient as soon as it is final, while it is in cache; fg_tape_grad_norm () then
+ * gives fg_weight_set_grad_norm (set), bit for bit, without another pass over the gradients.
+ * It stays valid until the gradients are changed by anything but a backward pass of this tape;
+ * with tracking off it is computed on the spot. */
+FG_API void   fg_tape_set_track_grad_norms (FgTape *tape, gboolean track);
 FG_API double fg_tape_grad_norm (FgTape *tape, const FgWeightSet *set);
 
 /* ---- Custom ops (hand-fused kernels with their own backward) ---------------------------

@@ -105,17 +105,6 @@ FgVar *_fg_tape_view_new (FgTape *tape, FgVar *parent, const FgTensor *value, Fg
   }                                                                                             \
   G_STMT_END
 
-/* Gradient norms (weights.c; the optimizer's fused step computes the same values): Σ g² of a
- * weight in chunks of FG_NORM_CHUNK elements from its start, each chunk summed in double in 32
- * lanes (lane = index mod 32, each lane in index order), the lanes then added in order, and
- * the chunks in order.  Lanes to which only zeros would be added may be skipped: x + (+0) = x,
- * so a sum that leaves out blocks of 32·k elements known to be zero has the same bits. */
-#define FG_NORM_CHUNK 16384
-/* acc[i mod 32] += x[i]² for i in [0, n) (x at lane 0) */
-void _fg_sumsq_lanes (double *acc, const float *x, gsize n);
-double _fg_sumsq_finish (const double *acc);
-/* _fg_sumsq_finish of the lanes of x[0..n) from zero: one chunk */
-double _fg_sumsq_chunk (const float *x, gsize n);
 /* Σ g² of one trainable weight's gradient: its chunks in order (split over the core's
  * threads), the value fg_weight_set_grad_norm adds into its sum for this weight */
 double _fg_weight_grad_sumsq (FgWeight *w);

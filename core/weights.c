@@ -241,44 +241,32 @@ zero_pass_task (gpointer data, guint t, guint n_tasks)
     }
 }
 
-/* Norms.  Σ g² of one weight is summed in chunks of FG_NORM_CHUNK elements from its start,
- * each in double in 32 lanes (_fg_sumsq_lanes), and then the chunks in order; the set's sum
- * adds the weights' sums in set order.  A split over threads takes whole chunks, so the value
- * depends neither on the number of threads nor on which code computes it: the optimizer's
- * fused step (fg_optimizer_step_clipped) finds exactly the norm fg_weight_set_grad_norm gives. */
+/* Norms.  Σ g² of one weight is summed in chunks of NORM_CHUNK elements from its start, each
+ * in double in 32 lanes (chunk_sumsq), and then the chunks in order; the set's sum adds the
+ * weights' sums in set order.  A split over threads takes whole chunks, so the value depends
+ * neither on the number of threads nor on which code asks for it: fg_tape_grad_norm, which
+ * takes each weight's sum during backward (_fg_weight_grad_sumsq), finds exactly the norm
+ * fg_weight_set_grad_norm gives. */
 
-/* acc[i mod 32] += x[i]² for i in [0, n), in order: four independent vectors of eight doubles,
- * so that the adds do not wait on each other (one chain of eight ran at half the memory
- * bandwidth).  The lanes live in registers for the loop. */
-FG_CLONES void
-_fg_sumsq_lanes (double *acc, const float *restrict x, gsize n)
+#define NORM_CHUNK 16384
+
+/* Σ x[0..n)² in double: acc[i mod 32] += x[i]² in index order — four independent vectors of
+ * eight doubles, so that the adds do not wait on each other (one chain of eight ran at half
+ * the memory bandwidth) — then the 32 lanes added in order. */
+FG_CLONES static double
+chunk_sumsq (const float *restrict x, gsize n)
 {
-  double a[32];
+  double acc[32] = { 0 };
   gsize i = 0;
-  memcpy (a, acc, sizeof a);
   for (; i + 32 <= n; i += 32)
     for (guint k = 0; k < 32; k++)
-      a[k] += (double) x[i + k] * x[i + k];
+      acc[k] += (double) x[i + k] * x[i + k];
   for (; i < n; i++)
-    a[i % 32] += (double) x[i] * x[i];
-  memcpy (acc, a, sizeof a);
-}
-
-double
-_fg_sumsq_finish (const double *acc)
-{
+    acc[i % 32] += (double) x[i] * x[i];
   double s = 0.0;
   for (guint k = 0; k < 32; k++)
     s += acc[k];
   return s;
-}
-
-double
-_fg_sumsq_chunk (const float *x, gsize n)
-{
-  double acc[32] = { 0 };
-  _fg_sumsq_lanes (acc, x, n);
-  return _fg_sumsq_finish (acc);
 }
 
 /* Chunks per round of a norm pass (their sums live on the stack). */
@@ -296,7 +284,7 @@ typedef struct {
 static inline gsize
 n_chunks (const FgWeight *w)
 {
-  return (fg_tensor_numel (&w->grad) + FG_NORM_CHUNK - 1) / FG_NORM_CHUNK;
+  return (fg_tensor_numel (&w->grad) + NORM_CHUNK - 1) / NORM_CHUNK;
 }
 
 static void
@@ -315,8 +303,8 @@ norm_pass_task (gpointer data, guint t, guint n_tasks)
       const gsize n = fg_tensor_numel (&w->grad), nc = n_chunks (w);
       for (gsize k = MAX (c, k0); k < MIN (c + nc, k1); k++)
         {
-          const gsize e = (k - c) * FG_NORM_CHUNK;
-          p->sums[k - p->c0] = _fg_sumsq_chunk (w->grad.data + e, MIN (FG_NORM_CHUNK, n - e));
+          const gsize e = (k - c) * NORM_CHUNK;
+          p->sums[k - p->c0] = chunk_sumsq (w->grad.data + e, MIN (NORM_CHUNK, n - e));
         }
       c += nc;
     }
@@ -337,7 +325,7 @@ grad_sumsq (FgWeight *const *ws, guint n_ws)
   for (gsize c0 = 0; c0 < n; c0 += NORM_ROUND)
     {
       NormPass p = { ws, n_ws, c0, MIN (NORM_ROUND, n - c0), sums };
-      const double ns = (double) p.n * FG_NORM_CHUNK * FG_POOL_NS_PER_ELEMENT;
+      const double ns = (double) p.n * NORM_CHUNK * FG_POOL_NS_PER_ELEMENT;
       _fg_pool_run ((guint) MIN ((gsize) _fg_pool_tasks (ns), p.n), norm_pass_task, &p);
       for (gsize k = 0; k < p.n; k++)
         {

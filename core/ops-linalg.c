@@ -281,6 +281,8 @@ typedef struct {
   gboolean x_fresh, w_fresh;
   guint nx, nw;        /* phase B: tasks on dX (row blocks), then on dW (column blocks) */
   double *acc;         /* bias gradient column sums, or NULL */
+  FgWeight *w_final;   /* the weight whose gradient dW this chunk finishes, or NULL */
+  double w_sumsq;      /* its _fg_weight_grad_sumsq, taken by the one dW task */
   float *dz;           /* chunk scratch (rows × n_out), NULL when dZ is G itself */
   gsize r0, m;         /* the chunk */
 } LinearBwdJob;
@@ -334,7 +336,7 @@ linear_bwd_cols (gpointer data, guint t, guint n_tasks)
 static void
 linear_bwd_products (gpointer data, guint t, guint n_tasks)
 {
-  const LinearBwdJob *j = data;
+  LinearBwdJob *j = data;
   gsize a, b, lddz;
   const float *dz = bwd_dz (j, &lddz);
   if (t < j->nx)
@@ -359,6 +361,11 @@ linear_bwd_products (gpointer data, guint t, guint n_tasks)
   else
     sgemm1 (TRUE, FALSE, j->n_in, b - a, j->m, 1.0f, X, blas_ld (j->X), dz + a, lddz, beta,
             j->dW->data + a, j->dW->ld);
+  /* The task that made all of a final dW takes its Σ g² now: dW is in cache, and dX, the
+   * other thread's product, takes a little longer (nt is slower than tn), so this mostly
+   * fills time that thread would wait anyway. */
+  if (j->w_final != NULL)
+    j->w_sumsq = _fg_weight_grad_sumsq (j->w_final);
 }
 
 /* How phase B shares `tasks` between dX and dW (either may be absent). */
@@ -433,6 +440,9 @@ linear_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
         j.nx = 0;
       if (dW == NULL)
         j.nw = 0;
+      j.w_final = j.nw == 1 && r0 + j.m >= N && _fg_tape_grad_final (tape, in[1])
+                    ? _fg_node (in[1])->weight
+                    : NULL;
       if (tb > 1)
         _fg_pool_run (j.nx + j.nw, linear_bwd_products, &j);
       else
@@ -441,6 +451,8 @@ linear_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
     }
   if (dW != NULL && w_fresh && N == 0) /* an empty batch still owes a zero gradient */
     memset (dW->data, 0, fg_tensor_numel (dW) * sizeof (float));
+  if (j.w_final != NULL)
+    _fg_tape_set_grad_sumsq (tape, in[1], j.w_sumsq);
   if (db != NULL)
     for (gsize c = 0; c < n_out; c++)
       db->data[c] = (float) ((b_fresh ? 0.0 : db->data[c]) + j.acc[c]);

@@ -108,6 +108,13 @@ FgVar *_fg_tape_view_new (FgTape *tape, FgVar *parent, const FgTensor *value, Fg
 /* Σ g² of one trainable weight's gradient: its chunks in order (split over the core's
  * threads), the value fg_weight_set_grad_norm adds into its sum for this weight */
 double _fg_weight_grad_sumsq (FgWeight *w);
+/* During a backward pass that tracks norms (fg_tape_set_track_grad_norms): TRUE when the
+ * running backward function is the last to touch the gradient of leaf v (a weight's), so that
+ * it may take that weight's _fg_weight_grad_sumsq itself, in the task that finished the
+ * gradient while it is in cache and where the other thread would otherwise wait, and hand it
+ * over with _fg_tape_set_grad_sumsq; the tape then skips its own pass for that weight. */
+gboolean _fg_tape_grad_final (FgTape *tape, FgVar *v);
+void _fg_tape_set_grad_sumsq (FgTape *tape, FgVar *v, double sumsq);
 
 /* Σ x·y in double with eight independent partial sums (the scheme of fg_sum_f64 in
  * <flowgmm/vecmath.h>: a fixed order, reproducible). */

@@ -16,6 +16,7 @@ typedef struct {
   FgWeight *w;
   gsize last;
   double sumsq;
+  gboolean taken; /* sumsq handed over by the op of record `last` (_fg_tape_set_grad_sumsq) */
 } FgGradSq;
 
 typedef struct {
@@ -42,6 +43,9 @@ struct _FgTape {
   gboolean track_norms;
   FgGradSq *gsq;
   gsize n_gsq;
+  /* during backward: the record whose backward runs now, and how many entries of gsq are
+   * still to be finished (those of this record are just below next_gsq) */
+  gsize cur_record, next_gsq;
 };
 
 static inline gsize
@@ -233,6 +237,9 @@ fg_tape_alloc_floats (FgTape *tape, gsize n)
  *
  * n_nodes counts the records kept for backward since the last reset (ops and views whose
  * output requires a gradient); leaves and ops run with gradients disabled are not records.
+ * fused_norms says how many of the squared gradient norms the last backward pass tracked
+ * (fg_tape_set_track_grad_norms) were taken by the kernel that finished the gradient (the
+ * dW product of fg_op_linear and fg_op_linear_act) rather than in a pass of the tape's own.
  */
 void
 fg_tape_get_stats (const FgTape *tape, FgTapeStats *stats)
@@ -241,6 +248,9 @@ fg_tape_get_stats (const FgTape *tape, FgTapeStats *stats)
   stats->n_nodes = tape->n_records;
   stats->arena_bytes = tape->arena_bytes;
   stats->heap_allocs = tape->heap_allocs;
+  stats->fused_norms = 0;
+  for (gsize e = 0; e < tape->n_gsq; e++)
+    stats->fused_norms += tape->gsq[e].taken;
 }
 
 static FgNode *
@@ -583,11 +593,41 @@ find_last_uses (FgTape *tape)
           while (e < n && tape->gsq[e].w != w)
             e++;
           if (e == n)
-            tape->gsq[n++] = (FgGradSq){ w, i, NAN };
+            tape->gsq[n++] = (FgGradSq){ w, i, NAN, FALSE };
         }
     }
   tape->n_gsq = n;
   return n;
+}
+
+/* The entry of gsq that the running backward function finishes for leaf v, or NULL. */
+static FgGradSq *
+finishing_here (FgTape *tape, FgVar *v)
+{
+  if (v == NULL || !tape->track_norms)
+    return NULL;
+  const FgWeight *w = _fg_node (v)->weight;
+  if (w == NULL)
+    return NULL;
+  for (gsize e = tape->next_gsq; e > 0 && tape->gsq[e - 1].last == tape->cur_record; e--)
+    if (tape->gsq[e - 1].w == w)
+      return &tape->gsq[e - 1];
+  return NULL;
+}
+
+gboolean
+_fg_tape_grad_final (FgTape *tape, FgVar *v)
+{
+  return finishing_here (tape, v) != NULL;
+}
+
+void
+_fg_tape_set_grad_sumsq (FgTape *tape, FgVar *v, double sumsq)
+{
+  FgGradSq *e = finishing_here (tape, v);
+  g_return_if_fail (e != NULL);
+  e->sumsq = sumsq;
+  e->taken = TRUE;
 }
 
 static gboolean
@@ -618,11 +658,15 @@ run_backward (FgTape *tape, FgVar *out, const FgTensor *seed)
   for (gsize i = tape->n_records; i-- > 0;)
     {
       FgNode *node = tape->records[i];
+      tape->cur_record = i;
+      tape->next_gsq = next;
       if (node->backward != NULL && node->var.grad.data != NULL)
         node->backward (tape, &node->var, node->inputs, node->saved);
       for (; next > 0 && tape->gsq[next - 1].last == i; next--)
-        tape->gsq[next - 1].sumsq = _fg_weight_grad_sumsq (tape->gsq[next - 1].w);
+        if (!tape->gsq[next - 1].taken)
+          tape->gsq[next - 1].sumsq = _fg_weight_grad_sumsq (tape->gsq[next - 1].w);
     }
+  tape->next_gsq = 0;
   tape->grad_enabled = enabled;
   return TRUE;
 }

@@ -1835,7 +1835,7 @@ test_numeric_extremes (void)
  * and W3 is frozen. */
 typedef struct {
   FgWeightSet *set;
-  FgWeight *w1, *b, *w2, *w3, *w4, *w5, *w6;
+  FgWeight *w1, *b, *w2, *w3, *w4, *w5, *w6, *w7;
 } NormModel;
 
 static const guint32 norm_cols[] = { 0, 1, 2, 3, 4, 5, 6, 7, 50000, 50001, 50002, 69999 };
@@ -1853,6 +1853,7 @@ norm_model_init (NormModel *nm, guint seed)
   nm->w4 = fg_weight_set_add_2d (nm->set, "w4", 1, 10, TRUE);
   nm->w5 = fg_weight_set_add_2d (nm->set, "w5", 30, 30, TRUE);
   nm->w6 = fg_weight_set_add_2d (nm->set, "w6", 30, 6, TRUE);
+  nm->w7 = fg_weight_set_add_2d (nm->set, "w7", 30, 5, TRUE);
   for (guint i = 0; i < fg_weight_set_len (nm->set); i++)
     fg_weight_init_uniform (fg_weight_set_get (nm->set, i), &rng, 0.3f);
   nm->w3->trainable = FALSE;
@@ -1886,8 +1887,11 @@ norm_model_step (NormModel *nm, FgTape *tape, gboolean twice)
   FgVar *h2 = fg_op_matmul (tape, x, fg_tape_weight (tape, nm->w1), FALSE, FALSE);
   FgVar *c = fg_op_slice (tape, fg_tape_weight (tape, nm->w6), 2, 3);
   FgVar *h3 = fg_op_matmul (tape, fg_op_tanh (tape, h2), c, FALSE, FALSE);
+  /* a weight used whole by one linear: the kernel takes its norm (FgTapeStats.fused_norms) */
+  FgVar *z = fg_op_linear_act (tape, h, fg_tape_weight (tape, nm->w7), NULL, FG_ACT_TANH, 0.0f);
   FgVar *l = fg_op_add (tape, fg_op_sum (tape, fg_op_square (tape, y), FG_AXIS_ALL),
                         fg_op_sum (tape, h3, FG_AXIS_ALL));
+  l = fg_op_add (tape, l, fg_op_sum (tape, fg_op_square (tape, z), FG_AXIS_ALL));
   g_assert_true (fg_tape_backward (tape, l, &error));
   g_assert_no_error (error);
   if (twice)
@@ -1929,6 +1933,10 @@ test_grad_norm_fused (void)
         for (guint step = 0; step < 3; step++)
           {
             norm_model_step (&a, tape, twice);
+            FgTapeStats st;
+            fg_tape_get_stats (tape, &st);
+            /* W7, in the first pass only (the second does not reach it) */
+            g_assert_cmpuint (st.fused_norms, ==, track && !twice ? 1 : 0);
             const double plain = fg_weight_set_grad_norm (a.set);
             const double fused = fg_tape_grad_norm (tape, a.set);
             g_test_message ("threads %u, %s backward pass, %s: norm %.17g", threads[ti],

@@ -56,6 +56,8 @@ typedef struct {
   gsize n_nodes;       /* nodes recorded since the last reset */
   gsize arena_bytes;   /* bytes reserved by the arena (all blocks) */
   gsize heap_allocs;   /* heap allocations made by the tape since it was created */
+  gsize fused_norms;   /* weights whose Σ g² the last backward pass took inside the kernel
+                        * that finished their gradient (tracking on; the rest by the tape) */
 } FgTapeStats;
 FG_API void fg_tape_get_stats (const FgTape *tape, FgTapeStats *stats);
 

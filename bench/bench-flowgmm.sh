@@ -15,10 +15,18 @@
 # For each round, configuration and thread count, the C trainer and then the PyTorch script
 # run one after the other, so a slow spell of a shared machine hits both; the table reports
 # the median samples/s of each over the rounds, their ratio, and the fraction of the machine's
-# sgemm rate on the step's own products that each reaches (bench-flowgmm --sgemm, once a round,
-# the best round kept; each layer on its own operands: at 1 thread, and at 2 the better of
-# OpenBLAS's own threads and rows split over the core's pool; the notes also give C's share of
-# the 1-thread rate with every operand hot in cache, an upper bound).  The "best" rows compare each side at its best thread count.
+# sgemm rate on the step's own products that each reaches.  That rate (bench-flowgmm --sgemm:
+# each layer on its own operands; at 1 thread, and at 2 the better of OpenBLAS's own threads
+# and rows split over the core's pool) is measured twice a round, right before the first C run
+# and right after the last one, and each round's runs are divided by the higher of the two: a
+# run is compared with the machine as it was at that time, and a slow spell that happens to
+# hit the reference cannot flatter C.  The "% of sgemm" columns are medians of those per-round
+# shares; the notes list them, and C's share of the 1-thread rate with every operand hot in
+# cache, an upper bound.  The C runs also time the reference interleaved with the training
+# steps (bench-flowgmm --interleave: after every step, one step's products, alternately with
+# OpenBLAS's threads and rows split over the pool, the better median kept), so that both are
+# measured in the same seconds; "C % of sgemm, interleaved" is the median over rounds of that
+# share.  The "best" rows compare each side at its best thread count.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,16 +76,25 @@ if [ "$verify" = 1 ]; then
   rm -rf "$vdir"
 fi
 
+# The sgemm rate of the step's own products at 1 and 2 threads, as a SGEMM line of round $2.
+sgemm_rate () {
+  "$bench" --config "$1" --threads 1 --steps 5 --warmup 1 --sgemm --quiet \
+    | sed "s/^RESULT impl=c/SGEMM round=$2/" >> "$log"
+}
+
+last_t=
+for t in $threads; do last_t=$t; done
 r=1
 while [ "$r" -le "$rounds" ]; do
   for c in $configs; do
-    # The sgemm rate of the step's own products, once a round (the best round is used).
-    "$bench" --config "$c" --threads 1 --steps 5 --warmup 1 --sgemm --quiet \
-      | sed 's/^RESULT impl=c/SGEMM/' >> "$log"
+    sgemm_rate "$c" "$r"
     for t in $threads; do
-      "$bench" --config "$c" --threads "$t" --seconds "$seconds" --quiet >> "$log"
+      "$bench" --config "$c" --threads "$t" --seconds "$seconds" --interleave --quiet \
+        | sed "s/^RESULT/RESULT round=$r/" >> "$log"
+      [ "$t" = "$last_t" ] && sgemm_rate "$c" "$r"
       OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t \
-        "$python" "$torch" --config "$c" --threads "$t" --seconds "$seconds" --quiet >> "$log"
+        "$python" "$torch" --config "$c" --threads "$t" --seconds "$seconds" --quiet \
+        | sed "s/^RESULT/RESULT round=$r/" >> "$log"
     done
   done
   r=$((r + 1))
@@ -92,55 +109,89 @@ for line in open(sys.argv[1]):
         continue
     kv = dict(x.split("=", 1) for x in f[1:])
     if f[0] == "SGEMM":
-        # the machine's rate: the best of the rounds (a busy spell only lowers it)
-        best = sgemm.setdefault(kv["config"], dict(kv))
+        # the round's reference: the higher of its two measurements (before and after C)
+        key = (kv["config"], int(kv["round"]))
+        best = sgemm.setdefault(key, dict(kv))
         for k in ("sgemm1", "sgemm1hot", "sgemm2", "sgemm2split"):
             best[k] = str(max(float(best[k]), float(kv[k])))
         continue
     key = (kv["config"], kv["impl"], int(kv["threads"]))
     rows.setdefault(key, []).append(kv)
 
+def ref(config, rnd, threads):
+    """The round's sgemm rate in GFLOP/s at `threads` (2: OpenBLAS's threads or rows split)."""
+    s = sgemm[(config, rnd)]
+    if threads == 1:
+        return float(s["sgemm1"])
+    return max(float(s["sgemm2"]), float(s["sgemm2split"])) if threads == 2 else float("nan")
+
 def med(key, field):
     v = [float(r[field]) for r in rows.get(key, [])]
     return statistics.median(v) if v else float("nan")
 
+def shares(key):
+    """Per-round % of that round's sgemm rate."""
+    c, _, t = key
+    return [100 * float(r["samples_per_s"])
+            * float(sgemm[(c, int(r["round"]))]["flops_per_sample"]) / 1e9
+            / ref(c, int(r["round"]), t) for r in rows.get(key, [])]
+
+def med_share(key):
+    v = shares(key)
+    return statistics.median(v) if v else float("nan")
+
+def med_ref(c, t):
+    v = [ref(c, r, t) for (cc, r) in sgemm if cc == c]
+    return statistics.median(v) if v else float("nan")
+
 print()
-print("| config | threads | C samples/s | PyTorch samples/s | C / PyTorch | C % of sgemm | PyTorch % of sgemm | sgemm GFLOP/s |")
-print("|---|---|---|---|---|---|---|---|")
+def ishares(key):
+    """Per-round % of the reference interleaved with the C run's own steps."""
+    return [100 * float(r["gflops"]) / float(r["isgemm"]) for r in rows.get(key, [])
+            if "isgemm" in r and float(r["isgemm"]) > 0]
+
+def med_ishare(key):
+    v = ishares(key)
+    return statistics.median(v) if v else float("nan")
+
+print("| config | threads | C samples/s | PyTorch samples/s | C / PyTorch | C % of sgemm, interleaved | C % of sgemm, separate runs | PyTorch % of sgemm | sgemm GFLOP/s |")
+print("|---|---|---|---|---|---|---|---|---|")
 configs = sorted({k[0] for k in rows}, key=lambda c: ["d21", "d768"].index(c) if c in ("d21", "d768") else 9)
 for c in configs:
-    s = sgemm[c]
-    flops = float(s["flops_per_sample"])
-    ref = {1: float(s["sgemm1"]), 2: max(float(s["sgemm2"]), float(s["sgemm2split"]))}
     threads = sorted({k[2] for k in rows if k[0] == c})
     best = {}
     for t in threads:
         cs, ts = med((c, "c", t), "samples_per_s"), med((c, "torch", t), "samples_per_s")
-        g = ref.get(t, float("nan"))
         for impl, v in (("c", cs), ("torch", ts)):
             if v == v and (impl not in best or v > best[impl][0]):
                 best[impl] = (v, t)
-        print(f"| {c} | {t} | {cs:,.0f} | {ts:,.0f} | {cs / ts:.2f} | "
-              f"{100 * cs * flops / 1e9 / g:.0f} % | {100 * ts * flops / 1e9 / g:.0f} % | {g:.1f} |")
+        print(f"| {c} | {t} | {cs:,.0f} | {ts:,.0f} | {cs / ts:.2f} | {med_ishare((c, 'c', t)):.0f} % | "
+              f"{med_share((c, 'c', t)):.0f} % | {med_share((c, 'torch', t)):.0f} % | {med_ref(c, t):.1f} |")
     if "c" in best and "torch" in best:
         (cv, ct), (tv, tt) = best["c"], best["torch"]
-        g = ref.get(ct, float("nan"))
         print(f"| {c} | best: C {ct}, PyTorch {tt} | {cv:,.0f} | {tv:,.0f} | **{cv / tv:.2f}** | "
-              f"{100 * cv * flops / 1e9 / g:.0f} % | {100 * tv * flops / 1e9 / ref.get(tt, g):.0f} % | |")
+              f"{med_ishare((c, 'c', ct)):.0f} % | {med_share((c, 'c', ct)):.0f} % | "
+              f"{med_share((c, 'torch', tt)):.0f} % | |")
 print()
 for c in configs:
-    s = sgemm[c]
-    hot = float(s["sgemm1hot"])
-    c1 = statistics.median(float(r["samples_per_s"]) for r in rows.get((c, "c", 1), [{"samples_per_s": "nan"}]))
-    print(f"# {c}: {float(s['flops_per_sample']) / 1e6:.2f} MFLOP/sample counted (effective; the "
-          f"dense layers PyTorch runs: {float(s['dense_flops_per_sample']) / 1e6:.2f}); sgemm on "
-          f"the step's products {float(s['sgemm1']):.1f} GFLOP/s at 1 thread ({hot:.1f} with every "
-          f"operand hot in cache: C at 1 thread is {100 * c1 * float(s['flops_per_sample']) / 1e9 / hot:.0f} % "
-          f"of that), at 2 {float(s['sgemm2']):.1f} (OpenBLAS) / {float(s['sgemm2split']):.1f} (rows split)")
+    rs = sorted(r for (cc, r) in sgemm if cc == c)
+    s0 = sgemm[(c, rs[0])]
+    hot = max(float(sgemm[(c, r)]["sgemm1hot"]) for r in rs)
+    c1 = med((c, "c", 1), "samples_per_s")
+    print(f"# {c}: {float(s0['flops_per_sample']) / 1e6:.2f} MFLOP/sample counted (effective; the "
+          f"dense layers PyTorch runs: {float(s0['dense_flops_per_sample']) / 1e6:.2f}); sgemm on "
+          f"the step's products, round by round: at 1 thread "
+          + " ".join(f"{ref(c, r, 1):.1f}" for r in rs)
+          + " GFLOP/s, at 2 " + " ".join(f"{ref(c, r, 2):.1f}" for r in rs)
+          + f"; best 1-thread rate with every operand hot in cache {hot:.1f} "
+          f"(C at 1 thread is {100 * c1 * float(s0['flops_per_sample']) / 1e9 / hot:.0f} % of that)")
 for key in sorted(rows):
     v = rows[key]
     print(f"# {key[0]} {key[1]:5s} {key[2]} threads: samples/s "
           + " ".join(f"{float(r['samples_per_s']):.0f}" for r in v)
+          + "; % of the round's sgemm " + " ".join(f"{x:.0f}" for x in shares(key))
+          + ("; % of the interleaved sgemm " + " ".join(f"{x:.0f}" for x in ishares(key))
+             if key[1] == "c" else "")
           + "; CPU ms/step " + " ".join(f"{float(r['cpu_ms']):.2f}" for r in v)
           + f"; loss first/last {v[-1]['loss_first']}/{v[-1]['loss_last']}")
 EOF

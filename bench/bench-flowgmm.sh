@@ -23,10 +23,11 @@
 # hit the reference cannot flatter C.  The "% of sgemm" columns are medians of those per-round
 # shares; the notes list them, and C's share of the 1-thread rate with every operand hot in
 # cache, an upper bound.  The C runs also time the reference interleaved with the training
-# steps (bench-flowgmm --interleave: after every step, one step's products, alternately with
-# OpenBLAS's threads and rows split over the pool, the better median kept), so that both are
-# measured in the same seconds; "C % of sgemm, interleaved" is the median over rounds of that
-# share.  The "best" rows compare each side at its best thread count.
+# steps (bench-flowgmm --interleave: after every four steps, four passes over one step's
+# products, OpenBLAS's threads and rows split over the pool in turn, the better median kept),
+# so that both are measured in the same seconds; "C % of sgemm, interleaved" is the median over rounds of that
+# share, a cross-check (the interleaved reference has spells of its own).  The "best" rows
+# compare each side at its best thread count.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,7 +45,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=$2; shift 2 ;;
     --no-verify) verify=0; shift ;;
     --python) python=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "bench-flowgmm.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -154,7 +155,7 @@ def med_ishare(key):
     v = ishares(key)
     return statistics.median(v) if v else float("nan")
 
-print("| config | threads | C samples/s | PyTorch samples/s | C / PyTorch | C % of sgemm, interleaved | C % of sgemm, separate runs | PyTorch % of sgemm | sgemm GFLOP/s |")
+print("| config | threads | C samples/s | PyTorch samples/s | C / PyTorch | C % of sgemm | C % of sgemm, interleaved | PyTorch % of sgemm | sgemm GFLOP/s |")
 print("|---|---|---|---|---|---|---|---|---|")
 configs = sorted({k[0] for k in rows}, key=lambda c: ["d21", "d768"].index(c) if c in ("d21", "d768") else 9)
 for c in configs:
@@ -165,12 +166,12 @@ for c in configs:
         for impl, v in (("c", cs), ("torch", ts)):
             if v == v and (impl not in best or v > best[impl][0]):
                 best[impl] = (v, t)
-        print(f"| {c} | {t} | {cs:,.0f} | {ts:,.0f} | {cs / ts:.2f} | {med_ishare((c, 'c', t)):.0f} % | "
-              f"{med_share((c, 'c', t)):.0f} % | {med_share((c, 'torch', t)):.0f} % | {med_ref(c, t):.1f} |")
+        print(f"| {c} | {t} | {cs:,.0f} | {ts:,.0f} | {cs / ts:.2f} | {med_share((c, 'c', t)):.0f} % | "
+              f"{med_ishare((c, 'c', t)):.0f} % | {med_share((c, 'torch', t)):.0f} % | {med_ref(c, t):.1f} |")
     if "c" in best and "torch" in best:
         (cv, ct), (tv, tt) = best["c"], best["torch"]
         print(f"| {c} | best: C {ct}, PyTorch {tt} | {cv:,.0f} | {tv:,.0f} | **{cv / tv:.2f}** | "
-              f"{med_ishare((c, 'c', ct)):.0f} % | {med_share((c, 'c', ct)):.0f} % | "
+              f"{med_share((c, 'c', ct)):.0f} % | {med_ishare((c, 'c', ct)):.0f} % | "
               f"{med_share((c, 'torch', tt)):.0f} % | |")
 print()
 for c in configs:

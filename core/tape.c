@@ -237,9 +237,6 @@ fg_tape_alloc_floats (FgTape *tape, gsize n)
  *
  * n_nodes counts the records kept for backward since the last reset (ops and views whose
  * output requires a gradient); leaves and ops run with gradients disabled are not records.
- * fused_norms says how many of the squared gradient norms the last backward pass tracked
- * (fg_tape_set_track_grad_norms) were taken by the kernel that finished the gradient (the
- * dW product of fg_op_linear and fg_op_linear_act) rather than in a pass of the tape's own.
  */
 void
 fg_tape_get_stats (const FgTape *tape, FgTapeStats *stats)
@@ -248,9 +245,24 @@ fg_tape_get_stats (const FgTape *tape, FgTapeStats *stats)
   stats->n_nodes = tape->n_records;
   stats->arena_bytes = tape->arena_bytes;
   stats->heap_allocs = tape->heap_allocs;
-  stats->fused_norms = 0;
+}
+
+/**
+ * fg_tape_get_fused_norms:
+ * @tape: a tape
+ *
+ * Returns: how many of the squared gradient norms the last backward pass tracked
+ * (fg_tape_set_track_grad_norms ()) were taken by the kernel that finished the gradient (the
+ * dW product of fg_op_linear and fg_op_linear_act) rather than in a pass of the tape's own.
+ */
+gsize
+fg_tape_get_fused_norms (const FgTape *tape)
+{
+  g_return_val_if_fail (tape != NULL, 0);
+  gsize n = 0;
   for (gsize e = 0; e < tape->n_gsq; e++)
-    stats->fused_norms += tape->gsq[e].taken;
+    n += tape->gsq[e].taken;
+  return n;
 }
 
 static FgNode *

@@ -56,10 +56,12 @@ typedef struct {
   gsize n_nodes;       /* nodes recorded since the last reset */
   gsize arena_bytes;   /* bytes reserved by the arena (all blocks) */
   gsize heap_allocs;   /* heap allocations made by the tape since it was created */
-  gsize fused_norms;   /* weights whose Σ g² the last backward pass took inside the kernel
-                        * that finished their gradient (tracking on; the rest by the tape) */
 } FgTapeStats;
 FG_API void fg_tape_get_stats (const FgTape *tape, FgTapeStats *stats);
+/* Of the weights whose Σ g² the last backward pass tracked (fg_tape_set_track_grad_norms), how
+ * many were taken inside the kernel that finished their gradient rather than by the tape.
+ * (A function, not an FgTapeStats field: callers allocate that struct, so it cannot grow.) */
+FG_API gsize fg_tape_get_fused_norms (const FgTape *tape);
 
 /* Leaves. */
 /* Wrap caller memory (no copy): it must stay valid until reset.  No gradient. */

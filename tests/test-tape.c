@@ -1853,7 +1853,8 @@ norm_model_init (NormModel *nm, guint seed)
   nm->w4 = fg_weight_set_add_2d (nm->set, "w4", 1, 10, TRUE);
   nm->w5 = fg_weight_set_add_2d (nm->set, "w5", 30, 30, TRUE);
   nm->w6 = fg_weight_set_add_2d (nm->set, "w6", 30, 6, TRUE);
-  nm->w7 = fg_weight_set_add_2d (nm->set, "w7", 30, 5, TRUE);
+  /* wide enough (8 × 30 × 1024) for the linear backward to run its products on the pool */
+  nm->w7 = fg_weight_set_add_2d (nm->set, "w7", 30, 1024, TRUE);
   for (guint i = 0; i < fg_weight_set_len (nm->set); i++)
     fg_weight_init_uniform (fg_weight_set_get (nm->set, i), &rng, 0.3f);
   nm->w3->trainable = FALSE;

@@ -465,6 +465,21 @@ linear_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
       db->data[c] = (float) ((b_fresh ? 0.0 : db->data[c]) + j.acc[c]);
 }
 
+/* x[N, in] · W[in, out] + b[1, out] (b may be NULL); a programmer error (critical) otherwise. */
+static gboolean
+linear_shapes_fit (const char *name, const FgTensor *X, const FgTensor *W, const FgVar *b)
+{
+  const gsize n_in = fg_tensor_cols (X), n_out = fg_tensor_cols (W);
+  if (fg_tensor_rows (W) == n_in
+      && (b == NULL || (fg_tensor_rows (&b->value) == 1 && fg_tensor_cols (&b->value) == n_out)))
+    return TRUE;
+  char b1[64], b2[64], b3[64];
+  g_critical ("%s: x %s, W %s and b %s do not fit x[N, in] · W[in, out] + b[1, out]", name,
+              _fg_tape_shape_str (X, b1, sizeof b1), _fg_tape_shape_str (W, b2, sizeof b2),
+              b ? _fg_tape_shape_str (&b->value, b3, sizeof b3) : "(none)");
+  return FALSE;
+}
+
 static FgVar *
 linear_impl (FgTape *tape, const char *name, FgVar *x, FgVar *w, FgVar *b, FgActivation act,
              float slope, float p, FgRng *rng)
@@ -474,15 +489,8 @@ linear_impl (FgTape *tape, const char *name, FgVar *x, FgVar *w, FgVar *b, FgAct
     return NULL;
   const FgTensor *X = &x->value, *W = &w->value;
   const gsize N = fg_tensor_rows (X), n_in = fg_tensor_cols (X), n_out = fg_tensor_cols (W);
-  if (fg_tensor_rows (W) != n_in
-      || (b != NULL && (fg_tensor_rows (&b->value) != 1 || fg_tensor_cols (&b->value) != n_out)))
-    {
-      char b1[64], b2[64], b3[64];
-      g_critical ("%s: x %s, W %s and b %s do not fit x[N, in] · W[in, out] + b[1, out]", name,
-                  _fg_tape_shape_str (X, b1, sizeof b1), _fg_tape_shape_str (W, b2, sizeof b2),
-                  b ? _fg_tape_shape_str (&b->value, b3, sizeof b3) : "(none)");
-      return NULL;
-    }
+  if (!linear_shapes_fit (name, X, W, b))
+    return NULL;
   if (act > FG_ACT_SOFTPLUS || (act == FG_ACT_LEAKY_RELU && !(slope >= 0.0f)))
     {
       g_critical ("%s: unknown activation %d or negative leaky slope %g", name, (int) act,
@@ -727,16 +735,8 @@ fg_op_linear_cols (FgTape *tape, FgVar *x, FgVar *w, FgVar *b, const guint32 *co
     return NULL;
   const FgTensor *X = &x->value, *W = &w->value;
   const gsize N = fg_tensor_rows (X), n_in = fg_tensor_cols (X), n_out = fg_tensor_cols (W);
-  if (fg_tensor_rows (W) != n_in
-      || (b != NULL && (fg_tensor_rows (&b->value) != 1 || fg_tensor_cols (&b->value) != n_out)))
-    {
-      char b1[64], b2[64], b3[64];
-      g_critical ("fg_op_linear_cols: x %s, W %s and b %s do not fit x[N, in] · W[in, out] + "
-                  "b[1, out]",
-                  _fg_tape_shape_str (X, b1, sizeof b1), _fg_tape_shape_str (W, b2, sizeof b2),
-                  b ? _fg_tape_shape_str (&b->value, b3, sizeof b3) : "(none)");
-      return NULL;
-    }
+  if (!linear_shapes_fit ("fg_op_linear_cols", X, W, b))
+    return NULL;
   for (gsize c = 0; c < n_cols; c++)
     if (cols[c] >= n_out)
       {

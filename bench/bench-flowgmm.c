@@ -2,7 +2,7 @@
  * flowgmm-nll loss + AdamW + gradient clipping) against the machine's sgemm rate, for the
  * PyTorch side-by-side run of bench/bench-flowgmm.sh.
  *
- * The steps timed are the trainer's own (core/trainer.c, reached through the registry as the
+ * The steps timed are the trainer's own (core/method/flowgmm-method.c, reached through the registry as the
  * runner reaches it): nothing of the model is re-implemented here.  The data are random
  * (N(0, 1) rows, uniform labels); each step sees `--labeled` labeled rows and the rest of the
  * batch unlabeled, and the unlabeled pool is exactly one batch, so every step is one "epoch"
@@ -355,7 +355,7 @@ interleaved_reference (StepLog *log)
           (double) (g_get_monotonic_time () - t0) * 1e-6;
     }
   if (openblas)
-    openblas_set_num_threads (1); /* the pool owns the threads again (parallel-private.h) */
+    openblas_set_num_threads (1); /* the pool owns the threads again (core/numeric/numeric-private.h) */
 }
 
 static void

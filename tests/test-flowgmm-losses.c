@@ -1,5 +1,5 @@
 /* flowgmm tests — the loss plugin "flowgmm" (plugins/losses/flowgmm.c) and the FgLossBatch
- * accessors (core/loss.c), with the realnvp-mlp flow, both loaded through the registry.
+ * accessors (core/method/loss-batch.c), with the realnvp-mlp flow, both loaded through the registry.
  *
  * - values: eq. 4 (labeled NLL without log π_y, unlabeled NLL with log(1/K), per-example means
  *   not divided by D) against the mixture's plain helpers applied to the flow's own output;

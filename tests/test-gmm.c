@@ -1,4 +1,4 @@
-/* flowgmm tests — the latent Gaussian mixture and the Bayes classifier (core/gmm.c).
+/* flowgmm tests — the latent Gaussian mixture and the Bayes classifier (core/method/gmm.c).
  *
  * - the component, class-conditional and mixture log-densities against closed forms in double;
  * - eq. 5: the posterior is the softmax of the log-densities, and the prediction its argmax

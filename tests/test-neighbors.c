@@ -1,4 +1,4 @@
-/* flowgmm tests — exact nearest neighbours (core/neighbors.c) against a naive double reference. */
+/* flowgmm tests — exact nearest neighbours (core/method/neighbors.c) against a naive double reference. */
 #include "config.h"
 
 #include <math.h>

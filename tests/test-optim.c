@@ -1,4 +1,4 @@
-/* Tests for Adam / AdamW and the schedules (core/optim.c).
+/* Tests for Adam / AdamW and the schedules (core/numeric/optim.c).
  *
  * - single steps against values computed by hand from the PyTorch formulas;
  * - long runs against a naive double-precision reimplementation fed the same gradients;

@@ -1,4 +1,4 @@
-/* Tests for the seeded generator (core/rng.c).  Every statistical test uses a fixed seed, so it
+/* Tests for the seeded generator (core/numeric/rng.c).  Every statistical test uses a fixed seed, so it
  * either always passes or always fails; the bounds are generous (far beyond 5 sigma) yet tight
  * enough to catch a biased method. */
 #include "config.h"

@@ -1,4 +1,4 @@
-/* Tests for tensors (core/tensor.c): storage, views, reshape and the checking helpers. */
+/* Tests for tensors (core/numeric/tensor.c): storage, views, reshape and the checking helpers. */
 #include "config.h"
 
 #include <flowgmm/tensor.h>

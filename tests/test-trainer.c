@@ -1,4 +1,4 @@
-/* flowgmm tests — the `flowgmm` method (core/trainer.c): the built-in baseline component that
+/* flowgmm tests — the `flowgmm` method (core/method/flowgmm-method.c): the built-in baseline component that
  * trains a flow plugin, the latent mixture and a loss plugin, found through the default
  * registry as the runner finds them.
  *

@@ -1,4 +1,4 @@
-/* Tests for weight sets, gradient clipping and checkpoints (core/weights.c, core/checkpoint.c). */
+/* Tests for weight sets, gradient clipping and checkpoints (core/numeric/weights.c, core/numeric/checkpoint.c). */
 #include "config.h"
 
 #include <flowgmm/weights.h>

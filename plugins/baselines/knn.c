@@ -4,7 +4,7 @@
  * points by Euclidean distance (metric = l2) or by Euclidean distance of unit-normalised rows
  * (metric = cosine, the paper's "sin²"); a uniform or 1/distance weighted vote; ties in the vote
  * go to the smallest label (scipy's mode), ties in distance to the earlier labeled point.  The
- * neighbour search is the core's (core/neighbors.c): blocked sgemm, heap selection, exact
+ * neighbour search is the core's (core/method/neighbors.c): blocked sgemm, heap selection, exact
  * re-measure of the survivors, threads over query blocks.
  */
 #include "config.h"

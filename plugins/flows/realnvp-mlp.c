@@ -40,7 +40,7 @@
 
 #include <flowgmm/flowgmm.h>
 
-/* Vectorize the elementwise loops with gcc's ordinary cost model (see core/tape-private.h).
+/* Vectorize the elementwise loops with gcc's ordinary cost model (see core/numeric/numeric-private.h).
  * no-trapping-math lets gcc if-convert the clamps and selects of <flowgmm/vecmath.h> (nothing
  * here reads floating-point exception flags); the results are the same.  fp-contract=off keeps
  * the AVX-512/AVX2 clones of the hot loops (CLONES below) from fusing multiplies and adds, so

@@ -57,4 +57,7 @@ FG_API GQuark fg_error_quark (void);
 FG_API GQuark fg_loader_error_quark (void);
 FG_API GQuark fg_experiment_error_quark (void);
 
+/* The library version, e.g. "0.1.0". */
+FG_API const char *fg_version (void);
+
 G_END_DECLS

@@ -18,15 +18,11 @@
 #include <flowgmm/loss.h>
 #include <flowgmm/neighbors.h>
 #include <flowgmm/figure.h>
+#include <flowgmm/parallel.h>
 
 G_BEGIN_DECLS
 
-/* "0.1.0" */
-FG_API const char *fg_version (void);
-/* Number of threads the numeric core may use for its own kernels and OpenBLAS (0 = all cores).
- * Never run an OpenBLAS pool and the core's threads at once: the core calls single-threaded
- * sgemm from its own threads when it splits work. */
-FG_API void fg_set_num_threads (guint n);
-FG_API guint fg_get_num_threads (void);
+/* fg_version () is declared in <flowgmm/error.h>. */
+/* The thread budget, fg_set_num_threads () and fg_get_num_threads (), is in <flowgmm/parallel.h>. */
 
 G_END_DECLS

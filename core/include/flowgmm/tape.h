@@ -21,6 +21,7 @@
 #include <flowgmm/tensor.h>
 #include <flowgmm/rng.h>
 #include <flowgmm/weights.h>
+#include <flowgmm/parallel.h>
 
 G_BEGIN_DECLS
 
@@ -102,15 +103,8 @@ FG_API FgTensor *fg_tape_grad (FgTape *tape, FgVar *v);
 FG_API FgTensor *fg_tape_grad_fresh (FgTape *tape, FgVar *v, gboolean *fresh);
 
 /* ---- Threads for op kernels ---------------------------------------------------------------
- * The core's persistent worker pool (fg_get_num_threads () threads, the caller's included), for
- * custom ops that split their kernels the way the core's own ops do.  fg_tape_parallel_tasks ()
- * says how many tasks a kernel of about `ns` nanoseconds of single-threaded work should be cut
- * into (1 when a split would not pay, or inside a task); fg_tape_parallel_run () runs
- * func (data, t, n) for every t < n, task 0 on the calling thread, and returns when all are
- * done.  Make the split depend only on shapes and the task count, never on which thread runs
- * a task, and results stay bit-reproducible for a given thread count.  Tasks must call only
- * single-threaded code (OpenBLAS is held at one thread while the pool exists). */
-typedef void (*FgTapeTaskFunc) (gpointer data, guint task, guint n_tasks);
+ * The pool is in <flowgmm/parallel.h>; these older names stay for plugins built against ABI 1. */
+typedef FgParallelTaskFunc FgTapeTaskFunc;
 FG_API guint fg_tape_parallel_tasks (double ns);
 FG_API void  fg_tape_parallel_run (guint n_tasks, FgTapeTaskFunc func, gpointer data);
 

@@ -9,7 +9,7 @@ G_BEGIN_DECLS
  * fg_registry_new_with_builtins (). */
 extern const FgPluginInfo *const _fg_builtin_plugins[];
 
-/* The `flowgmm` method (core/trainer.c). */
+/* The `flowgmm` method (core/method/flowgmm-method.c). */
 extern const FgPluginInfo _fg_trainer_plugin_info;
 
 G_END_DECLS

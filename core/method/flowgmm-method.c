@@ -18,11 +18,15 @@
 #include <math.h>
 #include <string.h>
 
-#include <flowgmm/flowgmm.h>
+#include <flowgmm/parallel.h>
+#include <flowgmm/registry.h>
+#include <flowgmm/split.h>
+#include <flowgmm/optim.h>
+#include <flowgmm/io.h>
 #include <flowgmm/gmm.h>
 #include <flowgmm/loss.h>
 
-#include "builtins.h"
+#include "loader/builtins.h"
 
 /* ======================================================================================== */
 /* Parameters                                                                                 */

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "experiment-private.h"
+#include "experiment/experiment-private.h"
 
 /* Guards against a typo such as "1..1000000000" eating the machine. */
 #define MAX_AXIS_VALUES 100000u

@@ -6,8 +6,8 @@
 
 #include <flowgmm/registry.h>
 
-#include "builtins.h"
-#include "registry-private.h"
+#include "loader/builtins.h"
+#include "loader/registry-private.h"
 
 typedef struct {
   const FgComponent *component;

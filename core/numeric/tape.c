@@ -1,8 +1,7 @@
 /* flowgmm — the autodiff tape: arena, nodes, records and the backward walk. */
 #include "config.h"
 
-#include "tape-private.h"
-#include "parallel-private.h"
+#include "numeric/numeric-private.h"
 
 #define FG_ARENA_ALIGN 64
 /* The first block; later blocks at least double the total, so a step needs O(log) blocks. */

@@ -15,7 +15,7 @@
 #include <flowgmm/rng.h>
 #include <flowgmm/tensor.h>
 
-#include "preprocess-private.h"
+#include "data/preprocess-private.h"
 
 static const char *const set_names[FG_PP_N_SETS] = { "labeled", "unlabeled", "validation",
                                                      "test" };

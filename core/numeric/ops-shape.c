@@ -6,7 +6,7 @@
  */
 #include "config.h"
 
-#include "tape-private.h"
+#include "numeric/numeric-private.h"
 
 /* Elements of one index of dimension 1: 1 for a matrix, H·W for N×C×H×W. */
 static gsize

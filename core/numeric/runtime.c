@@ -1,7 +1,7 @@
-/* flowgmm — library-wide state: error domains, version, thread count. */
+/* flowgmm — library-wide state: error domains, version, thread budget. */
 #include "config.h"
 
-#include <flowgmm/flowgmm.h>
+#include <flowgmm/parallel.h>
 
 #if defined(HAVE_OPENBLAS_SET_NUM_THREADS) || defined(HAVE_OPENBLAS_GET_NUM_THREADS)
 #include <cblas.h>

@@ -16,7 +16,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "experiment-private.h"
+#include "experiment/experiment-private.h"
 
 typedef enum { SEL_NA, SEL_MISSING, SEL_ERROR, SEL_OK } SelState;
 

@@ -7,7 +7,7 @@
 
 #include <flowgmm/vecmath.h>
 
-#include "tape-private.h"
+#include "numeric/numeric-private.h"
 
 /* ---- sum / mean -------------------------------------------------------------------------- */
 

@@ -13,8 +13,7 @@
 #pragma GCC optimize ("no-trapping-math", "fp-contract=off")
 #endif
 
-#include "tape-private.h"
-#include "parallel-private.h"
+#include "numeric/numeric-private.h"
 #include <flowgmm/vecmath.h>
 
 /* ---- Broadcasting ------------------------------------------------------------------------ */

@@ -23,7 +23,7 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 
-#include "experiment-private.h"
+#include "experiment/experiment-private.h"
 
 struct _FgResultsStore {
   char       *dir;

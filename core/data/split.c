@@ -7,7 +7,7 @@
 #include <flowgmm/rng.h>
 #include <flowgmm/split.h>
 
-#include "preprocess-private.h"
+#include "data/preprocess-private.h"
 
 static const FgParamSpec split_specs[] = {
   FG_PARAM_SPEC_INT ("labeled", "-1", -1, INFINITY,

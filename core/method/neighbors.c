@@ -16,12 +16,12 @@
 
 #include <cblas.h>
 
-#include <flowgmm/flowgmm.h>
+#include <flowgmm/parallel.h>
 #include <flowgmm/neighbors.h>
 
-#include "parallel-private.h"
+#include "numeric/numeric-private.h"
 
-/* As in the tape's op files (tape-private.h): gcc >= 12 vectorizes at -O2 only under its "very
+/* As in the tape's op files (numeric/numeric-private.h): gcc >= 12 vectorizes at -O2 only under its "very
  * cheap" cost model, which refuses the loops here; ask for the ordinary one. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize ("vect-cost-model=dynamic")

@@ -24,8 +24,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "parallel-private.h"
-#include "tape-private.h"
+#include "numeric/numeric-private.h"
 
 /**
  * fg_optim_config_init:

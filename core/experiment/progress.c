@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 
-#include "experiment-private.h"
+#include "experiment/experiment-private.h"
 
 #define BAR_WIDTH 24
 #define TTY_REDRAW_US (G_USEC_PER_SEC / 10)

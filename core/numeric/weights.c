@@ -16,8 +16,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "parallel-private.h"
-#include "tape-private.h"
+#include "numeric/numeric-private.h"
 
 struct _FgWeightSet
 {

@@ -4,7 +4,7 @@
 
 #include <flowgmm/registry.h>
 
-#include "registry-private.h"
+#include "loader/registry-private.h"
 
 static GMutex default_lock;
 static FgRegistry *default_reg;  /* set by the owner of the plugins (borrowed) */

@@ -1,4 +1,4 @@
-/* flowgmm — the core's persistent worker pool (see parallel-private.h).
+/* flowgmm — the core's persistent worker pool (see numeric/numeric-private.h).
  *
  * Hand-off: each worker has its own ticket word on its own cache line.  The caller publishes a
  * job (function, data, task count), bumps the tickets of the workers it needs, and then it and
@@ -17,9 +17,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-#include <flowgmm/flowgmm.h>
+#include <flowgmm/parallel.h>
 
-#include "parallel-private.h"
+#include "numeric/numeric-private.h"
 
 #if defined(HAVE_OPENBLAS_SET_NUM_THREADS)
 #include <cblas.h>
@@ -230,7 +230,7 @@ _fg_pool_run (guint n, FgTapeTaskFunc func, gpointer data)
 }
 
 /**
- * fg_tape_parallel_tasks:
+ * fg_parallel_tasks:
  * @ns: about how many nanoseconds the kernel takes on one thread
  *
  * Returns: how many tasks to split the kernel into: 1 when the thread budget is 1, when called
@@ -238,14 +238,14 @@ _fg_pool_run (guint n, FgTapeTaskFunc func, gpointer data)
  * otherwise at most fg_get_num_threads ().
  */
 guint
-fg_tape_parallel_tasks (double ns)
+fg_parallel_tasks (double ns)
 {
   return _fg_pool_tasks (ns);
 }
 
 /**
- * fg_tape_parallel_run:
- * @n_tasks: number of tasks, at most fg_tape_parallel_tasks () returned (more run serially)
+ * fg_parallel_run:
+ * @n_tasks: number of tasks, at most fg_parallel_tasks () returned (more run serially)
  * @func: the task
  * @data: passed to @func
  *
@@ -253,8 +253,21 @@ fg_tape_parallel_tasks (double ns)
  * on the calling thread, and returns when every task has finished.
  */
 void
-fg_tape_parallel_run (guint n_tasks, FgTapeTaskFunc func, gpointer data)
+fg_parallel_run (guint n_tasks, FgParallelTaskFunc func, gpointer data)
 {
   g_return_if_fail (func != NULL);
   _fg_pool_run (n_tasks, func, data);
+}
+
+/* The ABI 1 names of the two above. */
+guint
+fg_tape_parallel_tasks (double ns)
+{
+  return fg_parallel_tasks (ns);
+}
+
+void
+fg_tape_parallel_run (guint n_tasks, FgTapeTaskFunc func, gpointer data)
+{
+  fg_parallel_run (n_tasks, func, data);
 }

@@ -10,7 +10,7 @@
 
 #include <flowgmm/vecmath.h>
 
-#include "tape-private.h"
+#include "numeric/numeric-private.h"
 
 typedef struct {
   gsize cin, h, w;      /* input image */

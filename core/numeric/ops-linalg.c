@@ -11,8 +11,7 @@
 
 #include <flowgmm/vecmath.h>
 
-#include "tape-private.h"
-#include "parallel-private.h"
+#include "numeric/numeric-private.h"
 
 /* One cblas_sgemm on the calling thread (OpenBLAS itself is single-threaded while the core's
  * pool exists). */

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "experiment-private.h"
+#include "experiment/experiment-private.h"
 
 #define PREDICT_CHUNK 4096
 #define ECE_BINS 15

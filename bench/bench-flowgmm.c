@@ -429,7 +429,6 @@ registry (void)
     {
       reg = fg_registry_new_with_builtins ();
       fg_registry_load_default (reg, NULL);
-      fg_registry_set_default (reg);
     }
   return reg;
 }

@@ -11,7 +11,6 @@ th_registry (void)
     {
       reg = fg_registry_new_with_builtins ();
       fg_registry_load_default (reg, NULL);
-      fg_registry_set_default (reg);
     }
   return reg;
 }

@@ -7,8 +7,8 @@
 G_BEGIN_DECLS
 
 /* The process-wide registry of a test: the core's built-in components and the build's plugins
- * ($FLOWGMM_PLUGIN_PATH), loaded on first use and made the default registry, as under the
- * runner (the flowgmm method finds its flow and loss there). */
+ * ($FLOWGMM_PLUGIN_PATH), loaded on first use.  Parameters of the flowgmm method are resolved
+ * against it (fg_registry_resolve_params ()), which binds the flow and loss the method runs. */
 FgRegistry *th_registry (void);
 
 /* Set "key=value" strings (NULL-terminated; NULL for none) on params; FALSE with the error of

@@ -174,6 +174,26 @@ test_good_params_validated (void)
   g_assert_true (fg_params_set (w, "inner.k", "5", &error));
   g_assert_cmpint (fg_params_get_int (fg_params_get_component (w, "inner"), "k"), ==, 5);
   g_assert_true (fg_params_check_complete (w, &error));
+  g_assert_true (fg_params_get_resolved_component (w, "inner")
+                 == fg_registry_lookup (reg, FG_KIND_BASELINE, "good-baseline"));
+}
+
+/* The default registry is deprecated but still works for ABI-1 programs that use it. */
+static void
+test_deprecated_default_registry (void)
+{
+  g_autoptr (FgRegistry) reg = fg_registry_new_with_builtins ();
+  g_autoptr (GError) error = NULL;
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  fg_registry_set_default (reg);
+  g_assert_true (fg_registry_get_default () == reg);
+  g_assert_true (fg_registry_default_find (FG_KIND_BASELINE, "flowgmm", &error)
+                 == fg_registry_lookup (reg, FG_KIND_BASELINE, "flowgmm"));
+  g_assert_null (fg_registry_default_find (FG_KIND_BASELINE, "no-such", &error));
+  g_assert_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_NOT_FOUND);
+  fg_registry_set_default (NULL);
+  g_assert_true (fg_registry_get_default () != reg);
+  G_GNUC_END_IGNORE_DEPRECATIONS
 }
 
 static void
@@ -319,6 +339,7 @@ main (int argc, char **argv)
   g_test_add_func ("/loader/unresolvable-component", test_unresolvable_component);
   g_test_add_func ("/loader/search-path-goes-on", test_env_search_path);
   g_test_add_func ("/loader/builtins", test_builtins);
+  g_test_add_func ("/loader/deprecated-default-registry", test_deprecated_default_registry);
   g_test_add_func ("/loader/kind-strings", test_kind_strings);
   return g_test_run ();
 }

@@ -165,6 +165,60 @@ test_resolve_components (void)
   g_assert_cmpstr (fg_params_get_string (fg_params_get_component (copy, "flow"), "act"), ==, "tanh");
 }
 
+static const char inner_object[] = "the inner flow";
+static const FgParamSpec other_specs[] = { FG_PARAM_SPEC_INT ("n", "1", 1, 9, "n"), FG_PARAM_SPEC_END };
+
+static gboolean
+binder (const char *kind, const char *name, const FgParamSpec **out, gconstpointer *object,
+        gpointer user_data, GError **error)
+{
+  guint *calls = user_data;
+  (*calls)++;
+  if (!resolver (kind, name, out, NULL, error))
+    return FALSE;
+  *object = inner_object;
+  return TRUE;
+}
+
+/* Binding keeps the resolver's object with the value, for already attached parameters too;
+ * setting the value to another component drops it; parameters set for other specs are refused. */
+static void
+test_bind_components (void)
+{
+  g_autoptr (FgParams) p = fg_params_new (specs);
+  g_autoptr (FgParams) copy = NULL;
+  g_autoptr (GError) error = NULL;
+  guint calls = 0;
+
+  g_assert_null (fg_params_get_bound (p, "flow"));
+  g_assert_true (fg_params_bind_components (p, binder, &calls, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (calls, ==, 1);
+  g_assert_true (fg_params_get_bound (p, "flow") == inner_object);
+  g_assert_true (fg_params_set (p, "flow.act", "tanh", &error));
+  copy = fg_params_copy (p);
+  g_assert_true (fg_params_get_bound (copy, "flow") == inner_object);
+  /* Bound again: the parameters set so far are kept. */
+  g_assert_true (fg_params_bind_components (p, binder, &calls, &error));
+  g_assert_cmpuint (calls, ==, 2);
+  g_assert_cmpstr (fg_params_get_string (fg_params_get_component (p, "flow"), "act"), ==, "tanh");
+  /* The same component again keeps the binding; another drops it until bound again. */
+  g_assert_true (fg_params_set_component (p, "flow", "inner", inner_specs, &error));
+  g_assert_true (fg_params_get_bound (p, "flow") == inner_object);
+  g_assert_true (fg_params_set_component (p, "flow", "other", inner_specs, &error));
+  g_assert_null (fg_params_get_bound (p, "flow"));
+  g_assert_false (fg_params_bind_components (p, binder, &calls, &error));
+  g_assert_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (error->message, "parameter 'flow': no flow 'other'"));
+  g_clear_error (&error);
+  /* Parameters attached for other specs than the bound component's. */
+  g_assert_true (fg_params_set_component (p, "flow", "inner", other_specs, &error));
+  g_assert_false (fg_params_bind_components (p, binder, &calls, &error));
+  g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+  g_assert_nonnull (strstr (error->message, "not the one its parameters were set for"));
+  g_assert_null (fg_params_get_bound (p, "flow"));
+}
+
 static void
 test_complete (void)
 {
@@ -320,6 +374,7 @@ main (int argc, char **argv)
   g_test_add_func ("/params/set-invalid", test_set_invalid);
   g_test_add_func ("/params/component", test_component);
   g_test_add_func ("/params/resolve-components", test_resolve_components);
+  g_test_add_func ("/params/bind-components", test_bind_components);
   g_test_add_func ("/params/check-complete", test_complete);
   g_test_add_func ("/params/to-string", test_to_string);
   g_test_add_func ("/params/double-text-round-trip", test_double_text_round_trip);

@@ -150,6 +150,8 @@ model_init (Model *m, const char *const *settings, guint64 seed, GError **error)
       if (!ok)
         return FALSE;
     }
+  if (!fg_registry_resolve_params (th_registry (), m->params, error))
+    return FALSE;
   fg_rng_init (&m->rng, seed, 42);
   m->self = m->vt->create (m->params, &m->rng, error);
   return m->self != NULL;
@@ -684,9 +686,46 @@ test_registered (void)
   g_assert_cmpint (loss->type, ==, FG_PARAM_COMPONENT);
   g_assert_cmpstr (loss->choices, ==, "loss");
   g_assert_cmpstr (loss->default_value, ==, "flowgmm-nll");
-  g_assert_true (fg_registry_get_default () == th_registry ());
-  g_assert_true (fg_registry_default_find (FG_KIND_LOSS, "flowgmm-em", NULL)
-                 == fg_registry_lookup (th_registry (), FG_KIND_LOSS, "flowgmm-em"));
+}
+
+/* The method runs the components its parameters were resolved to, and refuses parameters that
+ * were not resolved (or were changed after) rather than looking names up itself. */
+static void
+test_resolved_components (void)
+{
+  const FgComponent *c = fg_registry_lookup (th_registry (), FG_KIND_BASELINE, "flowgmm");
+  const FgBaselineVTable *vt = c->vtable;
+  const FgComponent *em = fg_registry_lookup (th_registry (), FG_KIND_LOSS, "flowgmm-em");
+  g_autoptr (FgParams) p = fg_params_new (c->params);
+  g_autoptr (GError) error = NULL;
+  FgRng rng;
+  gpointer self;
+
+  fg_rng_init (&rng, 1, 42);
+  self = vt->create (p, &rng, &error);
+  g_assert_null (self);
+  g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+  g_assert_nonnull (strstr (error->message, "flowgmm: flow: the flow component 'realnvp-mlp' "
+                                            "is not resolved"));
+  g_clear_error (&error);
+
+  g_assert_true (fg_registry_resolve_params (th_registry (), p, &error));
+  g_assert_true (fg_params_get_resolved_component (p, "flow")
+                 == fg_registry_lookup (th_registry (), FG_KIND_FLOW, "realnvp-mlp"));
+  g_assert_nonnull (em);
+  g_assert_true (fg_params_set_component (p, "loss", "flowgmm-em", em->params, &error));
+  g_assert_null (fg_params_get_resolved_component (p, "loss"));
+  self = vt->create (p, &rng, &error);
+  g_assert_null (self);
+  g_assert_nonnull (strstr (error->message, "flowgmm: loss: the loss component 'flowgmm-em'"));
+  g_clear_error (&error);
+
+  g_assert_true (fg_registry_resolve_params (th_registry (), p, &error));
+  g_assert_true (fg_params_get_resolved_component (p, "loss") == em);
+  self = vt->create (p, &rng, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (self);
+  vt->destroy (self);
 }
 
 int
@@ -694,6 +733,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/trainer/registered", test_registered);
+  g_test_add_func ("/trainer/resolved-components", test_resolved_components);
   g_test_add_func ("/trainer/two-moons", test_two_moons);
   g_test_add_func ("/trainer/options-run", test_options_run);
   g_test_add_func ("/trainer/predict-chunks", test_predict_chunks);

@@ -18,6 +18,7 @@ typedef struct {
   } v;
   char *text;          /* STRING, CHOICE, PATH, COMPONENT */
   FgParams *component; /* COMPONENT: the named component's own parameters */
+  gconstpointer bound; /* COMPONENT: what implements it, from fg_params_bind_components () */
 } FgParamValue;
 
 struct _FgParams {
@@ -351,6 +352,7 @@ value_clear (FgParamValue *val)
 {
   g_clear_pointer (&val->text, g_free);
   g_clear_pointer (&val->component, fg_params_free);
+  val->bound = NULL;
   val->has_value = FALSE;
 }
 
@@ -591,6 +593,52 @@ fg_params_set_component (FgParams *params, const char *key, const char *componen
   return TRUE;
 }
 
+/* One walk for both resolvers: `bind` when given, else `resolve`. */
+static gboolean
+resolve_rec (FgParams *params, FgComponentResolver resolve, FgComponentBinder bind,
+             gpointer user_data, GError **error)
+{
+  for (guint i = 0; i < params->n; i++)
+    {
+      FgParamValue *val = &params->values[i];
+      const FgParamSpec *specs = NULL;
+      gconstpointer object = NULL;
+      if (val->spec->type != FG_PARAM_COMPONENT || !val->has_value)
+        continue;
+      if (bind != NULL)
+        {
+          if (!bind (val->spec->choices, val->text, &specs, &object, user_data, error))
+            {
+              g_prefix_error (error, "parameter '%s': ", val->spec->name);
+              return FALSE;
+            }
+          if (val->component != NULL && fg_params_get_specs (val->component) != specs)
+            {
+              g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                           "parameter '%s': the %s component '%s' found is not the one its "
+                           "parameters were set for",
+                           val->spec->name, val->spec->choices, val->text);
+              return FALSE;
+            }
+          val->bound = object;
+        }
+      else if (val->component == NULL
+               && !resolve (val->spec->choices, val->text, &specs, user_data, error))
+        {
+          g_prefix_error (error, "parameter '%s': ", val->spec->name);
+          return FALSE;
+        }
+      if (val->component == NULL)
+        val->component = fg_params_new (specs);
+      if (!resolve_rec (val->component, resolve, bind, user_data, error))
+        {
+          g_prefix_error (error, "%s.", val->spec->name);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 /**
  * fg_params_resolve_components:
  * @params: parameters
@@ -607,28 +655,30 @@ fg_params_resolve_components (FgParams *params, FgComponentResolver resolve, gpo
                               GError **error)
 {
   g_return_val_if_fail (params != NULL && resolve != NULL, FALSE);
-  for (guint i = 0; i < params->n; i++)
-    {
-      FgParamValue *val = &params->values[i];
-      if (val->spec->type != FG_PARAM_COMPONENT || !val->has_value)
-        continue;
-      if (val->component == NULL)
-        {
-          const FgParamSpec *specs = NULL;
-          if (!resolve (val->spec->choices, val->text, &specs, user_data, error))
-            {
-              g_prefix_error (error, "parameter '%s': ", val->spec->name);
-              return FALSE;
-            }
-          val->component = fg_params_new (specs);
-        }
-      if (!fg_params_resolve_components (val->component, resolve, user_data, error))
-        {
-          g_prefix_error (error, "%s.", val->spec->name);
-          return FALSE;
-        }
-    }
-  return TRUE;
+  return resolve_rec (params, resolve, NULL, user_data, error);
+}
+
+/**
+ * fg_params_bind_components:
+ * @params: parameters
+ * @bind: maps a component kind and name to its specs and to the object that implements it
+ * @user_data: for @bind
+ * @error: return location for a #GError
+ *
+ * Looks up every COMPONENT value, recursively, attaching default parameters to those that have
+ * none and keeping the object @bind returns with the value (fg_params_get_bound ()), so that
+ * whoever uses the parameters gets the component from them rather than from a global lookup.
+ * A value whose parameters were set for other specs than those @bind returns is an error.
+ * Setting the value again later (to another component) drops the binding.
+ *
+ * Returns: %TRUE on success.
+ */
+gboolean
+fg_params_bind_components (FgParams *params, FgComponentBinder bind, gpointer user_data,
+                           GError **error)
+{
+  g_return_val_if_fail (params != NULL && bind != NULL, FALSE);
+  return resolve_rec (params, NULL, bind, user_data, error);
 }
 
 static const FgParamSpec *
@@ -853,6 +903,21 @@ fg_params_get_component (const FgParams *params, const char *name)
 {
   const FgParamValue *val = get_value (params, name, FG_PARAM_COMPONENT);
   return val ? val->component : NULL;
+}
+
+/**
+ * fg_params_get_bound:
+ * @params: parameters
+ * @name: a COMPONENT parameter
+ *
+ * Returns: (nullable) (transfer none): the object fg_params_bind_components () kept for the
+ *   value of @name, or %NULL when it was not bound since it was last set.
+ */
+gconstpointer
+fg_params_get_bound (const FgParams *params, const char *name)
+{
+  const FgParamValue *val = get_value (params, name, FG_PARAM_COMPONENT);
+  return val ? val->bound : NULL;
 }
 
 static char *

@@ -1,4 +1,4 @@
-/* flowgmm — what experiment.c, runner.c, results.c, table.c and progress.c share.
+/* flowgmm — what experiment.c, runner.c, results.c, table.c, outputs.c and progress.c share.
  *
  * An FgExperiment exists at two levels.  Its *syntax* (groups, raw values, grids, cells and their
  * keys) needs no plugin and is all that rendering a table needs, so `flowgmm table OUT` works from
@@ -127,7 +127,6 @@ char         *_fg_digest (const char *text, guint n_hex);
 
 /* runner.c */
 void          _fg_dataset_cache_free (FgDatasetCache *cache);
-void          _fg_experiment_render_figures (const FgExperiment *exp, const char *out_dir);
 
 /* results.c: the results store OUT/results.jsonl.
  *
@@ -152,9 +151,14 @@ const char     *_fg_json_get_string (JsonObject *obj, const char *name);
 gboolean        _fg_results_claim_dir (const FgExperiment *exp, const char *out_dir,
                                        GError **error);
 
-/* table.c */
+/* table.c: selection and the tables OUT/table.{md,tex,csv,json}. */
 gboolean      _fg_table_render (const FgExperiment *exp, FgResultsStore *store,
                                 const char *out_dir, char **markdown, GError **error);
+
+/* outputs.c: the tables, then the figures; called at the end of a run and by
+ * fg_table_render_dir (). */
+gboolean      _fg_outputs_write (const FgExperiment *exp, FgResultsStore *store,
+                                 const char *out_dir, char **markdown, GError **error);
 
 /* progress.c: progress on stderr, thread-safe.  A bar on a terminal, plain lines otherwise. */
 typedef struct _FgProgress FgProgress;

@@ -441,32 +441,6 @@ capture_figure_data (RunCtx *run, const FgCell *cell, const FgBaselineVTable *vt
     g_warning ("%s: figure data not captured: %s", cell->label, error->message);
 }
 
-/**
- * _fg_experiment_render_figures:
- * @exp: an experiment
- * @out_dir: its output directory
- *
- * Draws the figures the experiment asks for from the captured data.  Problems are reported as
- * warnings (a build without cairo: a message); the results are unaffected.
- */
-void
-_fg_experiment_render_figures (const FgExperiment *exp, const char *out_dir)
-{
-  g_autoptr (GPtrArray) written = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (GError) error = NULL;
-  if (!fg_figure_options_enabled (exp->figures))
-    return;
-  if (!fg_figure_render (out_dir, exp->figures, written, &error))
-    {
-      if (g_error_matches (error, FG_ERROR, FG_ERROR_UNSUPPORTED))
-        g_message ("figures skipped: %s", error->message);
-      else
-        g_warning ("figures: %s", error->message);
-    }
-  for (guint i = 0; i < written->len; i++)
-    g_message ("wrote %s", (const char *) g_ptr_array_index (written, i));
-}
-
 static void
 run_cell (RunCtx *run, const FgCell *cell)
 {
@@ -649,9 +623,6 @@ fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary 
   summary->n_cells = exp->cells->len;
   out_dir = options->out_dir ? g_strdup (options->out_dir) : fg_experiment_default_out_dir (exp);
 
-  /* Built-in methods that compose components (the flowgmm method's flow and loss) find them
-   * in the default registry: make it the one this experiment was validated against. */
-  fg_registry_set_default (exp->reg);
   run.exp = exp;
   run.out_dir = out_dir;
   run.options = options;
@@ -708,9 +679,7 @@ fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary 
       g_propagate_error (error, g_steal_pointer (&run.store_error));
       goto out;
     }
-  ok = _fg_table_render (exp, run.store, out_dir, NULL, error);
-  if (ok)
-    _fg_experiment_render_figures (exp, out_dir);
+  ok = _fg_outputs_write (exp, run.store, out_dir, NULL, error);
 
 out:
   g_clear_pointer (&run.progress, _fg_progress_free);

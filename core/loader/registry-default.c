@@ -1,5 +1,6 @@
-/* flowgmm — the process's default registry, through which built-in components that compose
- * other components (the `flowgmm` method: a flow and a loss) find them. */
+/* flowgmm — the process's default registry: deprecated, kept for ABI 1.  The core does not
+ * consult it; components are bound to parameters when they are resolved
+ * (fg_params_get_resolved_component ()). */
 #include "config.h"
 
 #include <flowgmm/registry.h>
@@ -15,9 +16,10 @@ static FgRegistry *fallback_reg; /* made on first use when none is set; never fr
  * @reg: (nullable): the registry built-in components should search, or %NULL to clear
  *
  * Makes @reg the process's default registry.  The caller keeps @reg alive while it is the
- * default and clears it (passing %NULL) before freeing it.  The CLI and the experiment runner
- * set it to the registry the experiment was validated against, so that the `flowgmm` method
- * finds the very flow and loss components the file named.
+ * default and clears it (passing %NULL) before freeing it.
+ *
+ * Deprecated: nothing in the core reads the default registry; use
+ * fg_registry_resolve_params () and fg_params_get_resolved_component ().
  */
 void
 fg_registry_set_default (FgRegistry *reg)

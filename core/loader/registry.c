@@ -640,8 +640,8 @@ fg_registry_lookup_any (const FgRegistry *reg, const char *name)
 }
 
 static gboolean
-resolve_component (const char *kind_name, const char *name, const FgParamSpec **specs,
-                   gpointer user_data, GError **error)
+bind_component (const char *kind_name, const char *name, const FgParamSpec **specs,
+                gconstpointer *object, gpointer user_data, GError **error)
 {
   const FgRegistry *reg = user_data;
   const FgComponent *c;
@@ -656,6 +656,7 @@ resolve_component (const char *kind_name, const char *name, const FgParamSpec **
   if (c == NULL)
     return FALSE;
   *specs = c->params;
+  *object = c;
   return TRUE;
 }
 
@@ -665,13 +666,32 @@ resolve_component (const char *kind_name, const char *name, const FgParamSpec **
  * @params: parameters that may hold COMPONENT values
  * @error: return location for a #GError
  *
- * Returns: %TRUE when every COMPONENT value names a registered component (recursively).
+ * Looks up every COMPONENT value in @reg (recursively), attaches default parameters to those
+ * that have none, and binds each value to its #FgComponent (fg_params_get_resolved_component ()).
+ *
+ * Returns: %TRUE when every COMPONENT value names a registered component (recursively) and
+ *   its parameters, when already set, are that component's.
  */
 gboolean
 fg_registry_resolve_params (const FgRegistry *reg, FgParams *params, GError **error)
 {
   g_return_val_if_fail (reg != NULL && params != NULL, FALSE);
-  return fg_params_resolve_components (params, resolve_component, (gpointer) reg, error);
+  return fg_params_bind_components (params, bind_component, (gpointer) reg, error);
+}
+
+/**
+ * fg_params_get_resolved_component:
+ * @params: parameters resolved with fg_registry_resolve_params ()
+ * @name: a COMPONENT parameter
+ *
+ * Returns: (nullable): the component bound to @name by the last fg_registry_resolve_params (),
+ *   or %NULL when @name was set after it (or never resolved).  Components stay valid for the
+ *   life of the process (plugins are never unloaded).
+ */
+const FgComponent *
+fg_params_get_resolved_component (const FgParams *params, const char *name)
+{
+  return fg_params_get_bound (params, name);
 }
 
 /**

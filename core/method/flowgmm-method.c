@@ -10,8 +10,9 @@
  * classifier of eq. 5.  A NaN or diverging loss ends fit () with FG_ERROR_NUMERIC naming the
  * epoch, the step and the quantity, which the runner records as the cell's result.
  *
- * The flow and loss are FG_PARAM_COMPONENT parameters; their components are looked up in the
- * default registry (fg_registry_set_default ()), where the runner's plugins are.
+ * The flow and loss are FG_PARAM_COMPONENT parameters: whoever resolved the parameters
+ * (fg_registry_resolve_params (), as the experiment loader does) bound them to the components
+ * of its registry, and the method runs those, so it never looks a name up itself.
  */
 #include "config.h"
 
@@ -170,31 +171,23 @@ trainer_destroy (gpointer data)
   g_free (self);
 }
 
-/* The component named by COMPONENT parameter `key` and its parameters (a copy of the resolved
- * ones, or its defaults when the caller did not resolve them). */
+/* The component bound to COMPONENT parameter `key` and a copy of its parameters. */
 static gboolean
 resolve_component (const FgParams *params, const char *key, FgKind kind,
                    const FgComponent **component, FgParams **sub, GError **error)
 {
-  const char *name = fg_params_get_string (params, key);
+  const FgComponent *c = fg_params_get_resolved_component (params, key);
   const FgParams *given = fg_params_get_component (params, key);
-  const FgComponent *c = fg_registry_default_find (kind, name, error);
-  if (c == NULL)
-    {
-      g_prefix_error (error, "flowgmm: %s: ", key);
-      return FALSE;
-    }
-  if (given != NULL && fg_params_get_specs (given) != c->params)
+  if (c == NULL || given == NULL || c->kind != kind)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                   "flowgmm: the %s component '%s' of the default registry is not the one its "
-                   "parameters were checked against (set the registry that loaded the "
-                   "experiment with fg_registry_set_default ())",
-                   fg_kind_to_string (kind), name);
+                   "flowgmm: %s: the %s component '%s' is not resolved (resolve the method's "
+                   "parameters with fg_registry_resolve_params () after setting them)",
+                   key, fg_kind_to_string (kind), fg_params_get_string (params, key));
       return FALSE;
     }
   *component = c;
-  *sub = given != NULL ? fg_params_copy (given) : fg_params_new (c->params);
+  *sub = fg_params_copy (given);
   return TRUE;
 }
 

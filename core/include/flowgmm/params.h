@@ -120,4 +120,20 @@ FG_API char *fg_params_to_string (const FgParams *params);
 /* Resolve relative PATH values against `base_dir` (recursively). */
 FG_API void  fg_params_resolve_paths (FgParams *params, const char *base_dir);
 
+/* ---- ABI 1, appended: components bound when parameters are resolved ----------------------
+ * A component that composes others (the flowgmm method runs the flow and loss its parameters
+ * name) gets them from its parameters, not from a global lookup at fit time: the resolver keeps
+ * the object that implements each COMPONENT value with it.  fg_registry_resolve_params () binds
+ * the registry's FgComponent (fg_params_get_resolved_component () in registry.h). */
+typedef gboolean (*FgComponentBinder) (const char *kind, const char *name,
+                                       const FgParamSpec **specs, gconstpointer *object,
+                                       gpointer user_data, GError **error);
+/* fg_params_resolve_components () that also binds every COMPONENT value (already attached ones
+ * too, recursively) to the object `bind` returns.  A value whose parameters were set for other
+ * specs is an error.  Setting a value to another component drops its binding. */
+FG_API gboolean      fg_params_bind_components (FgParams *params, FgComponentBinder bind,
+                                                gpointer user_data, GError **error);
+/* The object bound to COMPONENT parameter `name`, or NULL when not bound since last set. */
+FG_API gconstpointer fg_params_get_bound (const FgParams *params, const char *name);
+
 G_END_DECLS

@@ -49,7 +49,8 @@ FG_API const FgComponent *fg_registry_find (const FgRegistry *reg, FgKind kind,
 /* Look a name up in every kind; NULL if absent. */
 FG_API const FgComponent *fg_registry_lookup_any (const FgRegistry *reg, const char *name);
 /* Resolve every COMPONENT parameter of `params` (e.g. a flowgmm method's default `flow`)
- * against the registry, recursively; FG_LOADER_ERROR_NOT_FOUND names what is available. */
+ * against the registry, recursively, and bind each to its component (see below);
+ * FG_LOADER_ERROR_NOT_FOUND names what is available. */
 FG_API gboolean fg_registry_resolve_params (const FgRegistry *reg, FgParams *params,
                                             GError **error);
 /* The plugin that provides a component. */
@@ -62,17 +63,23 @@ FG_API const FgPluginRecord *fg_registry_get_record (const FgRegistry *reg, guin
 /* Registered components of `kind`, sorted by name (container owned by the caller, elements not). */
 FG_API GPtrArray *fg_registry_list (const FgRegistry *reg, FgKind kind);
 
-/* ---- The default registry (appended with the flowgmm method, issue 3) ------------------------
- * Built-in components that compose others (the core's `flowgmm` method, which runs a flow and a
- * loss named in its parameters) find them in the process's default registry.  Whoever loads the
- * plugins sets it (the CLI, the runner, tests) and keeps it alive while it is set; setting NULL
- * clears it.  Thread-safe. */
+/* ---- ABI 1, appended: the component a parameter names ----------------------------------
+ * The component bound to COMPONENT parameter `name` by the last fg_registry_resolve_params ()
+ * on `params`, or NULL when it was set after that (or never resolved).  A component that runs
+ * others (the flowgmm method) takes them from here. */
+FG_API const FgComponent *fg_params_get_resolved_component (const FgParams *params,
+                                                            const char *name);
+
+/* ---- Deprecated (kept for ABI 1): the process's default registry -------------------------
+ * The core no longer consults a default registry: components are bound to parameters when they
+ * are resolved (above).  These still work as before for programs that call them: set a
+ * registry (NULL clears it) and look components up in it; with none set, a process-wide one is
+ * made on first use from the built-ins and the standard search path, never freed. */
+G_DEPRECATED_FOR (fg_params_get_resolved_component)
 FG_API void        fg_registry_set_default (FgRegistry *reg);
-/* The registry set above; when none is set, a process-wide one made on first use with the
- * built-ins and the standard search path (fg_registry_load_default (reg, NULL)), never freed. */
+G_DEPRECATED_FOR (fg_params_get_resolved_component)
 FG_API FgRegistry *fg_registry_get_default (void);
-/* fg_registry_find () in the default registry, under its lock.  Components stay valid for the
- * life of the process (plugins are never unloaded), so the result may be kept. */
+G_DEPRECATED_FOR (fg_params_get_resolved_component)
 FG_API const FgComponent *fg_registry_default_find (FgKind kind, const char *name,
                                                     GError **error);
 

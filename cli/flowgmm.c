@@ -1,7 +1,8 @@
 /* flowgmm — the command-line program: run experiment files, render their tables, list and
  * describe plugins.  See flowgmm(1).
  *
- * Exit status: 0 success, 1 error, 2 usage error, 130 interrupted (SIGINT).
+ * Exit status: 0 success, 1 error, 2 usage error, 3 `run` finished but cells run now failed,
+ * 130 interrupted (SIGINT).
  */
 #include "config.h"
 
@@ -16,6 +17,7 @@
 #include <flowgmm/flowgmm.h>
 
 #define EXIT_USAGE 2
+#define EXIT_CELLS_FAILED 3
 #define EXIT_INTERRUPTED 130
 
 static const char usage_text[] =
@@ -160,16 +162,18 @@ cmd_run (int argc, char **argv)
 {
   g_autofree char *out_dir = NULL;
   gint jobs = 1;
-  gboolean retry_failed = FALSE, quiet = FALSE;
+  gboolean retry_failed = FALSE, quiet = FALSE, no_isolate = FALSE;
   GOptionEntry entries[] = {
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out_dir,
       "Write results and tables to DIR (default: FILE without .exp, plus .out)", "DIR" },
     { "jobs", 'j', 0, G_OPTION_ARG_INT, &jobs,
-      "Run N cells at once (0: one per processor; default 1)", "N" },
+      "Run N cells at once in N worker processes (0: one per processor; default 1)", "N" },
     plugin_dir_entry,
     { "retry-failed", 0, 0, G_OPTION_ARG_NONE, &retry_failed,
       "Run again the cells stored with an error", NULL },
-    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr", NULL },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr (errors still)", NULL },
+    { "no-isolate", 0, 0, G_OPTION_ARG_NONE, &no_isolate,
+      "Run cells in this process (threads), e.g. under a debugger: a crash ends the run", NULL },
     { NULL }
   };
   g_autoptr (FgRegistry) reg = NULL;
@@ -212,6 +216,7 @@ cmd_run (int argc, char **argv)
   options.jobs = (guint) jobs;
   options.quiet = quiet;
   options.retry_failed = retry_failed;
+  options.no_isolate = no_isolate;
   options.cancel = &cancel_requested;
   install_sigint_handler ();
 
@@ -230,6 +235,12 @@ cmd_run (int argc, char **argv)
                 summary.n_failed, summary.n_skipped, summary.n_cancelled, out);
   if (g_atomic_int_get (&cancel_requested))
     return EXIT_INTERRUPTED;
+  if (summary.n_failed > 0)
+    {
+      g_printerr ("flowgmm: %u cell%s failed (see the table and %s/results.jsonl)\n",
+                  summary.n_failed, summary.n_failed == 1 ? "" : "s", out);
+      return EXIT_CELLS_FAILED;
+    }
   return EXIT_SUCCESS;
 }
 

@@ -26,7 +26,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fgcli.XXXXXX") || { echo "Bail out! mktemp fail
 trap 'rm -rf "$tmp"' EXIT
 out="$tmp/out"
 
-echo "1..24"
+echo "1..28"
 n=0
 failed=0
 
@@ -119,5 +119,20 @@ printf '[experiment]\ntitle = other\n[dataset:d]\nplugin = template-blobs\n[meth
 check "run into the output of another experiment is refused (1)" \
   eval 'run 1 run --quiet --out "$out" "$tmp/other.exp" && err_has "not .other."'
 
-[ "$n" -eq 24 ] || echo "# planned 24 checks but ran $n"
+# --- crashes and failures: exit 3, reported even with --quiet
+plugins="$tmp/plugins"
+mkdir -p "$plugins"
+if [ -n "${FG_FIXTURE_PLUGIN_DIR:-}" ] && cp "$FG_FIXTURE_PLUGIN_DIR/good.so" "$FG_FIXTURE_PLUGIN_DIR/crash.so" "$plugins/"; then
+  check "a run with crashing cells goes on, stores them and exits 3" \
+    eval 'run 3 run --quiet -P "$plugins" --out "$tmp/crash.out" "$DATA/crash.exp" && out_has "| segv | error |" && out_has "| after |" && test "$(wc -l < "$tmp/crash.out/results.jsonl")" -eq 12'
+  check "--quiet still reports the crashed cells on stderr" \
+    eval 'err_has "crashed: SIGSEGV in baseline .crash-baseline. during fit" && err_has "crashed: SIGABRT" && err_has "8 cells failed"'
+  check "--retry-failed --jobs 2 runs the crashed cells again" \
+    eval 'run 3 run --quiet --retry-failed --jobs 2 -P "$plugins" --out "$tmp/crash.out" "$DATA/crash.exp" && test "$(wc -l < "$tmp/crash.out/results.jsonl")" -eq 20'
+else
+  for i in 1 2 3; do n=$((n + 1)); echo "ok $n # SKIP FG_FIXTURE_PLUGIN_DIR is not set"; done
+fi
+check "help run shows --no-isolate" eval 'run 0 help run && out_has "--no-isolate"'
+
+[ "$n" -eq 28 ] || echo "# planned 28 checks but ran $n"
 exit 0

@@ -1,8 +1,9 @@
 /* flowgmm tests — experiment files, the runner, the results store and tables.
  *
  * Plugins: the template plugin (template-blobs, template-centroid) from $FG_TEMPLATE_PLUGIN_DIR
- * and the fixture plugin tests/plugins/good.c (good-data, good-baseline with a `fail` knob,
- * good-wrapper with a COMPONENT parameter) from $FG_FIXTURE_PLUGIN_DIR.
+ * and the fixture plugins tests/plugins/good.c (good-data, good-baseline with a `fail` knob,
+ * good-wrapper with a COMPONENT parameter) and tests/plugins/crash.c (crash-baseline, which
+ * crashes its process on purpose) from $FG_FIXTURE_PLUGIN_DIR.
  */
 #include "config.h"
 
@@ -25,11 +26,14 @@ test_registry (void)
   g_autofree char *fdefault = g_test_build_filename (G_TEST_BUILT, "plugins", ".libs", NULL);
   g_autofree char *template_so = g_build_filename (tdir ? tdir : tdefault, "template.so", NULL);
   g_autofree char *good_so = g_build_filename (fdir ? fdir : fdefault, "good.so", NULL);
+  g_autofree char *crash_so = g_build_filename (fdir ? fdir : fdefault, "crash.so", NULL);
   g_autoptr (GError) error = NULL;
 
   fg_registry_load_file (reg, template_so, &error);
   g_assert_no_error (error);
   fg_registry_load_file (reg, good_so, &error);
+  g_assert_no_error (error);
+  fg_registry_load_file (reg, crash_so, &error);
   g_assert_no_error (error);
   return reg;
 }
@@ -685,6 +689,120 @@ test_run_failing_cells (void)
   rm_rf (tmp);
 }
 
+/* A cell that crashes its worker process is stored as that cell's error, naming the signal,
+ * the component and the phase; the other cells run; --retry-failed runs them again. */
+static void
+test_run_crash_isolated (void)
+{
+  static const struct { const char *method, *message; } expected[] = {
+    { "segv", "crashed: SIGSEGV in baseline 'crash-baseline' during fit" },
+    { "abort", "crashed: SIGABRT in baseline 'crash-baseline' during create" },
+    { "oom", "crashed: SIGKILL (killed; out of memory?) in baseline 'crash-baseline' during "
+             "predict" },
+    { "exit", "crashed: exit status 3 in baseline 'crash-baseline' during fit" },
+  };
+  g_autoptr (FgRegistry) reg = test_registry ();
+  g_autoptr (FgExperiment) exp = load_data_file (reg, "crash.exp");
+  g_autofree char *tmp = make_tmpdir ();
+  g_autoptr (GHashTable) records = NULL;
+  g_autofree char *md = NULL;
+  FgRunSummary s;
+
+  g_assert_cmpuint (fg_experiment_get_n_cells (exp), ==, 12);
+  for (guint jobs = 1; jobs <= 2; jobs++)
+    {
+      g_autofree char *out = g_strdup_printf ("%s/j%u", tmp, jobs);
+      run_ok (exp, out, jobs, FALSE, &s);
+      g_assert_cmpuint (s.n_ok, ==, 4);
+      g_assert_cmpuint (s.n_failed, ==, 8);
+      g_assert_cmpuint (s.n_cancelled, ==, 0);
+      g_clear_pointer (&records, g_hash_table_unref);
+      records = load_records (out);
+      g_assert_cmpuint (g_hash_table_size (records), ==, 12);
+      for (guint i = 0; i < 12; i++)
+        {
+          FgCellInfo info;
+          JsonObject *rec;
+          const char *want = NULL;
+          fg_experiment_get_cell (exp, i, &info);
+          rec = g_hash_table_lookup (records, info.key);
+          g_assert_nonnull (rec);
+          for (guint k = 0; k < G_N_ELEMENTS (expected); k++)
+            if (strcmp (info.method, expected[k].method) == 0)
+              want = expected[k].message;
+          if (want == NULL)
+            g_assert_cmpstr (json_object_get_string_member (rec, "status"), ==, "ok");
+          else
+            {
+              g_assert_cmpstr (json_object_get_string_member (rec, "status"), ==, "error");
+              g_assert_cmpstr (json_object_get_string_member (rec, "error"), ==, want);
+            }
+        }
+      g_free (md);
+      md = read_file (out, "table.md");
+      g_assert_nonnull (strstr (md, "| segv | error |"));
+      g_assert_nonnull (strstr (md, "| after |"));
+      g_assert_null (strstr (md, "| after | error |"));
+    }
+  /* Stored: a rerun skips the crashed cells, --retry-failed runs them (and they crash again). */
+  {
+    g_autofree char *out = g_strdup_printf ("%s/j1", tmp);
+    run_ok (exp, out, 1, FALSE, &s);
+    g_assert_cmpuint (s.n_skipped, ==, 12);
+    run_ok (exp, out, 2, TRUE, &s);
+    g_assert_cmpuint (s.n_skipped, ==, 4);
+    g_assert_cmpuint (s.n_failed, ==, 8);
+  }
+  rm_rf (tmp);
+}
+
+/* Worker processes store exactly the numbers the in-process runner stores. */
+static void
+test_run_isolated_identical (void)
+{
+  static const char *const same[] = { "val_accuracy", "test_accuracy", "val_nll", "test_nll",
+                                      "val_ece", "test_ece", "split", "params_text", "status" };
+  g_autoptr (FgRegistry) reg = test_registry ();
+  g_autoptr (FgExperiment) exp = load_data_file (reg, "tiny.exp");
+  g_autofree char *tmp = make_tmpdir ();
+  g_autofree char *a = g_build_filename (tmp, "in-process", NULL);
+  g_autofree char *b = g_build_filename (tmp, "workers", NULL);
+  g_autoptr (GHashTable) ra = NULL, rb = NULL;
+  g_autoptr (GError) error = NULL;
+  FgRunOptions opts = { 0 };
+  FgRunSummary s;
+
+  opts.out_dir = a;
+  opts.quiet = TRUE;
+  opts.jobs = 2;
+  opts.no_isolate = TRUE;
+  g_assert_true (fg_experiment_run (exp, &opts, &s, &error));
+  g_assert_no_error (error);
+  run_ok (exp, b, 2, FALSE, &s);
+  g_assert_cmpuint (s.n_ok, ==, 6);
+  ra = load_records (a);
+  rb = load_records (b);
+  g_assert_cmpuint (g_hash_table_size (ra), ==, 6);
+  for (guint i = 0; i < 6; i++)
+    {
+      FgCellInfo info;
+      JsonObject *x, *y;
+      fg_experiment_get_cell (exp, i, &info);
+      x = g_hash_table_lookup (ra, info.key);
+      y = g_hash_table_lookup (rb, info.key);
+      g_assert_nonnull (x);
+      g_assert_nonnull (y);
+      for (guint k = 0; k < G_N_ELEMENTS (same); k++)
+        {
+          JsonNode *nx = json_object_get_member (x, same[k]);
+          JsonNode *ny = json_object_get_member (y, same[k]);
+          g_assert_nonnull (nx);
+          g_assert_true (json_node_equal (nx, ny));
+        }
+    }
+  rm_rf (tmp);
+}
+
 static void
 test_run_cancelled (void)
 {
@@ -993,6 +1111,8 @@ main (int argc, char **argv)
   g_test_add_func ("/experiment/run/end-to-end", test_run_end_to_end);
   g_test_add_func ("/experiment/run/torn-line", test_run_torn_line);
   g_test_add_func ("/experiment/run/failing-cells", test_run_failing_cells);
+  g_test_add_func ("/experiment/run/crash-isolated", test_run_crash_isolated);
+  g_test_add_func ("/experiment/run/isolated-identical", test_run_isolated_identical);
   g_test_add_func ("/experiment/run/cancelled", test_run_cancelled);
   g_test_add_func ("/experiment/run/other-experiment", test_run_other_experiment);
   g_test_add_func ("/experiment/run/unwritable", test_run_unwritable);

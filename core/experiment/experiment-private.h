@@ -128,6 +128,69 @@ char         *_fg_digest (const char *text, guint n_hex);
 /* runner.c */
 void          _fg_dataset_cache_free (FgDatasetCache *cache);
 
+/* One cell, run by whoever schedules it (this process's threads, a worker process, an MPI
+ * rank): the phases it goes through, named in crash reports. */
+typedef enum {
+  FG_CELL_PHASE_LOAD,    /* loading the data set (once per process) */
+  FG_CELL_PHASE_SPLIT,
+  FG_CELL_PHASE_CREATE,
+  FG_CELL_PHASE_FIT,
+  FG_CELL_PHASE_PREDICT, /* validation and test metrics */
+  FG_CELL_PHASE_FIGURE,  /* figure data of a finished cell */
+} FgCellPhase;
+const char *_fg_cell_phase_name (FgCellPhase phase); /* "load", "fit", ... */
+
+typedef enum {
+  FG_CELL_STORE,      /* `record` holds the outcome, ok or error, to store */
+  FG_CELL_NOT_STORED, /* its data set failed to load: reported, not stored (tried again) */
+  FG_CELL_CANCELLED,  /* interrupted: nothing stored */
+} FgCellEnd;
+
+typedef struct {
+  FgCellEnd   end;
+  JsonObject *record;  /* FG_CELL_STORE only */
+  char       *message; /* why it failed, NULL when it did not */
+  double      seconds;
+} FgCellResult;
+void _fg_cell_result_clear (FgCellResult *r);
+
+/* Every member may be NULL. */
+typedef struct {
+  void     (*phase) (gpointer user_data, const FgCell *cell, FgCellPhase phase);
+  void     (*progress) (gpointer user_data, const FgCell *cell, double fraction,
+                        const char *what);
+  gboolean (*cancelled) (gpointer user_data);
+  gpointer   user_data;
+} FgCellHooks;
+
+/* Runs `cell` from its data set to its record; stores nothing (the record is the caller's). */
+void        _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
+                          const FgCellHooks *hooks, FgCellResult *result);
+/* The record of a cell that failed outside _fg_cell_run () (its worker process crashed). */
+JsonObject *_fg_cell_error_record (const FgExperiment *exp, const FgCell *cell,
+                                   const char *message, double seconds);
+
+/* workers.c: cells in worker processes, so that a crash fails its cell, not the run.
+ *
+ * The coordinating process (the caller) keeps the results store and the progress display;
+ * `jobs` worker processes forked from it run cells with _fg_cell_run () and send back phases,
+ * progress and results over pipes.  A worker that dies (a signal, exit ()) fails the cell it was
+ * running with "crashed: SIGSEGV in baseline 'x' during fit", and a new worker takes the next
+ * cell.  The sink's callbacks run in the caller's process, one at a time. */
+typedef struct {
+  gboolean (*should_stop) (gpointer user_data); /* start no more cells */
+  gboolean (*cancelled) (gpointer user_data);   /* and stop those in flight */
+  void     (*started) (gpointer user_data, const FgCell *cell);
+  void     (*progress) (gpointer user_data, const FgCell *cell, gint64 *last_report,
+                        double fraction, const char *what);
+  void     (*finished) (gpointer user_data, const FgCell *cell, const FgCellResult *r);
+  void     (*not_run) (gpointer user_data, const FgCell *cell); /* stopped before it started */
+  gpointer   user_data;
+} FgWorkerSink;
+
+gboolean _fg_workers_run (FgExperiment *exp, const char *out_dir, GPtrArray *todo, guint jobs,
+                          const FgWorkerSink *sink, GError **error);
+
 /* results.c: the results store OUT/results.jsonl.
  *
  * One JSON object per line, appended with one write () each and flushed to disk; a torn last

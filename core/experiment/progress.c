@@ -194,7 +194,8 @@ _fg_progress_cell_finished (FgProgress *p, const FgCell *cell, const char *statu
   g_autoptr (GString) line = g_string_new (NULL);
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
 
-  if (p->quiet)
+  /* Quiet hides progress, never a failure. */
+  if (p->quiet && !failed)
     return;
   g_mutex_lock (&p->lock);
   p->n_done++;
@@ -215,7 +216,7 @@ _fg_progress_cell_finished (FgProgress *p, const FgCell *cell, const char *statu
           clear_bar (p);
           g_printerr ("%s\n", line->str);
         }
-      if (failed || g_get_monotonic_time () - p->last_draw_us >= TTY_REDRAW_US)
+      if (!p->quiet && (failed || g_get_monotonic_time () - p->last_draw_us >= TTY_REDRAW_US))
         draw_bar (p);
     }
   else

@@ -207,43 +207,61 @@ evaluate (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part, gui
   return TRUE;
 }
 
-/* ---- one run --------------------------------------------------------------------------------- */
+/* ---- one cell -------------------------------------------------------------------------------- */
+
+const char *
+_fg_cell_phase_name (FgCellPhase phase)
+{
+  switch (phase)
+    {
+    case FG_CELL_PHASE_LOAD: return "load";
+    case FG_CELL_PHASE_SPLIT: return "split";
+    case FG_CELL_PHASE_CREATE: return "create";
+    case FG_CELL_PHASE_FIT: return "fit";
+    case FG_CELL_PHASE_PREDICT: return "predict";
+    case FG_CELL_PHASE_FIGURE: return "figure";
+    }
+  return "run";
+}
+
+void
+_fg_cell_result_clear (FgCellResult *r)
+{
+  g_clear_pointer (&r->record, json_object_unref);
+  g_clear_pointer (&r->message, g_free);
+}
 
 typedef struct {
-  FgExperiment       *exp;
-  const char         *out_dir;
-  const FgRunOptions *options;
-  FgResultsStore     *store;
-  FgProgress         *progress;
-  GMutex              lock;      /* summary and first_error */
-  FgRunSummary       *summary;
-  GError             *store_error; /* the first failed append: the run cannot go on */
-} RunCtx;
-
-typedef struct {
-  RunCtx       *run;
-  const FgCell *cell;
-  gint64        last_report;
+  const FgCellHooks *hooks;
+  const FgCell      *cell;
 } CellCtx;
 
 static gboolean
-run_cancelled (RunCtx *run)
+cell_cancelled (const FgCellHooks *hooks)
 {
-  return run->options->cancel != NULL && g_atomic_int_get (run->options->cancel) != 0;
+  return hooks->cancelled != NULL && hooks->cancelled (hooks->user_data);
+}
+
+static void
+cell_phase (const FgCellHooks *hooks, const FgCell *cell, FgCellPhase phase)
+{
+  if (hooks->phase != NULL)
+    hooks->phase (hooks->user_data, cell, phase);
 }
 
 static void
 hook_progress (gpointer user_data, double fraction, const char *what)
 {
   CellCtx *cc = user_data;
-  _fg_progress_cell_update (cc->run->progress, cc->cell, &cc->last_report, fraction, what);
+  if (cc->hooks->progress != NULL)
+    cc->hooks->progress (cc->hooks->user_data, cc->cell, fraction, what);
 }
 
 static gboolean
 hook_cancelled (gpointer user_data)
 {
   CellCtx *cc = user_data;
-  return run_cancelled (cc->run);
+  return cell_cancelled (cc->hooks);
 }
 
 static void
@@ -292,7 +310,7 @@ typedef struct {
 } CellOutcome;
 
 static JsonObject *
-make_record (RunCtx *run, const FgCell *cell, const CellOutcome *o)
+make_record (const FgExperiment *exp, const FgCell *cell, const CellOutcome *o)
 {
   const FgExpMethod *m = cell->method;
   const FgExpDataset *d = cell->dataset;
@@ -302,7 +320,7 @@ make_record (RunCtx *run, const FgCell *cell, const CellOutcome *o)
   g_autofree char *when = g_date_time_format_iso8601 (now);
   g_autofree const char **values = g_new0 (const char *, m->entries->len + 1);
   const FgParams *params = g_ptr_array_index (m->points, cell->point);
-  const FgPluginRecord *provider = fg_registry_get_provider (run->exp->reg, m->component);
+  const FgPluginRecord *provider = fg_registry_get_provider (exp->reg, m->component);
   g_autofree char *params_text = fg_params_to_string (params);
 
   json_builder_begin_object (b);
@@ -357,7 +375,7 @@ make_record (RunCtx *run, const FgCell *cell, const CellOutcome *o)
   else
     json_builder_add_string_value (b, o->message ? o->message : "unknown error");
   for (guint f = 0; f < FG_N_FIELDS; f++)
-    if (run->exp->metrics[f % FG_N_METRICS])
+    if (exp->metrics[f % FG_N_METRICS])
       add_double (b, _fg_field_name (f), o->fields[f]);
   add_double (b, "seconds", o->seconds);
   json_builder_set_member_name (b, "split");
@@ -388,33 +406,26 @@ make_record (RunCtx *run, const FgCell *cell, const CellOutcome *o)
   return json_object_ref (json_node_get_object (root));
 }
 
-static void
-count (RunCtx *run, guint *counter)
+/**
+ * _fg_cell_error_record:
+ * @exp: the experiment
+ * @cell: one of its cells
+ * @message: why the cell failed
+ * @seconds: how long it ran
+ *
+ * Returns: (transfer full): the record of a cell that failed outside _fg_cell_run () (a worker
+ *   process that crashed running it).
+ */
+JsonObject *
+_fg_cell_error_record (const FgExperiment *exp, const FgCell *cell, const char *message,
+                       double seconds)
 {
-  g_mutex_lock (&run->lock);
-  (*counter)++;
-  g_mutex_unlock (&run->lock);
-}
-
-static void
-store_outcome (RunCtx *run, const FgCell *cell, const CellOutcome *o)
-{
-  g_autoptr (JsonObject) record = make_record (run, cell, o);
-  g_autoptr (GError) local = NULL;
-
-  if (!_fg_results_append (run->store, record, &local))
-    {
-      g_mutex_lock (&run->lock);
-      if (run->store_error == NULL)
-        run->store_error = g_steal_pointer (&local);
-      g_mutex_unlock (&run->lock);
-      return;
-    }
-  count (run, o->ok ? &run->summary->n_ok : &run->summary->n_failed);
-  _fg_progress_cell_finished (run->progress, cell, o->ok ? "ok" : "error",
-                              o->fields[FG_FIELD (0, FG_METRIC_ACCURACY)],
-                              o->fields[FG_FIELD (1, FG_METRIC_ACCURACY)], o->seconds,
-                              o->message);
+  CellOutcome o = { 0 };
+  for (guint f = 0; f < FG_N_FIELDS; f++)
+    o.fields[f] = NAN;
+  o.message = message;
+  o.seconds = seconds;
+  return make_record (exp, cell, &o);
 }
 
 static FgFigureCell
@@ -428,70 +439,82 @@ figure_cell (const FgCell *cell)
 /* Evaluate a fitted cell for the figures the experiment asks for (2-D data only).  A failure
  * here never fails the cell: its numbers are already computed. */
 static void
-capture_figure_data (RunCtx *run, const FgCell *cell, const FgBaselineVTable *vt, gpointer self,
-                     const FgSplitData *sd)
+capture_figure_data (const FgExperiment *exp, const char *out_dir, const FgCell *cell,
+                     const FgBaselineVTable *vt, gpointer self, const FgSplitData *sd)
 {
   FgFigureCell fc = figure_cell (cell);
   g_autoptr (GError) error = NULL;
-  if (!fg_figure_options_wants_cell (run->exp->figures, cell->dataset->name, cell->method->name,
+  if (!fg_figure_options_wants_cell (exp->figures, cell->dataset->name, cell->method->name,
                                      cell->seed))
     return;
-  if (!fg_figure_capture_cell (run->out_dir, run->exp->figures, &fc, vt, self,
+  if (!fg_figure_capture_cell (out_dir, exp->figures, &fc, vt, self,
                                fg_split_data_get_split (sd), fg_split_data_get_test (sd), &error))
     g_warning ("%s: figure data not captured: %s", cell->label, error->message);
 }
 
-static void
-run_cell (RunCtx *run, const FgCell *cell)
+static double
+seconds_since (gint64 t0)
 {
-  FgExperiment *exp = run->exp;
+  return (double) (g_get_monotonic_time () - t0) / 1e6;
+}
+
+/**
+ * _fg_cell_run:
+ * @exp: an experiment loaded with a registry
+ * @out_dir: its output directory (figure data is written there)
+ * @cell: the cell to run
+ * @hooks: where the phases and the progress of the cell go, and whether to stop
+ * @result: (out caller-allocates): what happened; clear it with _fg_cell_result_clear ()
+ *
+ * Runs one cell from its data set to its metrics: loads the data set (once per process, through
+ * the experiment's cache), splits it, creates, fits and evaluates the method.  Touches nothing
+ * but the cache and the figure data, so the in-process runner, a worker process and any other
+ * scheduler call it alike; storing the record is the caller's.
+ */
+void
+_fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
+              const FgCellHooks *hooks, FgCellResult *result)
+{
   const FgExpMethod *m = cell->method;
   const FgBaselineVTable *vt = m->component->vtable;
   const FgParams *params = g_ptr_array_index (m->points, cell->point);
   CellOutcome o = { 0 };
-  CellCtx cc = { run, cell, 0 };
-  FgFitHooks hooks = { hook_progress, hook_cancelled, &cc };
+  CellCtx cc = { hooks, cell };
+  FgFitHooks fit_hooks = { hook_progress, hook_cancelled, &cc };
   g_autoptr (FgDataset) ds = NULL;
   g_autoptr (FgSplitData) sd = NULL;
   g_autoptr (GError) local = NULL;
   gpointer self = NULL;
   const FgSplit *split;
   FgRng rng;
-  gint64 t0;
-  gboolean stop;
+  gint64 t0 = g_get_monotonic_time ();
 
-  g_mutex_lock (&run->lock);
-  stop = run->store_error != NULL;
-  g_mutex_unlock (&run->lock);
-  if (stop || run_cancelled (run))
-    {
-      count (run, &run->summary->n_cancelled);
-      return;
-    }
-  t0 = g_get_monotonic_time ();
-  cc.last_report = t0; /* plain progress lines only for fits longer than a while */
+  memset (result, 0, sizeof *result);
   for (guint f = 0; f < FG_N_FIELDS; f++)
     o.fields[f] = NAN;
-  _fg_progress_cell_started (run->progress, cell);
 
   /* A data set that cannot be loaded is a problem of this machine, not a result of the cell:
    * it is reported and counted as failed, but not stored, so the next run tries again. */
+  cell_phase (hooks, cell, FG_CELL_PHASE_LOAD);
+  if (exp->cache == NULL)
+    exp->cache = dataset_cache_new ();
   ds = dataset_cache_get (exp, cell->dataset, &local);
   if (ds == NULL)
     {
-      count (run, &run->summary->n_failed);
-      _fg_progress_cell_finished (run->progress, cell, "error", NAN, NAN,
-                                  (double) (g_get_monotonic_time () - t0) / 1e6, local->message);
+      result->end = FG_CELL_NOT_STORED;
+      result->message = g_strdup (local->message);
+      result->seconds = seconds_since (t0);
       return;
     }
 
+  cell_phase (hooks, cell, FG_CELL_PHASE_SPLIT);
   sd = fg_split_data_new (ds, cell->dataset->split_params, cell->seed, &local);
   if (sd == NULL)
     {
       g_prefix_error (&local, "split: ");
       goto done;
     }
-  fg_split_data_set_hooks (sd, &hooks);
+  fg_split_data_set_hooks (sd, &fit_hooks);
   split = fg_split_data_get_split (sd);
   o.have_sizes = TRUE;
   o.fingerprint = split->fingerprint;
@@ -504,6 +527,7 @@ run_cell (RunCtx *run, const FgCell *cell)
   /* The method's own random stream: a function of the seed and of what the cell is. */
   fg_rng_init (&rng, cell->seed, cell->stream);
 
+  cell_phase (hooks, cell, FG_CELL_PHASE_CREATE);
   self = vt->create (params, &rng, &local);
   if (self == NULL)
     {
@@ -512,15 +536,15 @@ run_cell (RunCtx *run, const FgCell *cell)
       g_prefix_error (&local, "create: ");
       goto done;
     }
+  cell_phase (hooks, cell, FG_CELL_PHASE_FIT);
   if (!vt->fit (self, split, &local))
     {
-      if (run_cancelled (run))
+      if (cell_cancelled (hooks))
         {
           /* Interrupted: nothing is stored, the next run does this cell again. */
           vt->destroy (self);
-          count (run, &run->summary->n_cancelled);
-          _fg_progress_cell_finished (run->progress, cell, "cancelled", NAN, NAN,
-                                      (double) (g_get_monotonic_time () - t0) / 1e6, NULL);
+          result->end = FG_CELL_CANCELLED;
+          result->seconds = seconds_since (t0);
           return;
         }
       if (local == NULL)
@@ -528,13 +552,15 @@ run_cell (RunCtx *run, const FgCell *cell)
       g_prefix_error (&local, "fit: ");
       goto done;
     }
+  cell_phase (hooks, cell, FG_CELL_PHASE_PREDICT);
   if (!evaluate (vt, self, &split->validation, split->n_classes, exp->metrics, "validation",
                  &o.fields[FG_FIELD (0, 0)], &local)
       || !evaluate (vt, self, fg_split_data_get_test (sd), split->n_classes, exp->metrics,
                     "test", &o.fields[FG_FIELD (1, 0)], &local))
     goto done;
   o.ok = TRUE;
-  capture_figure_data (run, cell, vt, self, sd);
+  cell_phase (hooks, cell, FG_CELL_PHASE_FIGURE);
+  capture_figure_data (exp, out_dir, cell, vt, self, sd);
 
 done:
   if (self != NULL)
@@ -544,16 +570,178 @@ done:
       for (guint f = 0; f < FG_N_FIELDS; f++)
         o.fields[f] = NAN;
       o.message = local ? local->message : "unknown error";
+      result->message = g_strdup (o.message);
     }
-  o.seconds = (double) (g_get_monotonic_time () - t0) / 1e6;
-  store_outcome (run, cell, &o);
+  o.seconds = result->seconds = seconds_since (t0);
+  result->end = FG_CELL_STORE;
+  result->record = make_record (exp, cell, &o);
+}
+
+/* ---- a run in this process (threads) --------------------------------------------------------- */
+
+typedef struct {
+  FgExperiment       *exp;
+  const char         *out_dir;
+  const FgRunOptions *options;
+  FgResultsStore     *store;
+  FgProgress         *progress;
+  GMutex              lock;      /* summary and store_error */
+  FgRunSummary       *summary;
+  GError             *store_error; /* the first failed append: the run cannot go on */
+} RunCtx;
+
+typedef struct {
+  RunCtx *run;
+  gint64  last_report;
+} InProcessCell;
+
+static void
+count (RunCtx *run, guint *counter)
+{
+  g_mutex_lock (&run->lock);
+  (*counter)++;
+  g_mutex_unlock (&run->lock);
+}
+
+static gboolean
+run_should_stop (gpointer user_data)
+{
+  RunCtx *run = user_data;
+  gboolean stop;
+  g_mutex_lock (&run->lock);
+  stop = run->store_error != NULL;
+  g_mutex_unlock (&run->lock);
+  return stop || (run->options->cancel != NULL && g_atomic_int_get (run->options->cancel) != 0);
+}
+
+static gboolean
+run_cancelled (gpointer user_data)
+{
+  RunCtx *run = user_data;
+  return run->options->cancel != NULL && g_atomic_int_get (run->options->cancel) != 0;
+}
+
+static void
+run_cell_started (gpointer user_data, const FgCell *cell)
+{
+  RunCtx *run = user_data;
+  _fg_progress_cell_started (run->progress, cell);
+}
+
+static void
+run_cell_progress (gpointer user_data, const FgCell *cell, gint64 *last_report, double fraction,
+                   const char *what)
+{
+  RunCtx *run = user_data;
+  _fg_progress_cell_update (run->progress, cell, last_report, fraction, what);
+}
+
+static void
+run_cell_not_run (gpointer user_data, const FgCell *cell)
+{
+  RunCtx *run = user_data;
+  count (run, &run->summary->n_cancelled);
+}
+
+/* Stores what a cell produced (from whichever process ran it), counts it and reports it. */
+static void
+run_cell_finished (gpointer user_data, const FgCell *cell, const FgCellResult *r)
+{
+  RunCtx *run = user_data;
+  const char *status;
+  double val = NAN, test = NAN;
+
+  switch (r->end)
+    {
+    case FG_CELL_CANCELLED:
+      count (run, &run->summary->n_cancelled);
+      _fg_progress_cell_finished (run->progress, cell, "cancelled", NAN, NAN, r->seconds, NULL);
+      return;
+    case FG_CELL_NOT_STORED:
+      count (run, &run->summary->n_failed);
+      _fg_progress_cell_finished (run->progress, cell, "error", NAN, NAN, r->seconds,
+                                  r->message);
+      return;
+    case FG_CELL_STORE:
+      break;
+    }
+  {
+    g_autoptr (GError) local = NULL;
+    if (!_fg_results_append (run->store, r->record, &local))
+      {
+        g_mutex_lock (&run->lock);
+        if (run->store_error == NULL)
+          run->store_error = g_steal_pointer (&local);
+        g_mutex_unlock (&run->lock);
+        return;
+      }
+  }
+  status = _fg_json_get_string (r->record, "status");
+  count (run, g_strcmp0 (status, "ok") == 0 ? &run->summary->n_ok : &run->summary->n_failed);
+  val = _fg_json_get_double (r->record, _fg_field_name (FG_FIELD (0, FG_METRIC_ACCURACY)));
+  test = _fg_json_get_double (r->record, _fg_field_name (FG_FIELD (1, FG_METRIC_ACCURACY)));
+  _fg_progress_cell_finished (run->progress, cell, status, val, test, r->seconds, r->message);
+}
+
+static void
+in_process_progress (gpointer user_data, const FgCell *cell, double fraction, const char *what)
+{
+  InProcessCell *ic = user_data;
+  run_cell_progress (ic->run, cell, &ic->last_report, fraction, what);
+}
+
+static void
+run_cell_in_process (RunCtx *run, const FgCell *cell)
+{
+  InProcessCell ic = { run, g_get_monotonic_time () };
+  FgCellHooks hooks = { NULL, in_process_progress, run_cancelled, &ic };
+  FgCellResult r;
+
+  if (run_should_stop (run))
+    {
+      run_cell_not_run (run, cell);
+      return;
+    }
+  run_cell_started (run, cell);
+  _fg_cell_run (run->exp, run->out_dir, cell, &hooks, &r);
+  run_cell_finished (run, cell, &r);
+  _fg_cell_result_clear (&r);
 }
 
 static void
 pool_worker (gpointer data, gpointer user_data)
 {
   RunCtx *run = user_data;
-  run_cell (run, g_ptr_array_index (run->exp->cells, GPOINTER_TO_UINT (data) - 1));
+  run_cell_in_process (run, g_ptr_array_index (run->exp->cells, GPOINTER_TO_UINT (data) - 1));
+}
+
+static gboolean
+run_in_process (RunCtx *run, GPtrArray *todo, guint jobs, GError **error)
+{
+  guint threads_before;
+  GThreadPool *pool;
+
+  if (jobs <= 1)
+    {
+      for (guint i = 0; i < todo->len; i++)
+        run_cell_in_process (run, g_ptr_array_index (todo, i));
+      return TRUE;
+    }
+  threads_before = fg_get_num_threads ();
+  /* N cells at once, each single-threaded: no OpenBLAS pool on top of ours. */
+  fg_set_num_threads (1);
+  pool = g_thread_pool_new (pool_worker, run, (gint) jobs, TRUE, error);
+  if (pool == NULL)
+    {
+      fg_set_num_threads (threads_before);
+      return FALSE;
+    }
+  for (guint i = 0; i < todo->len; i++)
+    g_thread_pool_push (pool, GUINT_TO_POINTER (((FgCell *) g_ptr_array_index (todo, i))->index + 1),
+                        NULL);
+  g_thread_pool_free (pool, FALSE, TRUE); /* waits for every cell */
+  fg_set_num_threads (threads_before);
+  return TRUE;
 }
 
 /* Whether a stored record makes running `cell` again unnecessary. */
@@ -649,29 +837,17 @@ fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary 
   run.progress = _fg_progress_new (todo->len, options->quiet);
   jobs = MAX (options->jobs, 1u);
   jobs = MIN (jobs, MAX (todo->len, 1u));
-  if (jobs <= 1)
-    {
-      for (guint i = 0; i < todo->len; i++)
-        run_cell (&run, g_ptr_array_index (todo, i));
-    }
+  if (options->no_isolate)
+    ok = run_in_process (&run, todo, jobs, error);
   else
     {
-      guint threads_before = fg_get_num_threads ();
-      GThreadPool *pool;
-      /* N cells at once, each single-threaded: no OpenBLAS pool on top of ours. */
-      fg_set_num_threads (1);
-      pool = g_thread_pool_new (pool_worker, &run, (gint) jobs, TRUE, error);
-      if (pool == NULL)
-        {
-          fg_set_num_threads (threads_before);
-          goto out;
-        }
-      for (guint i = 0; i < todo->len; i++)
-        g_thread_pool_push (pool, GUINT_TO_POINTER (((FgCell *) g_ptr_array_index (todo, i))->index + 1),
-                            NULL);
-      g_thread_pool_free (pool, FALSE, TRUE); /* waits for every cell */
-      fg_set_num_threads (threads_before);
+      FgWorkerSink sink = { run_should_stop, run_cancelled, run_cell_started, run_cell_progress,
+                            run_cell_finished, run_cell_not_run, &run };
+      ok = _fg_workers_run (exp, out_dir, todo, jobs, &sink, error);
     }
+  if (!ok)
+    goto out;
+  ok = FALSE;
   _fg_progress_done (run.progress);
 
   if (run.store_error != NULL)

@@ -14,8 +14,10 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include <flowgmm/parallel.h>
 
@@ -129,6 +131,15 @@ worker_main (gpointer p)
   return NULL;
 }
 
+/* A forked child (the runner's worker processes) has none of the parent's threads, and a lock
+ * one of them held stays held: start from an empty pool, which starts threads of its own when
+ * it needs them. */
+static void
+forget_pool_after_fork (void)
+{
+  memset (&pool, 0, sizeof pool);
+}
+
 /* Make sure `want` − 1 workers exist (want ≤ FG_POOL_MAX_THREADS). */
 static void
 ensure_workers (guint want)
@@ -144,6 +155,14 @@ ensure_workers (guint want)
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
       openblas_set_num_threads (1);
 #endif
+      {
+        static gsize registered = 0;
+        if (g_once_init_enter (&registered))
+          {
+            pthread_atfork (NULL, NULL, forget_pool_after_fork);
+            g_once_init_leave (&registered, 1);
+          }
+      }
       g_atomic_int_set (&pool.started, 1);
     }
   while (pool.n_workers + 1 < want)

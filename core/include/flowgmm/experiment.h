@@ -44,11 +44,15 @@ FG_API char       *fg_experiment_default_out_dir (const FgExperiment *exp);
 
 typedef struct {
   const char *out_dir;    /* NULL: fg_experiment_default_out_dir () */
-  guint       jobs;       /* cells run at once (threads); 0 or 1: one at a time */
-  gboolean    quiet;      /* no progress on stderr */
+  guint       jobs;       /* cells run at once (worker processes); 0 or 1: one at a time */
+  gboolean    quiet;      /* no progress on stderr; failed cells are still reported */
   gboolean    retry_failed; /* run cells again whose stored result is an error */
   volatile gint *cancel;  /* set non-zero (e.g. from SIGINT) to stop after the cells in flight */
   gpointer    reserved[4];
+  /* Cells run in `jobs` worker processes (at least one), so that a cell that crashes (a signal,
+   * exit ()) is stored as that cell's error and the run goes on.  no_isolate: run them in this
+   * process instead (threads), e.g. under a debugger; a crash then ends the run. */
+  gboolean    no_isolate;
 } FgRunOptions;
 
 typedef struct {

@@ -55,13 +55,14 @@ typedef struct {
 
 /* ---- both sides ------------------------------------------------------------------------------ */
 
+/* Sends or receives exactly `len` bytes; FALSE when the other side is gone. */
 static gboolean
-send_all (int fd, const void *data, gsize len)
+transfer_all (int fd, void *data, gsize len, gboolean sending)
 {
-  const char *p = data;
+  char *p = data;
   while (len > 0)
     {
-      ssize_t n = send (fd, p, len, MSG_NOSIGNAL);
+      ssize_t n = sending ? send (fd, p, len, MSG_NOSIGNAL) : recv (fd, p, len, 0);
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0)
@@ -72,22 +73,8 @@ send_all (int fd, const void *data, gsize len)
   return TRUE;
 }
 
-static gboolean
-recv_all (int fd, void *data, gsize len)
-{
-  char *p = data;
-  while (len > 0)
-    {
-      ssize_t n = recv (fd, p, len, 0);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        return FALSE;
-      p += n;
-      len -= (gsize) n;
-    }
-  return TRUE;
-}
+#define send_all(fd, data, len) transfer_all ((fd), (void *) (data), (len), TRUE)
+#define recv_all(fd, data, len) transfer_all ((fd), (data), (len), FALSE)
 
 /* ---- the worker ------------------------------------------------------------------------------ */
 

@@ -171,7 +171,7 @@ cmd_run (int argc, char **argv)
     plugin_dir_entry,
     { "retry-failed", 0, 0, G_OPTION_ARG_NONE, &retry_failed,
       "Run again the cells stored with an error", NULL },
-    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr (errors still)", NULL },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress, table or summary on the terminal (failed cells are still reported; the table is still written to OUT)", NULL },
     { "no-isolate", 0, 0, G_OPTION_ARG_NONE, &no_isolate,
       "Run cells in this process (threads), e.g. under a debugger: a crash ends the run", NULL },
     { NULL }
@@ -223,16 +223,18 @@ cmd_run (int argc, char **argv)
   if (!fg_experiment_run (exp, &options, &summary, &error))
     return fail (g_steal_pointer (&error));
 
-  table_path = g_build_filename (out, "table.md", NULL);
-  if (!g_file_get_contents (table_path, &table, NULL, &error))
-    return fail (g_steal_pointer (&error));
-  fputs (table, stdout);
-  fflush (stdout);
   if (!quiet)
-    g_printerr ("flowgmm: %u cells: %u run now (%u ok, %u failed), %u already stored, "
+    {
+      table_path = g_build_filename (out, "table.md", NULL);
+      if (!g_file_get_contents (table_path, &table, NULL, &error))
+        return fail (g_steal_pointer (&error));
+      fputs (table, stdout);
+      fflush (stdout);
+      g_printerr ("flowgmm: %u cells: %u run now (%u ok, %u failed), %u already stored, "
                 "%u cancelled; results in %s\n",
                 summary.n_cells, summary.n_ok + summary.n_failed, summary.n_ok,
                 summary.n_failed, summary.n_skipped, summary.n_cancelled, out);
+    }
   if (g_atomic_int_get (&cancel_requested))
     return EXIT_INTERRUPTED;
   if (summary.n_failed > 0)

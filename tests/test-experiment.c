@@ -635,6 +635,47 @@ test_run_torn_line (void)
   rm_rf (tmp);
 }
 
+/* "{seed}" in a dataset's path loads one data set per seed; in a method's path it names one
+ * file per cell. */
+static void
+test_run_seed_paths (void)
+{
+  g_autoptr (FgRegistry) reg = test_registry ();
+  g_autofree char *tmp = make_tmpdir ();
+  g_autofree char *out = g_build_filename (tmp, "out", NULL);
+  g_autofree char *text = g_strdup_printf ("[experiment]\nseeds = 0;1\n"
+                                           "[dataset:d]\nplugin = good-data\n"
+                                           "n_file = %s/n-{seed}.txt\nlabeled = 4\n"
+                                           "[method:m]\nplugin = good-baseline\n"
+                                           "file = %s/fit-{seed}.txt\n", tmp, tmp);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgExperiment) exp = NULL;
+  g_autoptr (GHashTable) records = NULL;
+  FgRunSummary s;
+
+  write_file (tmp, "n-0.txt", "30\n");
+  write_file (tmp, "n-1.txt", "50\n");
+  exp = fg_experiment_load_data (text, -1, "seed.exp", NULL, reg, &error);
+  g_assert_no_error (error);
+  run_ok (exp, out, 1, FALSE, &s);
+  g_assert_cmpuint (s.n_ok, ==, 2);
+  records = load_records (out);
+  for (guint i = 0; i < 2; i++)
+    {
+      FgCellInfo info;
+      JsonObject *rec;
+      g_autofree char *fit = NULL;
+      fg_experiment_get_cell (exp, i, &info);
+      rec = g_hash_table_lookup (records, info.key);
+      /* 30 or 50 training rows: 4 labeled, the rest unlabeled. */
+      g_assert_cmpint (json_object_get_int_member (rec, "n_unlabeled"), ==,
+                       info.seed == 0 ? 26 : 46);
+      fit = read_file (tmp, info.seed == 0 ? "fit-0.txt" : "fit-1.txt");
+      g_assert_cmpstr (fit, ==, "4\n");
+    }
+  rm_rf (tmp);
+}
+
 static void
 test_run_failing_cells (void)
 {
@@ -1054,6 +1095,25 @@ test_select_mean_std (void)
 }
 
 static void
+test_select_per_seed (void)
+{
+  g_autofree char *csv = NULL;
+  g_autofree char *md = render_selection ("per-seed", &csv);
+
+  /* d1/a: seed 0 picks k=2 (0.85 > 0.80, test 0.90), seed 1 k=1 (0.90 > 0.88, test 0.70),
+   * seed 2 k=2 (0.82 > 0.70, test 0.70): mean 0.766667, sample std 0.11547. */
+  g_assert_nonnull (strstr (csv, "d1,a,test_accuracy,0.766667,0.11547,3,"
+                                 "seed 0: k=2; seed 1: k=1; seed 2: k=2,,ok\n"));
+  g_assert_nonnull (strstr (csv, "d1,a,val_accuracy,0.856667,"));
+  /* d1/b: one point, two ok seeds: the same as mean-std. */
+  g_assert_nonnull (strstr (csv, "d1,b,test_accuracy,0.82,0.240416,2,,,ok\n"));
+  /* d2/a: only seed 2 stored. */
+  g_assert_nonnull (strstr (csv, "d2,a,test_accuracy,0.55,0,1,seed 2: k=2,,ok\n"));
+  g_assert_nonnull (strstr (md, "| a | 76.7 ± 11.5 |"));
+  g_assert_nonnull (strstr (md, "of each seed's grid point"));
+}
+
+static void
 test_select_swapped_layout (void)
 {
   g_autofree char *text = g_strdup_printf (selection_exp, "best-validation");
@@ -1113,12 +1173,14 @@ main (int argc, char **argv)
   g_test_add_func ("/experiment/run/failing-cells", test_run_failing_cells);
   g_test_add_func ("/experiment/run/crash-isolated", test_run_crash_isolated);
   g_test_add_func ("/experiment/run/isolated-identical", test_run_isolated_identical);
+  g_test_add_func ("/experiment/run/seed-paths", test_run_seed_paths);
   g_test_add_func ("/experiment/run/cancelled", test_run_cancelled);
   g_test_add_func ("/experiment/run/other-experiment", test_run_other_experiment);
   g_test_add_func ("/experiment/run/unwritable", test_run_unwritable);
   g_test_add_func ("/experiment/run/new-metric", test_run_new_metric);
   g_test_add_func ("/experiment/select/best-validation", test_select_best_validation);
   g_test_add_func ("/experiment/select/mean-std", test_select_mean_std);
+  g_test_add_func ("/experiment/select/per-seed", test_select_per_seed);
   g_test_add_func ("/experiment/select/swapped-layout", test_select_swapped_layout);
   g_test_add_func ("/experiment/table/not-an-output-dir", test_table_dir_errors);
   return g_test_run ();

@@ -601,6 +601,66 @@ test_preprocess_none (void)
                      2.0f * fg_tensor_row (&s->labeled.x, 0)[0]);
 }
 
+/* The unlabeled pool appends labeled and validation inputs, preprocessed with the statistics
+ * of labeled + rest, after the rest. */
+static void
+test_unlabeled_pool (void)
+{
+  static const double scales[4] = { 5.0, 2.0, 1.0, 0.5 };
+  g_autoptr (FgDataset) ds = make_gaussian_dataset (500, 4, scales, TRUE, TRUE);
+  const char *pools[] = { "rest", "rest+val", "train", "train+val" };
+  g_autoptr (FgSplitData) base = NULL;
+  const FgSplit *b = NULL;
+  g_autofree char *fp_rest = NULL;
+
+  for (guint k = 0; k < G_N_ELEMENTS (pools); k++)
+    {
+      g_autoptr (FgParams) p = split_params ("labeled", "20", "unlabeled", "300", "validation",
+                                             "40", "standardize", "true", "unlabeled_pool",
+                                             pools[k], NULL);
+      g_autoptr (GError) error = NULL;
+      FgSplitData *d = fg_split_data_new (ds, p, 3, &error);
+      const FgSplit *s;
+      gboolean with_val = k == 1 || k == 3, with_lab = k >= 2;
+      gsize n_rest, n_idx;
+      const guint32 *idx;
+
+      g_assert_no_error (error);
+      s = fg_split_data_get_split (d);
+      if (k == 0)
+        {
+          base = d;
+          b = s;
+          fp_rest = g_strdup (s->fingerprint);
+          g_assert_cmpuint (s->unlabeled.n, ==, 300);
+          continue;
+        }
+      n_rest = b->unlabeled.n;
+      g_assert_cmpuint (s->unlabeled.n, ==,
+                        n_rest + (with_val ? 40 : 0) + (with_lab ? 20 : 0));
+      g_assert_cmpstr (s->fingerprint, !=, fp_rest);
+      /* the same statistics: the rest and the labeled rows are unchanged */
+      g_assert_cmpmem (s->unlabeled.x.data, n_rest * 4 * sizeof (float), b->unlabeled.x.data,
+                       n_rest * 4 * sizeof (float));
+      g_assert_cmpmem (s->labeled.x.data, 20 * 4 * sizeof (float), b->labeled.x.data,
+                       20 * 4 * sizeof (float));
+      if (with_lab)
+        g_assert_cmpmem (fg_tensor_row (&s->unlabeled.x, n_rest), 20 * 4 * sizeof (float),
+                         b->labeled.x.data, 20 * 4 * sizeof (float));
+      if (with_val)
+        g_assert_cmpmem (fg_tensor_row (&s->unlabeled.x, n_rest + (with_lab ? 20 : 0)),
+                         40 * 4 * sizeof (float), b->validation.x.data, 40 * 4 * sizeof (float));
+      g_assert_cmpfloat (s->preprocessing->unlabeled_logdet[s->unlabeled.n - 1], ==,
+                         b->preprocessing->labeled_logdet[0]);
+      /* the data set's own validation part is not a row of the train part: not listed */
+      idx = fg_split_data_get_indices (d, "unlabeled", &n_idx);
+      g_assert_cmpuint (n_idx, ==, n_rest + (with_lab ? 20 : 0));
+      for (gsize i = 1; i < n_idx; i++)
+        g_assert_cmpuint (idx[i - 1], <, idx[i]);
+      fg_split_data_free (d);
+    }
+}
+
 static void
 test_preprocess_standardize (void)
 {
@@ -1110,6 +1170,7 @@ main (int argc, char **argv)
   g_test_add_func ("/split/image-shape", test_image_split_keeps_shape);
   g_test_add_func ("/split/preprocess/none", test_preprocess_none);
   g_test_add_func ("/split/preprocess/standardize", test_preprocess_standardize);
+  g_test_add_func ("/split/unlabeled-pool", test_unlabeled_pool);
   g_test_add_func ("/split/preprocess/pca", test_preprocess_pca);
   g_test_add_func ("/split/preprocess/pca-whiten-and-errors", test_preprocess_pca_whiten_and_errors);
   g_test_add_func ("/split/preprocess/l2-normalize", test_preprocess_l2);

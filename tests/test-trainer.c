@@ -365,10 +365,8 @@ test_options_run (void)
     { "means=circle", "means_r=4.95", "means_angle=225", NULL },
     { "means=data", "means_r=3", "means_trainable=true", "sigma_trainable=true", NULL },
     { "means=tabular", "sigma=1.3132616875182228", NULL },
-    { "unlabeled_order=fixed", "unlabeled_pool=train+val", "labeled_batch=4", "iterations=0",
-      "epochs=2", NULL },
-    { "unlabeled_order=shuffle", "unlabeled_pool=train", "schedule=cosine", "optimizer=adamw",
-      NULL },
+    { "unlabeled_order=fixed", "labeled_batch=4", "iterations=0", "epochs=2", NULL },
+    { "unlabeled_order=shuffle", "schedule=cosine", "optimizer=adamw", NULL },
   };
   Moons d;
   moons_init (&d, 3, 10);

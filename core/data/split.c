@@ -28,6 +28,12 @@ static const FgParamSpec split_specs[] = {
                      "validation part (0: none); with a validation part: at most this many of it"),
   FG_PARAM_SPEC_PATH ("validation_indices", NULL,
                       "file of 0-based training rows for validation ('{seed}' replaced)"),
+  FG_PARAM_SPEC_CHOICE ("unlabeled_pool", "rest", "rest|rest+val|train|train+val",
+                        "the unlabeled set every method sees: rest: the training rows that are "
+                        "neither labeled nor validation; +val: also the validation inputs; "
+                        "train: also the labeled inputs (train+val: every training row, the "
+                        "FlowGMM authors' tabular pool); appended after preprocessing, which "
+                        "stays fitted on labeled + rest"),
   FG_PARAM_SPEC_INT ("test", "0", 0, INFINITY,
                      "test points held out of the training part when the data set has no test "
                      "part (drawn once with data_seed, the same for every cell seed)"),
@@ -96,6 +102,14 @@ index_set_sort (IndexSet *s)
 {
   if (s->n > 1)
     qsort (s->idx, s->n, sizeof *s->idx, compare_u32);
+}
+
+static void
+index_set_append (IndexSet *s, const IndexSet *add)
+{
+  s->idx = g_renew (guint32, s->idx, MAX (s->n + add->n, 1));
+  memcpy (s->idx + s->n, add->idx, add->n * sizeof *add->idx);
+  s->n += add->n;
 }
 
 static gboolean
@@ -297,6 +311,34 @@ set_out_part (FgSplitData *d, int slot, FgDataPart *dst, const FgDataPart *src,
   dst->n = rows->n;
 }
 
+/* Appends the rows of `add` (already preprocessed, same columns) to the unlabeled set. */
+static void
+extend_unlabeled (FgSplitData *d, const FgTensor *add, const double *add_logdet)
+{
+  FgTensor *u = d->owned_x[1];
+  gsize n_u = fg_tensor_rows (u), n_a = fg_tensor_rows (add), cols = fg_tensor_cols (u);
+  gsize shape[4];
+  FgTensor *x;
+  for (guint k = 0; k < u->ndim; k++)
+    shape[k] = u->shape[k];
+  shape[0] = n_u + n_a;
+  x = fg_tensor_new (u->ndim, shape);
+  if (n_u > 0)
+    memcpy (fg_tensor_row (x, 0), fg_tensor_row (u, 0), n_u * cols * sizeof (float));
+  if (n_a > 0)
+    memcpy (fg_tensor_row (x, n_u), fg_tensor_row (add, 0), n_a * cols * sizeof (float));
+  fg_tensor_free (u);
+  d->owned_x[1] = x;
+  if (d->pp.logdet[FG_PP_UNLABELED] != NULL)
+    {
+      d->pp.logdet[FG_PP_UNLABELED] = g_renew (double, d->pp.logdet[FG_PP_UNLABELED],
+                                               MAX (n_u + n_a, 1));
+      for (gsize i = 0; i < n_a; i++)
+        d->pp.logdet[FG_PP_UNLABELED][n_u + i] = add_logdet ? add_logdet[i] : 0.0;
+      d->pp.info.unlabeled_logdet = d->pp.logdet[FG_PP_UNLABELED];
+    }
+}
+
 static IndexSet
 all_rows (gsize n)
 {
@@ -335,7 +377,7 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
   const FgDataPart *train, *val_part, *test_part;
   g_autofree guint8 *state = NULL; /* 0 free, 1 test, 2 validation, 3 labeled */
   gint64 labeled, per_class, unlabeled, validation, test;
-  const char *labeled_path, *val_path;
+  const char *labeled_path, *val_path, *pool;
   guint K;
   FgRng rng;
   g_autoptr (GChecksum) sum = NULL;
@@ -544,6 +586,23 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
   /* 5. preprocessing, fitted on labeled + unlabeled (slots 0 and 1 of owned_x) */
   if (!_fg_preprocess_apply (split_params, seed, d->owned_x, &d->pp, error))
     return NULL;
+
+  /* 6. the unlabeled pool: labeled and validation inputs appended after preprocessing, so the
+   * fitted statistics do not depend on the pool. */
+  pool = fg_params_get_string (split_params, "unlabeled_pool");
+  if (g_str_has_prefix (pool, "train"))
+    {
+      extend_unlabeled (d, d->owned_x[0], d->pp.logdet[FG_PP_LABELED]);
+      index_set_append (&d->unlabeled, &d->labeled);
+    }
+  if (g_str_has_suffix (pool, "+val") && d->owned_x[2] != NULL)
+    {
+      extend_unlabeled (d, d->owned_x[2], d->pp.logdet[FG_PP_VALIDATION]);
+      if (!d->val_from_part)
+        index_set_append (&d->unlabeled, &d->validation);
+    }
+  index_set_sort (&d->unlabeled);
+  d->split.unlabeled.n = fg_tensor_rows (d->owned_x[1]);
   d->split.labeled.x = *d->owned_x[0];
   d->split.unlabeled.x = *d->owned_x[1];
   if (d->owned_x[2] != NULL)
@@ -553,6 +612,8 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
   sum = g_checksum_new (G_CHECKSUM_SHA256);
   hash_set (sum, "labeled", &d->labeled);
   hash_set (sum, "unlabeled", &d->unlabeled);
+  if (strcmp (pool, "rest") != 0)
+    g_checksum_update (sum, (const guchar *) pool, (gssize) strlen (pool) + 1);
   hash_set (sum, d->val_from_part ? "validation-part" : "validation", &d->validation);
   hash_set (sum, d->test_from_part ? "test-part" : "test", &d->test_rows);
   d->fingerprint = g_strndup (g_checksum_get_string (sum), 16);

@@ -19,6 +19,7 @@ G_BEGIN_DECLS
 typedef enum {
   FG_SELECT_BEST_VALIDATION,
   FG_SELECT_MEAN_STD,
+  FG_SELECT_PER_SEED,
 } FgSelectRule;
 
 /* Metrics computed on the validation and test parts. */

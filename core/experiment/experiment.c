@@ -499,9 +499,12 @@ handle_select (ParseCtx *ctx, const char *key, GError **error)
     ctx->exp->select = FG_SELECT_BEST_VALIDATION;
   else if (strcmp (v, "mean-std") == 0)
     ctx->exp->select = FG_SELECT_MEAN_STD;
+  else if (strcmp (v, "per-seed") == 0)
+    ctx->exp->select = FG_SELECT_PER_SEED;
   else
     return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
-                      "unknown selection rule '%s' (expected best-validation or mean-std)", v);
+                      "unknown selection rule '%s' (expected best-validation, mean-std or "
+                      "per-seed)", v);
   return TRUE;
 }
 

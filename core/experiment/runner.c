@@ -59,14 +59,15 @@ _fg_dataset_cache_free (FgDatasetCache *cache)
 }
 
 static FgDataset *
-load_dataset (const FgExperiment *exp, const FgExpDataset *d, GError **error)
+load_dataset (const FgExperiment *exp, const FgExpDataset *d, const FgParams *params,
+              GError **error)
 {
   const FgDatasetVTable *vt = d->component->vtable;
   FgLoadContext ctx = { 0 };
   g_autoptr (FgDataset) ds = NULL;
 
   ctx.base_dir = exp->base_dir;
-  ds = vt->load (d->params, &ctx, error);
+  ds = vt->load (params, &ctx, error);
   if (ds == NULL)
     {
       if (error != NULL && *error == NULL)
@@ -78,28 +79,70 @@ load_dataset (const FgExperiment *exp, const FgExpDataset *d, GError **error)
   return g_steal_pointer (&ds);
 }
 
-/* Returns a new reference to the data set of group `d`, loading it on first use. */
+/* A copy of `params` with "{seed}" replaced by the cell seed in every path value (top level and
+ * components), or NULL when no path value holds "{seed}". */
+static FgParams *
+params_expand_seed (const FgParams *params, guint64 seed)
+{
+  const FgParamSpec *specs = fg_params_get_specs (params);
+  FgParams *copy = NULL;
+  for (const FgParamSpec *sp = specs; sp->name != NULL; sp++)
+    {
+      if (sp->type == FG_PARAM_COMPONENT)
+        {
+          const FgParams *sub = fg_params_get_component (params, sp->name);
+          g_autoptr (FgParams) sub_copy = sub ? params_expand_seed (sub, seed) : NULL;
+          const FgParamSpec *sub_specs = sub_copy ? fg_params_get_specs (sub_copy) : NULL;
+          for (const FgParamSpec *q = sub_specs; q != NULL && q->name != NULL; q++)
+            if (q->type == FG_PARAM_PATH && fg_params_has (sub_copy, q->name))
+              {
+                g_autofree char *dotted = g_strdup_printf ("%s.%s", sp->name, q->name);
+                if (copy == NULL)
+                  copy = fg_params_copy (params);
+                fg_params_set (copy, dotted, fg_params_get_string (sub_copy, q->name), NULL);
+              }
+          continue;
+        }
+      if (sp->type != FG_PARAM_PATH || !fg_params_has (params, sp->name)
+          || strstr (fg_params_get_string (params, sp->name), "{seed}") == NULL)
+        continue;
+      {
+        g_autofree char *path = fg_path_expand_seed (fg_params_get_string (params, sp->name),
+                                                     seed);
+        if (copy == NULL)
+          copy = fg_params_copy (params);
+        fg_params_set (copy, sp->name, path, NULL);
+      }
+    }
+  return copy;
+}
+
+/* Returns a new reference to the data set of group `d`, loading it on first use.  A data set
+ * with "{seed}" in a path is loaded once per seed. */
 static FgDataset *
-dataset_cache_get (FgExperiment *exp, const FgExpDataset *d, GError **error)
+dataset_cache_get (FgExperiment *exp, const FgExpDataset *d, guint64 seed, GError **error)
 {
   FgDatasetCache *cache = exp->cache;
   CacheEntry *e;
   FgDataset *ds = NULL;
+  g_autoptr (FgParams) expanded = params_expand_seed (d->params, seed);
+  g_autofree char *key = expanded ? g_strdup_printf ("%s/%" G_GUINT64_FORMAT, d->name, seed)
+                                  : g_strdup (d->name);
 
   g_mutex_lock (&cache->lock);
-  e = g_hash_table_lookup (cache->entries, d->name);
+  e = g_hash_table_lookup (cache->entries, key);
   if (e == NULL)
     {
       e = g_new0 (CacheEntry, 1);
       g_mutex_init (&e->lock);
-      g_hash_table_insert (cache->entries, g_strdup (d->name), e);
+      g_hash_table_insert (cache->entries, g_strdup (key), e);
     }
   g_mutex_unlock (&cache->lock);
 
   g_mutex_lock (&e->lock);
   if (!e->done)
     {
-      e->ds = load_dataset (exp, d, &e->error);
+      e->ds = load_dataset (exp, d, expanded ? expanded : d->params, &e->error);
       e->done = TRUE;
     }
   if (e->ds != NULL)
@@ -482,6 +525,7 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
   CellCtx cc = { hooks, cell };
   FgFitHooks fit_hooks = { hook_progress, hook_cancelled, &cc };
   g_autoptr (FgDataset) ds = NULL;
+  g_autoptr (FgParams) split_params = NULL, point_params = NULL;
   g_autoptr (FgSplitData) sd = NULL;
   g_autoptr (GError) local = NULL;
   gpointer self = NULL;
@@ -498,7 +542,7 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
   cell_phase (hooks, cell, FG_CELL_PHASE_LOAD);
   if (exp->cache == NULL)
     exp->cache = dataset_cache_new ();
-  ds = dataset_cache_get (exp, cell->dataset, &local);
+  ds = dataset_cache_get (exp, cell->dataset, cell->seed, &local);
   if (ds == NULL)
     {
       result->end = FG_CELL_NOT_STORED;
@@ -508,7 +552,9 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
     }
 
   cell_phase (hooks, cell, FG_CELL_PHASE_SPLIT);
-  sd = fg_split_data_new (ds, cell->dataset->split_params, cell->seed, &local);
+  split_params = params_expand_seed (cell->dataset->split_params, cell->seed);
+  sd = fg_split_data_new (ds, split_params ? split_params : cell->dataset->split_params,
+                          cell->seed, &local);
   if (sd == NULL)
     {
       g_prefix_error (&local, "split: ");
@@ -528,7 +574,8 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
   fg_rng_init (&rng, cell->seed, cell->stream);
 
   cell_phase (hooks, cell, FG_CELL_PHASE_CREATE);
-  self = vt->create (params, &rng, &local);
+  point_params = params_expand_seed (params, cell->seed);
+  self = vt->create (point_params ? point_params : params, &rng, &local);
   if (self == NULL)
     {
       if (local == NULL)

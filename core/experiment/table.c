@@ -4,7 +4,9 @@
  *  - best-validation: the single cell (grid point and seed) with the best validation accuracy;
  *    its test metric is reported ("best of 3 runs ranked by validation");
  *  - mean-std: the grid point with the best mean validation accuracy over its seeds; the mean
- *    and sample standard deviation (n - 1) of the metric over those seeds are reported.
+ *    and sample standard deviation (n - 1) of the metric over those seeds are reported;
+ *  - per-seed: for each seed the grid point with the best validation accuracy at that seed;
+ *    the mean and sample standard deviation over the seeds of those picks are reported.
  * Ties go to the earlier cell in grid order (then seed order).  Only "ok" cells take part; a
  * (dataset, method) with stored errors only shows "error", one with nothing stored "–".
  *
@@ -28,7 +30,15 @@ typedef struct {
   guint         n[FG_N_FIELDS];
   const FgCell *cell;     /* the selected cell (best-validation) or the point's first cell */
   const char   *error;    /* a stored error message (error-only cells) */
+  char         *picks;    /* per-seed: "seed S: GRID; ..." (owned) */
 } Selection;
+
+/* A rule that reports a mean ± std over seeds. */
+static gboolean
+reports_std (const FgExperiment *exp)
+{
+  return exp->select != FG_SELECT_BEST_VALIDATION;
+}
 
 static gboolean
 lower_is_better (guint field)
@@ -117,6 +127,41 @@ select_pair (const FgExperiment *exp, FgResultsStore *store, guint first, guint 
       g_ptr_array_add (one, g_ptr_array_index (ok, best));
       summarize (one, sel);
       sel->cell = g_ptr_array_index (ok_cells, best);
+    }
+  else if (exp->select == FG_SELECT_PER_SEED)
+    {
+      g_autoptr (GPtrArray) picked = g_ptr_array_new ();
+      GString *picks = g_string_new (NULL);
+      /* Seeds are innermost in grid order: for each seed index, scan every point. */
+      for (guint si = 0; si < exp->seeds->len; si++)
+        {
+          gint best = -1;
+          for (guint i = 0; i < ok->len; i++)
+            {
+              const FgCell *c = g_ptr_array_index (ok_cells, i);
+              if (c->seed_index != si)
+                continue;
+              if (best < 0
+                  || val_accuracy_or_worst (g_ptr_array_index (ok, i))
+                         > val_accuracy_or_worst (g_ptr_array_index (ok, (guint) best)))
+                best = (gint) i;
+            }
+          if (best < 0)
+            continue;
+          g_ptr_array_add (picked, g_ptr_array_index (ok, (guint) best));
+          {
+            const FgCell *c = g_ptr_array_index (ok_cells, (guint) best);
+            if (sel->cell == NULL)
+              sel->cell = c;
+            g_string_append_printf (picks, "%sseed %" G_GUINT64_FORMAT ": %s",
+                                    picks->len ? "; " : "", c->seed, c->grid);
+          }
+        }
+      summarize (picked, sel);
+      if (sel->cell != NULL && sel->cell->method->n_points > 1)
+        sel->picks = g_string_free (picks, FALSE);
+      else
+        g_string_free (picks, TRUE);
     }
   else
     {
@@ -235,7 +280,7 @@ format_selection (const FgExperiment *exp, const Selection *sel, guint field, gb
   if (sel->n[field] == 0)
     return g_strdup (fmt == FMT_TEX ? "--" : "–");
   mean = format_number (field, sel->mean[field]);
-  if (exp->select == FG_SELECT_MEAN_STD)
+  if (reports_std (exp))
     {
       g_autofree char *std = format_number (field, sel->std[field]);
       value = g_strdup_printf (fmt == FMT_TEX ? "%s $\\pm$ %s" : "%s ± %s", mean, std);
@@ -288,6 +333,12 @@ caption (const FgExperiment *exp)
   gboolean grids = FALSE;
   for (guint i = 0; i < exp->methods->len; i++)
     grids |= ((const FgExpMethod *) g_ptr_array_index (exp->methods, i))->n_points > 1;
+  if (exp->select == FG_SELECT_PER_SEED)
+    return g_strdup_printf ("%s: mean ± std over %u seed%s%s.", label, exp->seeds->len,
+                            exp->seeds->len == 1 ? "" : "s",
+                            grids ? " of each seed's grid point with the best validation "
+                                    "accuracy"
+                                  : "");
   if (exp->select == FG_SELECT_MEAN_STD)
     return g_strdup_printf ("%s: mean ± std over %u seed%s%s.", label, exp->seeds->len,
                             exp->seeds->len == 1 ? "" : "s",
@@ -414,8 +465,7 @@ render_csv (const FgExperiment *exp, const Selection *sels)
             if (!exp->metrics[f % FG_N_METRICS])
               continue;
             mean = have ? format_raw (sel->mean[f]) : g_strdup ("");
-            std = have && exp->select == FG_SELECT_MEAN_STD ? format_raw (sel->std[f])
-                                                            : g_strdup ("");
+            std = have && reports_std (exp) ? format_raw (sel->std[f]) : g_strdup ("");
             n = g_strdup_printf ("%u", have ? sel->n[f] : 0);
             seed = sel->cell && exp->select == FG_SELECT_BEST_VALIDATION
                        ? g_strdup_printf ("%" G_GUINT64_FORMAT, sel->cell->seed)
@@ -426,7 +476,7 @@ render_csv (const FgExperiment *exp, const Selection *sels)
             csv_field (s, mean, FALSE);
             csv_field (s, std, FALSE);
             csv_field (s, n, FALSE);
-            csv_field (s, sel->cell ? sel->cell->grid : "", FALSE);
+            csv_field (s, sel->picks ? sel->picks : sel->cell ? sel->cell->grid : "", FALSE);
             csv_field (s, seed, FALSE);
             csv_field (s, state_name (sel->state), TRUE);
           }
@@ -446,8 +496,9 @@ render_json (const FgExperiment *exp, const Selection *sels)
   json_builder_set_member_name (b, "title");
   json_builder_add_string_value (b, exp->title);
   json_builder_set_member_name (b, "select");
-  json_builder_add_string_value (b, exp->select == FG_SELECT_MEAN_STD ? "mean-std"
-                                                                       : "best-validation");
+  json_builder_add_string_value (b, exp->select == FG_SELECT_MEAN_STD   ? "mean-std"
+                                    : exp->select == FG_SELECT_PER_SEED ? "per-seed"
+                                                                        : "best-validation");
   json_builder_set_member_name (b, "metric");
   json_builder_add_string_value (b, _fg_field_name (exp->table_field));
   json_builder_set_member_name (b, "cells");
@@ -474,7 +525,7 @@ render_json (const FgExperiment *exp, const Selection *sels)
         if (sel->cell != NULL)
           {
             json_builder_set_member_name (b, "params");
-            json_builder_add_string_value (b, sel->cell->grid);
+            json_builder_add_string_value (b, sel->picks ? sel->picks : sel->cell->grid);
             if (exp->select == FG_SELECT_BEST_VALIDATION)
               {
                 json_builder_set_member_name (b, "seed");
@@ -554,6 +605,8 @@ _fg_table_render (const FgExperiment *exp, FgResultsStore *store, const char *ou
   tex = render_grid (exp, sels, FMT_TEX);
   csv = render_csv (exp, sels);
   json = render_json (exp, sels);
+  for (guint i = 0; i < nd * nm; i++)
+    g_free (sels[i].picks);
   if (!write_file (out_dir, "table.md", md, error) || !write_file (out_dir, "table.tex", tex, error)
       || !write_file (out_dir, "table.csv", csv, error)
       || !write_file (out_dir, "table.json", json, error))

@@ -54,9 +54,6 @@ static const FgParamSpec trainer_params[] = {
   FG_PARAM_SPEC_CHOICE ("unlabeled_order", "fixed", "fixed|shuffle|sample",
                         "fixed: consecutive batches in pool order (authors' tabular); shuffle: "
                         "a new permutation every epoch; sample: with replacement (toy notebooks)"),
-  FG_PARAM_SPEC_CHOICE ("unlabeled_pool", "unlabeled", "unlabeled|train|train+val",
-                        "what the unlabeled term sees: the unlabeled points; plus the labeled "
-                        "points; plus the validation points (the authors' tabular loader)"),
   FG_PARAM_SPEC_CHOICE ("optimizer", "adamw", "adamw|adam",
                         "AdamW (decoupled decay, authors' tabular) or Adam (L2 decay)"),
   FG_PARAM_SPEC_DOUBLE ("lr", "1e-3", 1e-12, INFINITY, "learning rate of the flow"),
@@ -105,7 +102,6 @@ static const FgParamSpec trainer_params[] = {
 };
 
 typedef enum { ORDER_FIXED, ORDER_SHUFFLE, ORDER_SAMPLE } UnlabeledOrder;
-typedef enum { POOL_UNLABELED, POOL_TRAIN, POOL_TRAIN_VAL } UnlabeledPool;
 
 typedef struct {
   /* Configuration. */
@@ -115,7 +111,6 @@ typedef struct {
   gint64 epochs, iterations;
   gsize labeled_batch, unlabeled_batch, predict_batch;
   UnlabeledOrder order;
-  UnlabeledPool pool;
   FgOptimKind optimizer;
   double lr, weight_decay, clip, step_gamma, lr_floor;
   FgScheduleKind schedule;
@@ -224,10 +219,6 @@ trainer_create (const FgParams *params, FgRng *rng, GError **error)
   self->order = g_strcmp0 (s, "shuffle") == 0  ? ORDER_SHUFFLE
                 : g_strcmp0 (s, "sample") == 0 ? ORDER_SAMPLE
                                                : ORDER_FIXED;
-  s = fg_params_get_string (params, "unlabeled_pool");
-  self->pool = g_strcmp0 (s, "train") == 0       ? POOL_TRAIN
-               : g_strcmp0 (s, "train+val") == 0 ? POOL_TRAIN_VAL
-                                                 : POOL_UNLABELED;
   self->optimizer = g_strcmp0 (fg_params_get_string (params, "optimizer"), "adam") == 0
                         ? FG_OPTIM_ADAM
                         : FG_OPTIM_ADAMW;
@@ -659,21 +650,13 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
     return FALSE;
   dim = self->D;
 
-  /* The unlabeled pool. */
+  /* The unlabeled pool: the split's unlabeled set (its key unlabeled_pool adds the labeled and
+   * validation inputs, for every method alike). */
   if (!self->labeled_only)
     {
-      gsize cap = split->unlabeled.n;
-      if (self->pool != POOL_UNLABELED)
-        cap += n_l;
-      if (self->pool == POOL_TRAIN_VAL)
-        cap += split->validation.n;
-      pool_rows = g_new (const float *, MAX (cap, 1));
+      pool_rows = g_new (const float *, MAX (split->unlabeled.n, 1));
       pool.rows = pool_rows;
       pool_add (&pool, &split->unlabeled);
-      if (self->pool != POOL_UNLABELED)
-        pool_add (&pool, &split->labeled);
-      if (self->pool == POOL_TRAIN_VAL)
-        pool_add (&pool, &split->validation);
     }
   if (n_l == 0 && pool.n == 0)
     {

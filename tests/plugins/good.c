@@ -11,6 +11,7 @@ static const FgParamSpec data_params[] = {
   FG_PARAM_SPEC_INT ("classes", "2", 2, 50, "number of classes"),
   FG_PARAM_SPEC_DOUBLE ("noise", "0.5", 0.0, 100.0, "standard deviation around each centre"),
   FG_PARAM_SPEC_INT ("nan_row", "-1", -1, INFINITY, "put a NaN in this training row (-1: none)"),
+  FG_PARAM_SPEC_PATH ("n_file", NULL, "a text file holding n (instead of the key n)"),
   FG_PARAM_SPEC_END,
 };
 
@@ -23,6 +24,19 @@ data_load (const FgParams *params, const FgLoadContext *ctx, GError **error)
   gint64 nan_row = fg_params_get_int (params, "nan_row");
   g_autoptr (FgDataset) ds = fg_dataset_new ("good-data");
   FgRng rng;
+
+  if (fg_params_has (params, "n_file"))
+    {
+      g_autofree char *text = NULL;
+      if (!g_file_get_contents (fg_params_get_string (params, "n_file"), &text, NULL, error))
+        return NULL;
+      n = (gsize) g_ascii_strtoull (text, NULL, 10);
+      if (n < 4)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_DATA, "good-data: n_file: n < 4");
+          return NULL;
+        }
+    }
 
   fg_rng_init (&rng, 7, 0);
   for (int p = 0; p < 2; p++)
@@ -61,13 +75,15 @@ static const FgParamSpec baseline_params[] = {
   FG_PARAM_SPEC_DOUBLE ("rate", "0.5", 0.0, 1.0, "an unused number in [0, 1]"),
   FG_PARAM_SPEC_BOOL ("fail", "false", "make fit fail with a numeric error"),
   FG_PARAM_SPEC_STRING ("label", NULL, "an optional free-text parameter"),
-  FG_PARAM_SPEC_PATH ("file", NULL, "an optional file parameter"),
+  FG_PARAM_SPEC_PATH ("file", NULL, "an optional file parameter: fit writes the number of "
+                      "labeled points to it"),
   FG_PARAM_SPEC_END,
 };
 
 typedef struct {
   gint64 k;
   gboolean cosine, fail;
+  char *file;
   FgTensor *x;
   gint32 *y;
   gsize n;
@@ -81,6 +97,7 @@ knn_create (const FgParams *params, FgRng *rng, GError **error)
   self->k = fg_params_get_int (params, "k");
   self->cosine = g_strcmp0 (fg_params_get_string (params, "metric"), "cosine") == 0;
   self->fail = fg_params_get_bool (params, "fail");
+  self->file = g_strdup (fg_params_get_string (params, "file"));
   return self;
 }
 
@@ -98,6 +115,11 @@ knn_fit (gpointer data, const FgSplit *split, GError **error)
   self->y = g_new (gint32, self->n);
   memcpy (self->y, split->labeled.y, self->n * sizeof (gint32));
   self->K = split->n_classes;
+  if (self->file != NULL)
+    {
+      g_autofree char *text = g_strdup_printf ("%" G_GSIZE_FORMAT "\n", self->n);
+      return g_file_set_contents (self->file, text, -1, error);
+    }
   return TRUE;
 }
 
@@ -164,6 +186,7 @@ knn_destroy (gpointer data)
   Knn *self = data;
   fg_tensor_free (self->x);
   g_free (self->y);
+  g_free (self->file);
   g_free (self);
 }
 

@@ -15,7 +15,10 @@
  *  4. unlabeled: the rest of the train part, or a random `unlabeled` of them;
  *  5. preprocessing (keys dequantize_logit, standardize, pca, l2_normalize, in that order),
  *     fitted on labeled + unlabeled only and applied to every set; FgSplit.preprocessing
- *     describes it and holds the per-example log-determinants (dataset.h).
+ *     describes it and holds the per-example log-determinants (dataset.h);
+ *  6. the unlabeled pool (`unlabeled_pool`): train and train+val append the labeled inputs to
+ *     the unlabeled set, then rest+val and train+val the validation inputs (after the rest).  The indices of "unlabeled" then include those rows of the train part (a data
+ *     set's own validation part is not a row of it and is not listed).
  */
 #pragma once
 

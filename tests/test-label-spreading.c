@@ -63,7 +63,15 @@ typedef struct {
   gboolean knn, symmetric, cosine;
   double gamma, alpha;
   gsize k;
+  gboolean median; /* gamma_scale = median */
 } RefConfig;
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
 
 /* The k nearest of `q` among the n rows of x (ties to the smaller index). */
 static void
@@ -93,6 +101,20 @@ reference (const RefConfig *cfg, const float *x, gsize n, gsize d, const gint32 
   g_autofree double *W = g_new0 (double, n * n), *deg = g_new0 (double, n);
   g_autofree double *A = g_new (double, n * n), *F = g_new0 (double, n * K);
   g_autofree gsize *nb = g_new (gsize, MAX (cfg->k, (gsize) 1));
+  double g = cfg->gamma * (cfg->cosine ? 0.5 : 1.0);
+
+  if (cfg->median)
+    {
+      /* γ over the median distance of all pairs (an odd count here) */
+      g_autofree double *pairs = g_new (double, n * (n - 1) / 2);
+      gsize np = 0;
+      for (gsize i = 0; i < n; i++)
+        for (gsize j = i + 1; j < n; j++)
+          pairs[np++] = sqdist (x + i * d, x + j * d, d, cfg->cosine);
+      g_assert_true (np % 2 == 1);
+      qsort (pairs, np, sizeof *pairs, cmp_double);
+      g = cfg->gamma / pairs[np / 2];
+    }
 
   for (gsize i = 0; i < n; i++)
     {
@@ -104,8 +126,7 @@ reference (const RefConfig *cfg, const float *x, gsize n, gsize d, const gint32 
         }
       else
         for (gsize j = 0; j < n; j++)
-          W[i * n + j] = exp (-cfg->gamma * (cfg->cosine ? 0.5 : 1.0)
-                              * sqdist (x + i * d, x + j * d, d, cfg->cosine));
+          W[i * n + j] = exp (-g * sqdist (x + i * d, x + j * d, d, cfg->cosine));
     }
   if (cfg->symmetric)
     for (gsize i = 0; i < n; i++)
@@ -146,8 +167,7 @@ reference (const RefConfig *cfg, const float *x, gsize n, gsize d, const gint32 
       else
         for (gsize i = 0; i < n; i++)
           {
-            double w = exp (-cfg->gamma * (cfg->cosine ? 0.5 : 1.0)
-                            * sqdist (q + t * d, x + i * d, d, cfg->cosine));
+            double w = exp (-g * sqdist (q + t * d, x + i * d, d, cfg->cosine));
             for (guint j = 0; j < K; j++)
               p[j] += w * F[i * K + j];
           }
@@ -205,11 +225,19 @@ test_rbf_direct_solve (void)
                                                   "tol=1e-12", "max_iter=100000", NULL });
   compare_with_reference (&cfg, (const char *[]){ "kernel=rbf", "gamma=3", "alpha=0.8",
                                                   "solver=direct", NULL });
+  cfg.median = TRUE;
+  compare_with_reference (&cfg, (const char *[]){ "kernel=rbf", "gamma=3", "alpha=0.8",
+                                                  "gamma_scale=median", "solver=direct", NULL });
+  cfg.median = FALSE;
   cfg.cosine = FALSE;
   cfg.gamma = 0.7;
   compare_with_reference (&cfg, (const char *[]){ "kernel=rbf", "metric=l2", "gamma=0.7",
                                                   "alpha=0.8", "tol=1e-12",
                                                   "max_iter=100000", NULL });
+  cfg.median = TRUE;
+  compare_with_reference (&cfg, (const char *[]){ "kernel=rbf", "metric=l2", "gamma=0.7",
+                                                  "alpha=0.8", "gamma_scale=median",
+                                                  "solver=direct", NULL });
 }
 
 static void

@@ -51,6 +51,10 @@ static const FgParamSpec spread_params[] = {
                         "cosine: rbf exp(−γ(1−cos)), neighbours by sin² (the paper); l2: "
                         "exp(−γ‖x−y‖²), Euclidean neighbours (scikit-learn)"),
   FG_PARAM_SPEC_DOUBLE ("gamma", "10", 0.0, INFINITY, "rbf kernel width γ (see metric)"),
+  FG_PARAM_SPEC_CHOICE ("gamma_scale", "absolute", "absolute|median",
+                        "absolute: γ as given; median: γ divided by the median distance (1−cos, "
+                        "or ‖x−y‖²) between random pairs of graph points, so one γ grid fits "
+                        "data sets of any scale"),
   FG_PARAM_SPEC_INT ("k", "16", 1, 100000,
                      "neighbours per point of the knn graph, the point itself included, and "
                      "neighbours of a test point"),
@@ -87,6 +91,8 @@ typedef struct {
   gboolean knn_kernel, directed, direct, graphssl;
   FgDistance metric;
   double gamma, alpha, tol;
+  gboolean gamma_median;
+  double median_d2; /* gamma_median: the median squared index distance of the fitted graph */
   gsize k;
   gint64 max_unlabeled, max_iter, max_memory_mb;
   FgRng *rng;
@@ -108,6 +114,7 @@ spread_create (const FgParams *params, FgRng *rng, GError **error)
   if (!fg_distance_from_string (fg_params_get_string (params, "metric"), &self->metric))
     g_assert_not_reached ();
   self->gamma = fg_params_get_double (params, "gamma");
+  self->gamma_median = g_strcmp0 (fg_params_get_string (params, "gamma_scale"), "median") == 0;
   self->k = (gsize) fg_params_get_int (params, "k");
   self->directed = g_strcmp0 (fg_params_get_string (params, "knn_graph"), "directed") == 0;
   self->alpha = fg_params_get_double (params, "alpha");
@@ -140,11 +147,61 @@ model_clear (Spread *self)
 
 /* ---- graph construction ---------------------------------------------------------------------- */
 
-/* The rbf factor on the index's distances: cosine distances are ‖x̂ − ŷ‖² = 2 (1 − cos). */
+/* The rbf factor on the index's distances: cosine distances are ‖x̂ − ŷ‖² = 2 (1 − cos).  With
+ * gamma_scale = median it is γ over the median of those distances (the factor 2 cancels). */
 static double
 rbf_factor (const Spread *self)
 {
+  if (self->gamma_median)
+    return self->median_d2 > 0.0 ? self->gamma / self->median_d2 : self->gamma;
   return self->metric == FG_DISTANCE_COSINE ? self->gamma / 2.0 : self->gamma;
+}
+
+#define MEDIAN_PAIRS 20000
+
+static int
+compare_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+/* The median squared distance between MEDIAN_PAIRS random pairs of distinct graph points (all
+ * pairs when there are fewer), drawn from the method's RNG. */
+static double
+median_pair_distance (const Spread *self)
+{
+  const FgTensor *pts = fg_neighbor_index_get_points (self->index);
+  gsize n = self->n, d = self->dim, m = 0;
+  gboolean all = n * (n - 1) / 2 <= MEDIAN_PAIRS;
+  g_autofree double *dist = g_new (double, MEDIAN_PAIRS);
+  if (n < 2)
+    return 0.0;
+  for (gsize t = 0; m < MEDIAN_PAIRS && (all ? t < n * n : TRUE); t++)
+    {
+      gsize i, j;
+      const float *a, *b;
+      double s = 0.0;
+      if (all)
+        {
+          i = t / n, j = t % n;
+          if (j <= i)
+            continue;
+        }
+      else
+        {
+          i = fg_rng_below (self->rng, n);
+          j = fg_rng_below (self->rng, n - 1);
+          j += j >= i;
+        }
+      a = fg_tensor_row (pts, i);
+      b = fg_tensor_row (pts, j);
+      for (gsize c = 0; c < d; c++)
+        s += ((double) a[c] - b[c]) * ((double) a[c] - b[c]);
+      dist[m++] = s;
+    }
+  qsort (dist, m, sizeof *dist, compare_double);
+  return m % 2 ? dist[m / 2] : 0.5 * (dist[m / 2 - 1] + dist[m / 2]);
 }
 
 typedef struct {
@@ -614,6 +671,8 @@ spread_fit (gpointer data, const FgSplit *split, GError **error)
       return FALSE;
     }
 
+  if (self->gamma_median && !self->knn_kernel)
+    self->median_d2 = median_pair_distance (self);
   dinv = g_new (float, n);
   if (self->knn_kernel)
     ok = (csr = build_sparse (self, dinv, error)) != NULL;

@@ -1113,6 +1113,53 @@ test_select_per_seed (void)
   g_assert_nonnull (strstr (md, "of each seed's grid point"));
 }
 
+/* Two method groups with one `row` and disjoint data sets make one row of the table (a grid
+ * per dataset group); overlapping data sets are refused. */
+static void
+test_shared_row (void)
+{
+  const char *text = "[experiment]\ntitle = rows\nseeds = 0\n"
+                     "[dataset:d1]\nplugin = p\n[dataset:d2]\nplugin = p\n"
+                     "[method:a]\nplugin = q\nk = 1;2\ndatasets = d1\n"
+                     "[method:a-d2]\nplugin = q\nrow = a\nk = 3\ndatasets = d2\n"
+                     "[method:b]\nplugin = q\n";
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgExperiment) exp = fg_experiment_load_data (text, -1, "rows.exp", NULL, NULL,
+                                                          &error);
+  g_autoptr (FgExperiment) bad = NULL;
+  g_autofree char *tmp = make_tmpdir ();
+  g_autofree char *md = NULL;
+  GString *res = g_string_new (NULL);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (fg_experiment_get_n_cells (exp), ==, 2 + 1 + 2);
+  write_file (tmp, "experiment.exp", text);
+  for (guint i = 0; i < fg_experiment_get_n_cells (exp); i++)
+    {
+      FgCellInfo info;
+      fg_experiment_get_cell (exp, i, &info);
+      g_string_append_printf (res, "{\"key\": \"%s\", \"status\": \"ok\", "
+                              "\"val_accuracy\": 0.5, \"test_accuracy\": %s}\n", info.key,
+                              strcmp (info.method, "a-d2") == 0 ? "0.25" : "0.75");
+    }
+  write_file (tmp, "results.jsonl", res->str);
+  g_string_free (res, TRUE);
+  md = fg_table_render_dir (tmp, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (strstr (md, "| Method | d1 | d2 |"));
+  g_assert_nonnull (strstr (md, "| a | **75.0** | 25.0 |"));
+  g_assert_nonnull (strstr (md, "| b | **75.0** | **75.0** |"));
+  g_assert_null (strstr (md, "a-d2"));
+  rm_rf (tmp);
+
+  bad = fg_experiment_load_data ("[dataset:d1]\nplugin = p\n[method:a]\nplugin = q\n"
+                                 "[method:c]\nplugin = q\nrow = a\n", -1, "bad.exp", NULL,
+                                 NULL, &error);
+  g_assert_null (bad);
+  g_assert_nonnull (strstr (error->message, "bad.exp:7: [method:c] key 'row'"));
+  g_assert_nonnull (strstr (error->message, "disjoint"));
+}
+
 static void
 test_select_swapped_layout (void)
 {
@@ -1181,6 +1228,7 @@ main (int argc, char **argv)
   g_test_add_func ("/experiment/select/best-validation", test_select_best_validation);
   g_test_add_func ("/experiment/select/mean-std", test_select_mean_std);
   g_test_add_func ("/experiment/select/per-seed", test_select_per_seed);
+  g_test_add_func ("/experiment/select/shared-row", test_shared_row);
   g_test_add_func ("/experiment/select/swapped-layout", test_select_swapped_layout);
   g_test_add_func ("/experiment/table/not-an-output-dir", test_table_dir_errors);
   return g_test_run ();

@@ -34,6 +34,11 @@ typedef enum {
 #define FG_N_FIELDS (2 * FG_N_METRICS)
 #define FG_FIELD(test, metric) ((test) * FG_N_METRICS + (metric))
 
+/* A method's label in the table: its `row`, else its name. */
+#define _fg_method_label(m) \
+  (((const FgExpMethod *) (m))->row != NULL ? ((const FgExpMethod *) (m))->row \
+                                            : ((const FgExpMethod *) (m))->name)
+
 const char *_fg_metric_name (FgMetric m);             /* "accuracy", "nll", "ece" */
 const char *_fg_field_name (guint field);             /* "val_accuracy", ..., "test_ece" */
 gboolean    _fg_metric_from_name (const char *name, FgMetric *m);
@@ -67,6 +72,8 @@ typedef struct {
   char              *plugin;
   GPtrArray         *entries;  /* FgExpEntry, file order, `plugin` and `datasets` excluded */
   char             **datasets; /* restriction, or NULL for all */
+  char              *row;      /* `row`: the table label, shared by methods on disjoint data
+                                * sets (a grid per dataset group); NULL: the name */
   guint              n_points; /* product of the axes' sizes */
   /* Validated (registry mode only). */
   const FgComponent *component;

@@ -695,6 +695,7 @@ method_free (gpointer data)
   g_free (m->plugin);
   g_ptr_array_unref (m->entries);
   g_strfreev (m->datasets);
+  g_free (m->row);
   g_clear_pointer (&m->points, g_ptr_array_unref);
   g_free (m);
 }
@@ -834,7 +835,7 @@ parse_dataset_group (ParseCtx *ctx, const char *group, const char *name, GError 
 static gboolean
 parse_method_group (ParseCtx *ctx, const char *group, const char *name, GError **error)
 {
-  static const char *const reserved[] = { "plugin", "datasets", NULL };
+  static const char *const reserved[] = { "plugin", "datasets", "row", NULL };
   FgExpMethod *m = g_new0 (FgExpMethod, 1);
   guint64 n = 1;
 
@@ -852,6 +853,12 @@ parse_method_group (ParseCtx *ctx, const char *group, const char *name, GError *
     {
       m->datasets = get_name_list (ctx, group, "datasets", error);
       if (m->datasets == NULL)
+        return FALSE;
+    }
+  if (g_key_file_has_key (ctx->kf, group, "row", NULL))
+    {
+      m->row = get_single (ctx, group, "row", error);
+      if (m->row == NULL)
         return FALSE;
     }
   g_ptr_array_unref (m->entries);
@@ -1420,6 +1427,28 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
             }
         }
     }
+  /* Methods sharing a row must run on disjoint data sets. */
+  for (guint i = 0; i < exp->methods->len; i++)
+    for (guint j = i + 1; j < exp->methods->len; j++)
+      {
+        FgExpMethod *a = g_ptr_array_index (exp->methods, i);
+        FgExpMethod *b = g_ptr_array_index (exp->methods, j);
+        if (strcmp (_fg_method_label (a), _fg_method_label (b)) != 0)
+          continue;
+        for (guint k = 0; k < exp->datasets->len; k++)
+          {
+            FgExpDataset *d = g_ptr_array_index (exp->datasets, k);
+            if (method_runs_on (a, d) && method_runs_on (b, d))
+              {
+                exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, b->group,
+                           b->row != NULL ? "row" : NULL,
+                           "row '%s' is shared with [%s] on data set '%s'; methods sharing a "
+                           "row need disjoint 'datasets'",
+                           _fg_method_label (b), a->group, d->name);
+                goto out;
+              }
+          }
+      }
   if (!exp->metrics[exp->table_field % FG_N_METRICS])
     {
       exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, "table",

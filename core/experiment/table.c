@@ -349,10 +349,46 @@ caption (const FgExperiment *exp)
                           exp->seeds->len == 1 ? "" : "s");
 }
 
+/* The method labels of the table (a method's `row`, else its name), each once, in file order. */
+static GPtrArray *
+method_labels (const FgExperiment *exp)
+{
+  GPtrArray *labels = g_ptr_array_new ();
+  for (guint mi = 0; mi < exp->methods->len; mi++)
+    {
+      const FgExpMethod *m = g_ptr_array_index (exp->methods, mi);
+      gboolean seen = FALSE;
+      for (guint j = 0; j < labels->len && !seen; j++)
+        seen = strcmp (g_ptr_array_index (labels, j), _fg_method_label (m)) == 0;
+      if (!seen)
+        g_ptr_array_add (labels, (gpointer) _fg_method_label (m));
+    }
+  return labels;
+}
+
+/* The selection shown for data set di under a method label: the method of that label that runs
+ * on di (methods sharing a label run on disjoint data sets). */
+static const Selection *
+label_selection (const FgExperiment *exp, const Selection *sels, guint di, const char *label)
+{
+  guint nm = exp->methods->len;
+  const Selection *first = NULL;
+  for (guint mi = 0; mi < nm; mi++)
+    if (strcmp (_fg_method_label (g_ptr_array_index (exp->methods, mi)), label) == 0)
+      {
+        if (sels[di * nm + mi].state != SEL_NA)
+          return &sels[di * nm + mi];
+        if (first == NULL)
+          first = &sels[di * nm + mi];
+      }
+  return first;
+}
+
 static char *
 render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
 {
-  guint nd = exp->datasets->len, nm = exp->methods->len;
+  g_autoptr (GPtrArray) labels = method_labels (exp);
+  guint nd = exp->datasets->len, nm = labels->len;
   guint field = exp->table_field;
   guint n_rows = exp->rows_are_methods ? nm : nd;
   guint n_cols = exp->rows_are_methods ? nd : nm;
@@ -377,7 +413,7 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
     {
       const char *name = exp->rows_are_methods
                              ? ((FgExpDataset *) g_ptr_array_index (exp->datasets, c))->name
-                             : ((FgExpMethod *) g_ptr_array_index (exp->methods, c))->name;
+                             : (const char *) g_ptr_array_index (labels, c);
       g_autofree char *e = escape_cell (name, fmt);
       g_string_append_printf (s, fmt == FMT_MARKDOWN ? " %s |" : " & %s", e);
     }
@@ -394,7 +430,7 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
   for (guint r = 0; r < n_rows; r++)
     {
       const char *name = exp->rows_are_methods
-                             ? ((FgExpMethod *) g_ptr_array_index (exp->methods, r))->name
+                             ? (const char *) g_ptr_array_index (labels, r)
                              : ((FgExpDataset *) g_ptr_array_index (exp->datasets, r))->name;
       g_autofree char *e = escape_cell (name, fmt);
       g_string_append_printf (s, fmt == FMT_MARKDOWN ? "| %s |" : "%s", e);
@@ -402,7 +438,7 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
         {
           guint di = exp->rows_are_methods ? c : r;
           guint mi = exp->rows_are_methods ? r : c;
-          const Selection *sel = &sels[di * nm + mi];
+          const Selection *sel = label_selection (exp, sels, di, g_ptr_array_index (labels, mi));
           g_autofree char *text = format_selection (exp, sel, field,
                                                     is_best (sel, field, best[di]), fmt);
           g_string_append_printf (s, fmt == FMT_MARKDOWN ? " %s |" : " & %s", text);

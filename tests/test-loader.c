@@ -275,6 +275,47 @@ test_duplicate_plugin_and_dir_scan (void)
   g_rmdir (dir2);
 }
 
+/* A truncated copy of a plugin (an interrupted copy or build) is rejected with a reason, at
+ * every cut, instead of crashing the dynamic loader with SIGBUS. */
+static void
+test_truncated (void)
+{
+  g_autofree char *good = NULL;
+  g_autofree char *contents = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *copy = NULL;
+  g_autoptr (GError) error = NULL;
+  gsize len = 0;
+
+  if (!have_fixtures ())
+    return;
+  good = fixture_path ("good");
+  g_file_get_contents (good, &contents, &len, &error);
+  g_assert_no_error (error);
+  dir = g_dir_make_tmp ("fgtrunc-XXXXXX", &error);
+  g_assert_no_error (error);
+  copy = g_build_filename (dir, "good.so", NULL);
+  for (guint k = 1; k < 8; k++)
+    {
+      g_autoptr (FgRegistry) reg = fg_registry_new ();
+      gsize cut = len * k / 8;
+      g_file_set_contents (copy, contents, (gssize) cut, &error);
+      g_assert_no_error (error);
+      g_assert_false (fg_registry_load_file (reg, copy, &error));
+      g_assert_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_OPEN);
+      g_assert_nonnull (strstr (error->message, "truncated"));
+      g_assert_nonnull (strstr (error->message, copy));
+      g_clear_error (&error);
+      g_unlink (copy);
+      /* A directory scan records it and goes on. */
+      g_file_set_contents (copy, contents, (gssize) cut, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (fg_registry_load_dir (reg, dir), ==, 0);
+      g_unlink (copy);
+    }
+  g_rmdir (dir);
+}
+
 static void
 test_env_search_path (void)
 {
@@ -334,6 +375,7 @@ main (int argc, char **argv)
     }
   g_test_add_func ("/loader/rejects/not-a-shared-object", test_not_shared_object);
   g_test_add_func ("/loader/rejects/duplicate-component", test_duplicate_component);
+  g_test_add_func ("/loader/rejects/truncated", test_truncated);
   g_test_add_func ("/loader/rejects/duplicate-plugin-name", test_duplicate_plugin_and_dir_scan);
   g_test_add_func ("/loader/good-plugin", test_good);
   g_test_add_func ("/loader/good-params-validated", test_good_params_validated);

@@ -2,7 +2,12 @@
 #include "config.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <flowgmm/registry.h>
 
@@ -394,14 +399,86 @@ plugin_basename (const char *path)
   return base;
 }
 
+/* The end of the furthest byte the ELF headers of the file refer to: the program and section
+ * header tables and every segment's file contents.  0 when the headers themselves are short. */
+#define ELF_EXTENT(Ehdr, Phdr, data, len, out)                                                \
+  do                                                                                          \
+    {                                                                                         \
+      const Ehdr *eh = (const Ehdr *) (data);                                                 \
+      guint64 end;                                                                            \
+      (out) = 0;                                                                              \
+      if ((len) < sizeof (Ehdr))                                                              \
+        break;                                                                                \
+      end = sizeof (Ehdr);                                                                    \
+      end = MAX (end, (guint64) eh->e_phoff + (guint64) eh->e_phnum * eh->e_phentsize);       \
+      end = MAX (end, (guint64) eh->e_shoff + (guint64) eh->e_shnum * eh->e_shentsize);       \
+      for (guint i_ = 0; i_ < eh->e_phnum && eh->e_phentsize >= sizeof (Phdr); i_++)          \
+        {                                                                                     \
+          guint64 at = (guint64) eh->e_phoff + (guint64) i_ * eh->e_phentsize;                \
+          Phdr ph;                                                                            \
+          if (at + sizeof ph > (len))                                                         \
+            break;                                                                            \
+          memcpy (&ph, (const char *) (data) + at, sizeof ph);                                \
+          end = MAX (end, (guint64) ph.p_offset + ph.p_filesz);                               \
+        }                                                                                     \
+      (out) = end;                                                                            \
+    }                                                                                         \
+  while (0)
+
+/* A file cut short (an interrupted copy or build) makes the dynamic loader fault on pages
+ * past its end (SIGBUS): check, before dlopen, that the file holds everything its ELF headers
+ * refer to.  Files that are not ELF are left to dlopen, which refuses them cleanly. */
+static gboolean
+check_elf_size (const char *path, GError **error)
+{
+  unsigned char head[4096];
+  struct stat st;
+  ssize_t got;
+  guint64 need = 0;
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+
+  if (fd < 0)
+    return TRUE; /* dlopen says why */
+  if (fstat (fd, &st) != 0)
+    {
+      close (fd);
+      return TRUE;
+    }
+  got = pread (fd, head, sizeof head, 0);
+  close (fd);
+  if (got < SELFMAG || memcmp (head, ELFMAG, SELFMAG) != 0)
+    return TRUE;
+  if (got < EI_NIDENT)
+    need = EI_NIDENT;
+  else if (head[EI_CLASS] == ELFCLASS64)
+    ELF_EXTENT (Elf64_Ehdr, Elf64_Phdr, head, (gsize) got, need);
+  else if (head[EI_CLASS] == ELFCLASS32)
+    ELF_EXTENT (Elf32_Ehdr, Elf32_Phdr, head, (gsize) got, need);
+  else
+    return TRUE;
+  if (need == 0 && got < (ssize_t) sizeof head)
+    need = (guint64) got + 1; /* not even a whole ELF header */
+  if (need > (guint64) st.st_size)
+    {
+      g_set_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_OPEN,
+                   "truncated: the file has %" G_GUINT64_FORMAT " bytes, but its ELF headers "
+                   "refer to %" G_GUINT64_FORMAT " (an interrupted copy or build? rebuild or "
+                   "reinstall it)", (guint64) st.st_size, need);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /**
  * fg_registry_load_file:
  * @reg: a registry
  * @path: a shared object
  * @error: return location for a #GError (%FG_LOADER_ERROR)
  *
- * Opens @path with dlopen (RTLD_NOW | RTLD_LOCAL), so that a missing symbol fails here rather
- * than mid-experiment and plugins cannot interpose on each other, then checks its descriptor.
+ * Checks that @path holds all that its ELF headers refer to (a truncated file would crash the
+ * dynamic loader), opens it with dlopen (RTLD_NOW | RTLD_LOCAL), so that a missing symbol fails
+ * here rather than mid-experiment and plugins cannot interpose on each other, then checks its
+ * descriptor.
  * The attempt is recorded either way.
  *
  * Returns: %TRUE if the plugin was registered.
@@ -417,6 +494,8 @@ fg_registry_load_file (FgRegistry *reg, const char *path, GError **error)
 
   g_return_val_if_fail (reg != NULL && path != NULL, FALSE);
 
+  if (!check_elf_size (path, &local))
+    goto reject;
   dlerror ();
   handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
   if (handle == NULL)

@@ -114,16 +114,38 @@ install_sigint_handler (void)
 /* ---- plugins --------------------------------------------------------------------------------- */
 
 static char **plugin_dirs = NULL;
+static char **preferred = NULL;
 
-static const GOptionEntry plugin_dir_entry = {
-  "plugin-dir", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,
-  "Load plugins from DIR first (repeatable)", "DIR"
-};
+#define PLUGIN_ENTRIES                                                                     \
+  { "plugin-dir", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,                       \
+    "Load plugins from DIR first (repeatable)", "DIR" },                                   \
+  { "prefer", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &preferred,                               \
+    "Where two plugins provide a component, the one in PATH (a file or directory) wins",   \
+    "PATH" }
 
+/* NULL (and a message) when a --plugin-dir is not a directory. */
 static FgRegistry *
 load_registry (void)
 {
-  FgRegistry *reg = fg_registry_new_with_builtins ();
+  FgRegistry *reg;
+  for (guint i = 0; plugin_dirs && plugin_dirs[i]; i++)
+    if (!g_file_test (plugin_dirs[i], G_FILE_TEST_IS_DIR))
+      {
+        g_printerr ("flowgmm: --plugin-dir %s: %s\n", plugin_dirs[i],
+                    g_file_test (plugin_dirs[i], G_FILE_TEST_EXISTS)
+                        ? "not a directory (it takes a directory of plugins)"
+                        : "no such directory");
+        return NULL;
+      }
+  for (guint i = 0; preferred && preferred[i]; i++)
+    if (!g_file_test (preferred[i], G_FILE_TEST_EXISTS))
+      {
+        g_printerr ("flowgmm: --prefer %s: no such file or directory\n", preferred[i]);
+        return NULL;
+      }
+  reg = fg_registry_new_with_builtins ();
+  for (guint i = 0; preferred && preferred[i]; i++)
+    fg_registry_prefer (reg, preferred[i]);
   fg_registry_load_default (reg, (const char *const *) plugin_dirs);
   return reg;
 }
@@ -168,7 +190,7 @@ cmd_run (int argc, char **argv)
       "Write results and tables to DIR (default: FILE without .exp, plus .out)", "DIR" },
     { "jobs", 'j', 0, G_OPTION_ARG_INT, &jobs,
       "Run N cells at once in N worker processes (0: one per processor; default 1)", "N" },
-    plugin_dir_entry,
+    PLUGIN_ENTRIES,
     { "retry-failed", 0, 0, G_OPTION_ARG_NONE, &retry_failed,
       "Run again the cells stored with an error", NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress, table or summary on the terminal (failed cells are still reported; the table is still written to OUT)", NULL },
@@ -198,7 +220,8 @@ cmd_run (int argc, char **argv)
   if (jobs == 0)
     jobs = (gint) g_get_num_processors ();
 
-  reg = load_registry ();
+  if ((reg = load_registry ()) == NULL)
+    return EXIT_FAILURE;
   exp = fg_experiment_load (argv[1], reg, &error);
   if (exp == NULL)
     {
@@ -274,7 +297,7 @@ cmd_table (int argc, char **argv)
 static int
 cmd_list (int argc, char **argv)
 {
-  GOptionEntry entries[] = { plugin_dir_entry, { NULL } };
+  GOptionEntry entries[] = { PLUGIN_ENTRIES, { NULL } };
   g_autoptr (FgRegistry) reg = NULL;
   guint n_rejected = 0;
   int rc;
@@ -285,7 +308,8 @@ cmd_list (int argc, char **argv)
     return rc;
   if (argc != 1)
     return usage_error ("list", "list takes no arguments");
-  reg = load_registry ();
+  if ((reg = load_registry ()) == NULL)
+    return EXIT_FAILURE;
 
   printf ("Plugins:\n");
   for (guint i = 0; i < fg_registry_get_n_records (reg); i++)
@@ -368,7 +392,7 @@ print_params (const FgParamSpec *specs)
 static int
 cmd_describe (int argc, char **argv)
 {
-  GOptionEntry entries[] = { plugin_dir_entry, { NULL } };
+  GOptionEntry entries[] = { PLUGIN_ENTRIES, { NULL } };
   g_autoptr (FgRegistry) reg = NULL;
   const FgComponent *c;
   const FgPluginRecord *provider;
@@ -382,7 +406,8 @@ cmd_describe (int argc, char **argv)
   if (argc != 2)
     return usage_error ("describe", argc < 2 ? "describe needs a component NAME"
                                              : "describe takes one NAME");
-  reg = load_registry ();
+  if ((reg = load_registry ()) == NULL)
+    return EXIT_FAILURE;
   c = fg_registry_lookup_any (reg, argv[1]);
   if (c == NULL && strcmp (argv[1], "split") == 0)
     {

@@ -26,7 +26,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fgcli.XXXXXX") || { echo "Bail out! mktemp fail
 trap 'rm -rf "$tmp"' EXIT
 out="$tmp/out"
 
-echo "1..28"
+echo "1..33"
 n=0
 failed=0
 
@@ -129,10 +129,23 @@ if [ -n "${FG_FIXTURE_PLUGIN_DIR:-}" ] && cp "$FG_FIXTURE_PLUGIN_DIR/good.so" "$
     eval 'err_has "crashed: SIGSEGV in baseline .crash-baseline. during fit" && err_has "crashed: SIGABRT" && err_has "8 cells failed"'
   check "--retry-failed --jobs 2 runs the crashed cells again" \
     eval 'run 3 run --quiet --retry-failed --jobs 2 -P "$plugins" --out "$tmp/crash.out" "$DATA/crash.exp" && test "$(wc -l < "$tmp/crash.out/results.jsonl")" -eq 20'
+  stray="$tmp/stray"
+  mkdir -p "$stray"
+  cp "$plugins/good.so" "$stray/"
+  check "a component two plugin files provide is an error naming both (1)" \
+    eval 'run 1 run --quiet -P "$plugins" -P "$stray" --out "$tmp/amb.out" "$DATA/fail.exp" && err_has "good-data. is provided by two plugin files" && err_has "$plugins/good.so" && err_has "$stray/good.so"'
+  check "--prefer says which one wins" \
+    eval 'run 3 run --quiet -P "$plugins" -P "$stray" --prefer "$stray" --out "$tmp/amb.out" "$DATA/fail.exp" && out_has "| broken | error |"'
+  check "the same directory as option and in the environment is loaded once" \
+    eval 'FLOWGMM_PLUGIN_PATH="$FLOWGMM_PLUGIN_PATH:$plugins" run 0 list -P "$plugins" && out_has "crash-baseline" && ! out_has "Rejected"'
 else
-  for i in 1 2 3; do n=$((n + 1)); echo "ok $n # SKIP FG_FIXTURE_PLUGIN_DIR is not set"; done
+  for i in 1 2 3 4 5 6; do n=$((n + 1)); echo "ok $n # SKIP FG_FIXTURE_PLUGIN_DIR is not set"; done
 fi
+check "--plugin-dir naming a missing directory is an error (1)" \
+  eval 'run 1 list -P "$tmp/no-such-dir" && err_has "no such directory"'
+check "--plugin-dir naming a file is an error (1)" \
+  eval 'run 1 list -P "$DATA/tiny.exp" && err_has "not a directory"' 
 check "help run shows --no-isolate" eval 'run 0 help run && out_has "--no-isolate"'
 
-[ "$n" -eq 28 ] || echo "# planned 28 checks but ran $n"
+[ "$n" -eq 33 ] || echo "# planned 33 checks but ran $n"
 exit 0

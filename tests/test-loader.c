@@ -213,22 +213,56 @@ test_unresolvable_component (void)
 static void
 test_duplicate_component (void)
 {
-  g_autoptr (FgRegistry) reg = fg_registry_new ();
-  g_autoptr (GError) error = NULL;
   g_autofree char *good = NULL, *dup = NULL;
   if (!have_fixtures ())
     return;
   good = fixture_path ("good");
   dup = fixture_path ("duplicate");
-  g_assert_true (fg_registry_load_file (reg, good, NULL));
-  g_assert_false (fg_registry_load_file (reg, dup, &error));
-  g_assert_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_DUPLICATE);
-  g_assert_nonnull (strstr (error->message, "already provided by plugin 'good'"));
-  /* the first registration is intact */
-  g_assert_cmpstr (fg_registry_get_provider (reg, fg_registry_lookup (reg, FG_KIND_BASELINE,
-                                                                       "good-baseline"))
-                       ->info->name,
-                   ==, "good");
+  /* No preference: the second file is rejected and the component they share is ambiguous, an
+   * error naming both files; the first file's other components stay usable. */
+  {
+    g_autoptr (FgRegistry) reg = fg_registry_new ();
+    g_autoptr (GError) error = NULL;
+    g_assert_true (fg_registry_load_file (reg, good, NULL));
+    g_assert_false (fg_registry_load_file (reg, dup, &error));
+    g_assert_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_DUPLICATE);
+    g_assert_nonnull (strstr (error->message, "already provided by plugin 'good'"));
+    g_clear_error (&error);
+    g_assert_null (fg_registry_lookup (reg, FG_KIND_BASELINE, "good-baseline"));
+    g_assert_null (fg_registry_find (reg, FG_KIND_BASELINE, "good-baseline", &error));
+    g_assert_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_DUPLICATE);
+    g_assert_nonnull (strstr (error->message, good));
+    g_assert_nonnull (strstr (error->message, dup));
+    g_assert_nonnull (strstr (error->message, "--prefer"));
+    g_assert_nonnull (fg_registry_lookup (reg, FG_KIND_DATASET, "good-data"));
+  }
+  /* The first one preferred: it stays, unambiguous. */
+  {
+    g_autoptr (FgRegistry) reg = fg_registry_new ();
+    const FgComponent *c;
+    fg_registry_prefer (reg, good);
+    g_assert_true (fg_registry_load_file (reg, good, NULL));
+    g_assert_false (fg_registry_load_file (reg, dup, NULL));
+    c = fg_registry_lookup (reg, FG_KIND_BASELINE, "good-baseline");
+    g_assert_nonnull (c);
+    g_assert_cmpstr (fg_registry_get_provider (reg, c)->info->name, ==, "good");
+  }
+  /* The second one preferred: it replaces the first. */
+  {
+    g_autoptr (FgRegistry) reg = fg_registry_new ();
+    const FgComponent *c;
+    g_autoptr (GError) error = NULL;
+    fg_registry_prefer (reg, dup);
+    g_assert_true (fg_registry_load_file (reg, good, NULL));
+    g_assert_true (fg_registry_load_file (reg, dup, &error));
+    g_assert_no_error (error);
+    c = fg_registry_lookup (reg, FG_KIND_BASELINE, "good-baseline");
+    g_assert_nonnull (c);
+    g_assert_cmpstr (fg_registry_get_provider (reg, c)->info->name, ==, "duplicate");
+    g_assert_null (fg_registry_lookup (reg, FG_KIND_DATASET, "good-data"));
+    g_assert_nonnull (fg_registry_get_record (reg, 0)->error);
+    g_assert_nonnull (strstr (fg_registry_get_record (reg, 0)->error->message, "preferred"));
+  }
 }
 
 static void
@@ -266,6 +300,19 @@ test_duplicate_plugin_and_dir_scan (void)
                   FG_LOADER_ERROR_DUPLICATE);
   g_assert_nonnull (strstr (fg_registry_get_record (reg, 1)->error->message,
                             "a plugin named 'good' is already registered"));
+  g_assert_null (fg_registry_lookup (reg, FG_KIND_BASELINE, "good-baseline"));
+
+  /* The same directory named twice (an option and the environment) is scanned once. */
+  {
+    g_autoptr (FgRegistry) reg2 = fg_registry_new ();
+    g_autofree char *dotted = g_build_filename (dir1, ".", NULL);
+    const char *const twice[] = { dir1, dotted, NULL };
+    g_setenv ("FLOWGMM_PLUGIN_PATH", dir1, TRUE);
+    g_assert_cmpuint (fg_registry_load_default (reg2, twice), ==, 1);
+    g_assert_cmpuint (fg_registry_get_n_records (reg2), ==, 1);
+    g_assert_nonnull (fg_registry_lookup (reg2, FG_KIND_BASELINE, "good-baseline"));
+    g_setenv ("FLOWGMM_PLUGIN_PATH", "", TRUE);
+  }
 
   g_unlink (copy1);
   g_unlink (copy2);

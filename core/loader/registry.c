@@ -17,13 +17,35 @@
 typedef struct {
   const FgComponent *component;
   const FgPluginRecord *provider;
+  char *conflict; /* another file that provides it too (no preference given), or NULL */
 } Entry;
 
 struct _FgRegistry {
   GPtrArray *records;                  /* FgPluginRecord *, in load order */
   GHashTable *by_kind[FG_KIND_LAST + 1]; /* name -> Entry * */
   GHashTable *plugins;                 /* plugin name -> FgPluginRecord * */
+  GPtrArray *preferred;                /* canonical files and directories that win conflicts */
+  GHashTable *dirs_loaded;             /* canonical directories already scanned */
 };
+
+static void
+entry_free (gpointer data)
+{
+  Entry *e = data;
+  g_free (e->conflict);
+  g_free (e);
+}
+
+/* The path with symbolic links and "..", "." resolved; the path itself when it does not
+ * exist. */
+static char *
+canonical_path (const char *path)
+{
+  char *real = realpath (path, NULL);
+  char *out = g_strdup (real ? real : path);
+  free (real);
+  return out;
+}
 
 /* The smallest descriptor and vtables of ABI version 1: everything up to the last required
  * member.  Later, optional members appended at the end are tested with FG_VTABLE_HAS. */
@@ -88,8 +110,10 @@ fg_registry_new (void)
   FgRegistry *reg = g_new0 (FgRegistry, 1);
   reg->records = g_ptr_array_new_with_free_func (record_free);
   for (int k = FG_KIND_FIRST; k <= FG_KIND_LAST; k++)
-    reg->by_kind[k] = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+    reg->by_kind[k] = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, entry_free);
   reg->plugins = g_hash_table_new (g_str_hash, g_str_equal);
+  reg->preferred = g_ptr_array_new_with_free_func (g_free);
+  reg->dirs_loaded = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   return reg;
 }
 
@@ -129,6 +153,8 @@ fg_registry_free (FgRegistry *reg)
     g_hash_table_destroy (reg->by_kind[k]);
   g_hash_table_destroy (reg->plugins);
   g_ptr_array_unref (reg->records);
+  g_ptr_array_unref (reg->preferred);
+  g_hash_table_destroy (reg->dirs_loaded);
   g_free (reg);
 }
 
@@ -274,13 +300,6 @@ check_descriptor (FgRegistry *reg, const FgPluginInfo *info, const char *expecte
                    expected_name);
       return FALSE;
     }
-  if (g_hash_table_contains (reg->plugins, info->name))
-    {
-      const FgPluginRecord *other = g_hash_table_lookup (reg->plugins, info->name);
-      g_set_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_DUPLICATE,
-                   "a plugin named '%s' is already registered from %s", info->name, other->path);
-      return FALSE;
-    }
   if (info->components == NULL || info->components[0].kind == 0)
     {
       g_set_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_BAD_DESCRIPTOR,
@@ -325,17 +344,127 @@ check_descriptor (FgRegistry *reg, const FgPluginInfo *info, const char *expecte
                          c->name);
             return FALSE;
           }
-      if (g_hash_table_contains (reg->by_kind[c->kind], c->name))
-        {
-          const Entry *e = g_hash_table_lookup (reg->by_kind[c->kind], c->name);
-          g_set_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_DUPLICATE,
-                       "%s component '%s' is already provided by plugin '%s' (%s)",
-                       fg_kind_to_string (c->kind), c->name, e->provider->info->name,
-                       e->provider->path);
-          return FALSE;
-        }
     }
   return TRUE;
+}
+
+static gboolean
+is_preferred (const FgRegistry *reg, const char *path)
+{
+  g_autofree char *file = NULL;
+  g_autofree char *dir = NULL;
+  if (reg->preferred->len == 0 || path == NULL || *path == '(') /* "(built-in)" */
+    return FALSE;
+  file = canonical_path (path);
+  dir = g_path_get_dirname (file);
+  for (guint i = 0; i < reg->preferred->len; i++)
+    {
+      const char *p = reg->preferred->pdata[i];
+      if (strcmp (p, file) == 0 || strcmp (p, dir) == 0)
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* Registered plugins that clash with `info`: the same plugin name, or a component of the same
+ * kind and name. */
+static GPtrArray *
+find_clashes (FgRegistry *reg, const FgPluginInfo *info)
+{
+  GPtrArray *clashes = g_ptr_array_new ();
+  FgPluginRecord *same = g_hash_table_lookup (reg->plugins, info->name);
+  if (same != NULL)
+    g_ptr_array_add (clashes, same);
+  for (guint i = 0; info->components[i].kind != 0; i++)
+    {
+      const FgComponent *c = &info->components[i];
+      const Entry *e = g_hash_table_lookup (reg->by_kind[c->kind], c->name);
+      if (e != NULL && !g_ptr_array_find (clashes, e->provider, NULL))
+        g_ptr_array_add (clashes, (gpointer) e->provider);
+    }
+  return clashes;
+}
+
+static void
+unregister (FgRegistry *reg, FgPluginRecord *rec, const char *winner)
+{
+  for (guint i = 0; rec->info->components[i].kind != 0; i++)
+    {
+      const FgComponent *c = &rec->info->components[i];
+      const Entry *e = g_hash_table_lookup (reg->by_kind[c->kind], c->name);
+      if (e != NULL && e->provider == rec)
+        g_hash_table_remove (reg->by_kind[c->kind], c->name);
+    }
+  if (g_hash_table_lookup (reg->plugins, rec->info->name) == rec)
+    g_hash_table_remove (reg->plugins, rec->info->name);
+  rec->info = NULL;
+  rec->error = g_error_new (FG_LOADER_ERROR, FG_LOADER_ERROR_DUPLICATE,
+                            "%s: not used: %s is preferred (--prefer)", rec->path, winner);
+}
+
+/* A plugin clashing with one already registered: the preferred one wins.  Without a preference
+ * the first stays registered, the second is rejected, and each component both provide is
+ * ambiguous: using it is an error naming both files (fg_registry_find ()), so a stray copy in
+ * a plugin directory can never silently stand in for the real one.  FALSE: `info` is
+ * rejected. */
+static gboolean
+settle_clashes (FgRegistry *reg, const FgPluginInfo *info, const char *path, GError **error)
+{
+  g_autoptr (GPtrArray) clashes = find_clashes (reg, info);
+  gboolean new_wins = is_preferred (reg, path);
+  FgPluginRecord *first;
+
+  if (clashes->len == 0)
+    return TRUE;
+  first = clashes->pdata[0];
+  for (guint i = 0; new_wins && i < clashes->len; i++)
+    if (is_preferred (reg, ((FgPluginRecord *) clashes->pdata[i])->path))
+      new_wins = FALSE;
+  if (new_wins)
+    {
+      for (guint i = 0; i < clashes->len; i++)
+        unregister (reg, clashes->pdata[i], path);
+      return TRUE;
+    }
+  if (!is_preferred (reg, first->path))
+    for (guint i = 0; info->components[i].kind != 0; i++)
+      {
+        const FgComponent *c = &info->components[i];
+        Entry *e = g_hash_table_lookup (reg->by_kind[c->kind], c->name);
+        if (e != NULL && e->conflict == NULL)
+          e->conflict = g_strdup (path);
+      }
+  if (strcmp (first->info->name, info->name) == 0)
+    g_set_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_DUPLICATE,
+                 "a plugin named '%s' is already registered from %s", info->name, first->path);
+  else
+    {
+      const FgComponent *c = info->components;
+      const Entry *e = NULL;
+      for (; c->kind != 0; c++)
+        if ((e = g_hash_table_lookup (reg->by_kind[c->kind], c->name)) != NULL)
+          break;
+      g_set_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_DUPLICATE,
+                   "%s component '%s' is already provided by plugin '%s' (%s)",
+                   fg_kind_to_string (c->kind), c->name, first->info->name, first->path);
+    }
+  return FALSE;
+}
+
+/**
+ * fg_registry_prefer:
+ * @reg: a registry
+ * @path: a plugin file, or a directory of plugins
+ *
+ * Makes the plugins of @path win over others that provide a component of the same name (or
+ * have the same plugin name), instead of making that component ambiguous.  Call it before
+ * loading.
+ */
+void
+fg_registry_prefer (FgRegistry *reg, const char *path)
+{
+  g_return_if_fail (reg != NULL && path != NULL);
+  g_ptr_array_add (reg->preferred, canonical_path (path));
 }
 
 static FgPluginRecord *
@@ -380,7 +509,8 @@ fg_registry_add_static (FgRegistry *reg, const FgPluginInfo *info, const char *o
 {
   GError *local = NULL;
   g_return_val_if_fail (reg != NULL, FALSE);
-  if (!check_descriptor (reg, info, NULL, &local))
+  if (!check_descriptor (reg, info, NULL, &local)
+      || !settle_clashes (reg, info, origin, &local))
     {
       add_record (reg, origin, NULL, g_error_copy (local));
       g_propagate_error (error, local);
@@ -520,7 +650,8 @@ fg_registry_load_file (FgRegistry *reg, const char *path, GError **error)
     }
   info = query ();
   expected = plugin_basename (path);
-  if (!check_descriptor (reg, info, expected, &local))
+  if (!check_descriptor (reg, info, expected, &local)
+      || !settle_clashes (reg, info, path, &local))
     {
       /* Rejected plugins registered nothing, so unmapping them is safe. */
       dlclose (handle);
@@ -557,7 +688,8 @@ compare_component_names (gconstpointer a, gconstpointer b)
  * @dir: a directory
  *
  * Tries every regular "*.so" file in @dir, in name order (".la", ".a" and hidden files are
- * skipped).  Rejections are recorded; a missing directory is not an error.
+ * skipped).  Rejections are recorded; a missing directory is not an error.  A directory already
+ * scanned by this registry (under any name) is not scanned again.
  *
  * Returns: the number of plugins registered.
  */
@@ -570,6 +702,12 @@ fg_registry_load_dir (FgRegistry *reg, const char *dir)
   guint n = 0;
 
   g_return_val_if_fail (reg != NULL && dir != NULL, 0);
+  /* The same directory twice (an option and the environment, a symbolic link): once. */
+  {
+    char *canonical = canonical_path (dir);
+    if (!g_hash_table_add (reg->dirs_loaded, canonical))
+      return 0;
+  }
   d = g_dir_open (dir, 0, NULL);
   if (d == NULL)
     return 0;
@@ -596,7 +734,9 @@ fg_registry_load_dir (FgRegistry *reg, const char *dir)
  *
  * Loads plugins from @extra_dirs, then $FLOWGMM_PLUGIN_PATH (colon-separated), then the
  * installed plugin directory ($FLOWGMM_PLUGIN_SYSTEM_PATH when set, even empty, else the
- * configured one).  The first plugin of a name wins; later ones are recorded as duplicates.
+ * configured one).  A directory is scanned once however often it is named.  Of two plugins
+ * that provide the same component (or have the same name), the one fg_registry_prefer () named
+ * wins; without a preference the component is ambiguous (see fg_registry_find ()).
  *
  * Returns: the number of plugins registered.
  */
@@ -631,7 +771,8 @@ fg_registry_load_default (FgRegistry *reg, const char *const *extra_dirs)
  * @kind: the component kind
  * @name: the component name
  *
- * Returns: (nullable): the component.
+ * Returns: (nullable): the component; %NULL also when two plugin files provide it (see
+ *   fg_registry_find ()).
  */
 const FgComponent *
 fg_registry_lookup (const FgRegistry *reg, FgKind kind, const char *name)
@@ -641,7 +782,7 @@ fg_registry_lookup (const FgRegistry *reg, FgKind kind, const char *name)
   if (kind < FG_KIND_FIRST || kind > FG_KIND_LAST || name == NULL)
     return NULL;
   e = g_hash_table_lookup (reg->by_kind[kind], name);
-  return e ? e->component : NULL;
+  return e && e->conflict == NULL ? e->component : NULL;
 }
 
 /**
@@ -674,7 +815,9 @@ fg_registry_list (const FgRegistry *reg, FgKind kind)
  * @name: the component name
  * @error: return location for a #GError (%FG_LOADER_ERROR_NOT_FOUND)
  *
- * Returns: (nullable): the component, or %NULL with an error listing the available ones.
+ * Returns: (nullable): the component, or %NULL with an error listing the available ones
+ *   (%FG_LOADER_ERROR_NOT_FOUND), or naming both files when two plugins provide it and no
+ *   preference says which wins (%FG_LOADER_ERROR_DUPLICATE).
  */
 const FgComponent *
 fg_registry_find (const FgRegistry *reg, FgKind kind, const char *name, GError **error)
@@ -685,6 +828,18 @@ fg_registry_find (const FgRegistry *reg, FgKind kind, const char *name, GError *
   const FgComponent *other;
   if (c != NULL)
     return c;
+  if (kind >= FG_KIND_FIRST && kind <= FG_KIND_LAST && name != NULL)
+    {
+      const Entry *e = g_hash_table_lookup (reg->by_kind[kind], name);
+      if (e != NULL && e->conflict != NULL)
+        {
+          g_set_error (error, FG_LOADER_ERROR, FG_LOADER_ERROR_DUPLICATE,
+                       "%s component '%s' is provided by two plugin files, %s and %s: remove "
+                       "one, or say which wins (flowgmm --prefer FILE)",
+                       fg_kind_to_string (kind), name, e->provider->path, e->conflict);
+          return NULL;
+        }
+    }
   all = fg_registry_list (reg, kind);
   names = g_string_new (NULL);
   for (guint i = 0; i < all->len; i++)

@@ -31,12 +31,18 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (FgRegistry, fg_registry_free)
  * returned. */
 FG_API gboolean fg_registry_load_file (FgRegistry *reg, const char *path, GError **error);
 /* Load every *.so in `dir` (sorted by name); returns the number registered.  A missing
- * directory is not an error. */
+ * directory is not an error; one already scanned is skipped. */
 FG_API guint    fg_registry_load_dir (FgRegistry *reg, const char *dir);
 /* The standard search path: extra_dirs (NULL-terminated, may be NULL), $FLOWGMM_PLUGIN_PATH,
- * then the installed directory.  A plugin name already loaded from an earlier directory shadows
- * later ones (recorded as a duplicate). */
+ * then the installed directory; a directory named twice is scanned once.  A plugin whose name or
+ * component clashes with one loaded before is rejected (recorded as a duplicate) and the
+ * component becomes ambiguous, unless fg_registry_prefer () says which wins. */
 FG_API guint    fg_registry_load_default (FgRegistry *reg, const char *const *extra_dirs);
+/* Make the plugins of `path` (a file, or a directory of plugins) win over others that provide a
+ * component of the same name; call it before loading.  Without a preference such a component
+ * is ambiguous: fg_registry_lookup () returns NULL for it and fg_registry_find () an error
+ * (FG_LOADER_ERROR_DUPLICATE) naming both files.  Appended after ABI 1's first release. */
+FG_API void     fg_registry_prefer (FgRegistry *reg, const char *path);
 /* Register a descriptor that is linked in (the core's own components, tests). */
 FG_API gboolean fg_registry_add_static (FgRegistry *reg, const FgPluginInfo *info,
                                         const char *origin, GError **error);

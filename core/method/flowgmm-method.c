@@ -608,6 +608,30 @@ build_model (Trainer *self, const FgSplit *split, GError **error)
     }
 }
 
+/* The flow's optional init () on the batch x, in training mode, with its own RNG stream. */
+static gboolean
+flow_init_from_batch (Trainer *self, const FgTensor *x, GError **error)
+{
+  FgRng init_rng;
+  FgFlowRun run;
+  gboolean ok;
+  memset (&run, 0, sizeof run);
+  fg_rng_fork (&self->rng, fg_rng_stream_id ("flow-data-init"), &init_rng);
+  run.train = TRUE;
+  run.rng = &init_rng;
+  fg_tape_reset (self->tape);
+  ok = flow_vt (self)->init (self->flow, self->tape, fg_tape_constant (self->tape, x), &run,
+                             error);
+  fg_tape_reset (self->tape);
+  if (!ok)
+    {
+      if (error != NULL && *error == NULL)
+        g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the flow's init gave no reason");
+      g_prefix_error (error, "flow '%s': ", self->flow_c->name);
+    }
+  return ok;
+}
+
 static gboolean
 trainer_fit (gpointer data, const FgSplit *split, GError **error)
 {
@@ -769,6 +793,13 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
       for (guint d = 0; d < self->shape.ndim; d++)
         shape[d + 1] = self->shape.dims[d];
       x = fg_tensor_wrap (xbuf, self->shape.ndim + 1, shape);
+
+      /* A flow with a data-dependent initialisation sees the first batch once (not when its
+       * weights come from a checkpoint). */
+      if (step == 0 && self->init_checkpoint == NULL
+          && FG_VTABLE_HAS (flow_vt (self), FgFlowVTable, init)
+          && !flow_init_from_batch (self, &x, error))
+        return FALSE;
 
       fg_tape_reset (self->tape);
       fg_loss_batch_begin (batch, self->tape, &x, nl, ybuf);

@@ -75,6 +75,15 @@ typedef struct {
   FgVar *(*inverse) (gpointer self, FgTape *tape, FgVar *z, GError **error);
   /* Required. */
   void (*destroy) (gpointer self);
+
+  /* ---- Optional (test with FG_VTABLE_HAS), ABI 1 additions ---- */
+  /* Data-dependent initialisation (e.g. ActNorm, Kingma & Dhariwal 2018): called once with the
+   * first training batch x_batch (the shape forward takes) after create and before the first
+   * training step, in training mode (`run`), and never when the weights come from a checkpoint
+   * or a resumed run.  It may run forward passes on `tape` (the caller resets it afterwards)
+   * and set weights from the data. */
+  gboolean (*init) (gpointer self, FgTape *tape, FgVar *x_batch, const FgFlowRun *run,
+                    GError **error);
 } FgFlowVTable;
 
 /* ---- Loss ---------------------------------------------------------------------------------- */

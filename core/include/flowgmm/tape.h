@@ -192,4 +192,38 @@ FG_API FgVar *fg_op_unsqueeze2d (FgTape *tape, FgVar *a);
  * -> N×Cout×(H+2pad-kh+1)×(W+2pad-kw+1).  im2col + sgemm. */
 FG_API FgVar *fg_op_conv2d (FgTape *tape, FgVar *x, FgVar *w, FgVar *bias, guint pad);
 
+/* ---- Per-channel ops of convolutional nets (a 4-D N×C×H×W, or [N, C] with H·W = 1) --------- */
+/* act (γ·(x − μ)/√(σ² + eps) + β) per channel, as torch.nn.BatchNorm2d: with `train`, μ and σ²
+ * are the batch's (biased) statistics and running_mean/running_var (C values each, NULL to
+ * skip) are updated in place with `momentum` (unbiased variance); otherwise the running ones
+ * are used (and must be given).  gamma/beta: C values or NULL (1 and 0).  act: FG_ACT_NONE or
+ * an activation fused into the same pass (leaky-relu with slope 0). */
+FG_API FgVar *fg_op_batch_norm2d (FgTape *tape, FgVar *x, FgVar *gamma, FgVar *beta,
+                                  FgTensor *running_mean, FgTensor *running_var, float momentum,
+                                  float eps, gboolean train, FgActivation act);
+/* Weight normalisation (torch.nn.utils.weight_norm, dim 0): w[o, :] = g[o]·v[o, :]/‖v[o, :]‖
+ * for v [O, ...] and O magnitudes g. */
+FG_API FgVar *fg_op_weight_norm (FgTape *tape, FgVar *v, FgVar *g);
+/* y[n, c, ·] = x[n, c, ·]·scale[c] + shift[c]; scale/shift C values or NULL (1 and 0). */
+FG_API FgVar *fg_op_channel_affine (FgTape *tape, FgVar *x, FgVar *scale, FgVar *shift);
+
+/* ---- Constant nodes --------------------------------------------------------------------------- */
+/* A leaf without gradient of the given shape, every element `value` (or 0). */
+FG_API FgVar *fg_op_full (FgTape *tape, guint ndim, const gsize *shape, float value);
+FG_API FgVar *fg_op_zeros (FgTape *tape, guint ndim, const gsize *shape);
+
+/* ---- Small square matrices (invertible layers; exact, in double) ---------------------------- */
+/* W = P·L·(U + diag(sign ⊙ exp(log_s))) [n, n]: row i of W is row perm[i] of L·U' (perm: n
+ * indices stored as floats, or NULL for the identity); L is unit lower-triangular from the
+ * strictly lower part of `lower` (NULL: L = I); U the strictly upper part of `upper`; sign n
+ * constants ±1.  log|det W| = Σ log_s.  Gradients to lower, upper and log_s. */
+FG_API FgVar *fg_op_lu_matrix (FgTape *tape, const FgTensor *perm, FgVar *lower, FgVar *upper,
+                               const FgTensor *sign, FgVar *log_s);
+/* X = A⁻¹ B for a triangular A [n, n] (its lower or upper triangle; unit_diag: ones on the
+ * diagonal) and B [n, k]. */
+FG_API FgVar *fg_op_solve_triangular (FgTape *tape, FgVar *a, FgVar *b, gboolean lower,
+                                      gboolean unit_diag);
+/* log |det A| of a square A as [1, 1] (LU with partial pivoting; gradient A⁻ᵀ). */
+FG_API FgVar *fg_op_logabsdet (FgTape *tape, FgVar *a);
+
 G_END_DECLS

@@ -190,3 +190,31 @@ gc_assert (FgWeight *const *inputs, guint n_inputs, GcBuildFunc build, gpointer 
   g_assert_cmpuint (res.n_failed, ==, 0);
   g_assert_cmpuint (res.n_checked, >, 0);
 }
+
+double
+gc_log_abs_det (double *a, gsize D)
+{
+  double ld = 0.0;
+  for (gsize c = 0; c < D; c++)
+    {
+      gsize p = c;
+      for (gsize r = c + 1; r < D; r++)
+        if (fabs (a[r * D + c]) > fabs (a[p * D + c]))
+          p = r;
+      if (p != c)
+        for (gsize j = 0; j < D; j++)
+          {
+            double t = a[c * D + j];
+            a[c * D + j] = a[p * D + j];
+            a[p * D + j] = t;
+          }
+      ld += log (fabs (a[c * D + c]));
+      for (gsize r = c + 1; r < D; r++)
+        {
+          double m = a[r * D + c] / a[c * D + c];
+          for (gsize j = c; j < D; j++)
+            a[r * D + j] -= m * a[c * D + j];
+        }
+    }
+  return ld;
+}

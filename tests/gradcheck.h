@@ -50,6 +50,10 @@ gboolean gc_check (FgWeight *const *inputs, guint n_inputs, GcBuildFunc build,
 void gc_assert (FgWeight *const *inputs, guint n_inputs, GcBuildFunc build, gpointer user_data,
                 const GcOptions *opts, const char *what);
 
+/* log|det A| of the n × n row-major matrix a (overwritten) by Gaussian elimination with partial
+ * pivoting in double: the tests' own reference, independent of the core's LU. */
+double gc_log_abs_det (double *a, gsize n);
+
 /* Σ r ⊙ t in double over t's rows × cols (t may be strided; r is contiguous). */
 double gc_project (const FgTensor *t, const float *r);
 

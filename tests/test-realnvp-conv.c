@@ -207,34 +207,6 @@ test_roundtrip (void)
 
 /* ---------------------------------------------------------------------- log-det vs Jacobian */
 
-static double
-log_abs_det (double *a, gsize D)
-{
-  double ld = 0.0;
-  for (gsize c = 0; c < D; c++)
-    {
-      gsize p = c;
-      for (gsize r = c + 1; r < D; r++)
-        if (fabs (a[r * D + c]) > fabs (a[p * D + c]))
-          p = r;
-      if (p != c)
-        for (gsize j = 0; j < D; j++)
-          {
-            const double t = a[c * D + j];
-            a[c * D + j] = a[p * D + j];
-            a[p * D + j] = t;
-          }
-      ld += log (fabs (a[c * D + c]));
-      for (gsize r = c + 1; r < D; r++)
-        {
-          const double m = a[r * D + c] / a[c * D + c];
-          for (gsize j = c; j < D; j++)
-            a[r * D + j] -= m * a[c * D + j];
-        }
-    }
-  return ld;
-}
-
 static void
 test_logdet_jacobian (void)
 {
@@ -276,7 +248,7 @@ test_logdet_jacobian (void)
         {
           /* The logit layer's log-det is that of u = (255 x + ν)/256 ↦ y (REFERENCE §2.2: the
            * 1/256 is the loss's −D log 256), so it exceeds log|det ∂y/∂x| by D log (256/255). */
-          const double want = log_abs_det (jac + n * D * D, D)
+          const double want = gc_log_abs_det (jac + n * D * D, D)
                               + (cf->pixels ? (double) D * log (256.0 / 255.0) : 0.0);
           const double got = ld->value.data[n];
           g_test_message ("%s row %" G_GSIZE_FORMAT ": logdet %g, log|det J| %g", cf->what, n,
@@ -531,7 +503,7 @@ test_conv1x1 (void)
     }
   double Wc[25];
   memcpy (Wc, Wm, sizeof Wc);
-  const double slogdet = log_abs_det (Wc, C);
+  const double slogdet = gc_log_abs_det (Wc, C);
 
   g_autoptr (FgTensor) x = random_images (N, C, H, W, 8, FALSE);
   g_autoptr (FgTensor) z = fg_tensor_new (4, x->shape);
@@ -744,6 +716,7 @@ test_mnist_learns (void)
                              "flow.scales=2",     "means=data", NULL };
   g_assert_true (th_params_set_all (mp, settings, &error));
   g_assert_no_error (error);
+  g_assert_true (fg_registry_resolve_params (th_registry (), mp, &error));
   FgRng rng;
   fg_rng_init (&rng, 1, 42);
   const FgBaselineVTable *vt = mc->vtable;

@@ -279,10 +279,20 @@ fg_op_solve_triangular (FgTape *tape, FgVar *a, FgVar *b, gboolean lower, gboole
 /* log |det A|                                                                                */
 /* ======================================================================================== */
 
-/* LU with partial pivoting of the n×n doubles `lu` in place; piv[i] = the row swapped into i.
- * Returns log |det| (−inf when singular). */
-static double
-lu_factor (double *lu, gsize n, gsize *piv)
+/**
+ * fg_lu_factor:
+ * @lu: (inout): an n × n row-major matrix A, replaced by its factors: the strictly lower part
+ *   holds L (unit diagonal implied), the rest U
+ * @n: its size
+ * @piv: (out): n entries; at step k rows k and piv[k] were swapped (LAPACK's convention), so
+ *   that P A = L U with P those swaps applied in order
+ *
+ * LU decomposition with partial pivoting in double (not a tape op).  Stops at a zero pivot.
+ *
+ * Returns: log |det A|, or −inf when A is singular.
+ */
+double
+fg_lu_factor (double *lu, gsize n, gsize *piv)
 {
   double logdet = 0.0;
   for (gsize k = 0; k < n; k++)
@@ -391,6 +401,6 @@ fg_op_logabsdet (FgTape *tape, FgVar *a)
   for (gsize i = 0; i < n; i++)
     for (gsize j = 0; j < n; j++)
       s->lu[i * n + j] = at (&a->value, i, j);
-  out->value.data[0] = (float) lu_factor (s->lu, n, s->piv);
+  out->value.data[0] = (float) fg_lu_factor (s->lu, n, s->piv);
   return out;
 }

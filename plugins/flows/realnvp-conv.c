@@ -950,7 +950,7 @@ init_conv1x1 (Layer *L, FgRng *rng)
 {
   const gsize n = L->C;
   g_autofree double *a = g_new (double, n * n);
-  g_autofree gsize *rows = g_new (gsize, n);
+  g_autofree gsize *rows = g_new (gsize, n), *piv = g_new (gsize, n);
   for (gsize i = 0; i < n * n; i++)
     a[i] = fg_rng_normal (rng);
   /* orthonormalise the rows (modified Gram–Schmidt; a Gaussian matrix is full rank) */
@@ -971,35 +971,15 @@ init_conv1x1 (Layer *L, FgRng *rng)
       for (gsize j = 0; j < n; j++)
         a[i * n + j] *= s;
     }
-  /* A = P L U with row pivoting: rows[i] = the original row that ends in position i, so that
-   * (L U)[i, :] = A[rows[i], :], i.e. A = P (L U) with row rows[i] of A from row i of L U. */
+  /* P A = L U; rows[i] = the row of A that the swaps bring to position i */
+  fg_lu_factor (a, n, piv);
   for (gsize i = 0; i < n; i++)
     rows[i] = i;
   for (gsize k = 0; k < n; k++)
     {
-      gsize p = k;
-      for (gsize i = k + 1; i < n; i++)
-        if (fabs (a[i * n + k]) > fabs (a[p * n + k]))
-          p = i;
-      if (p != k)
-        {
-          for (gsize j = 0; j < n; j++)
-            {
-              const double t = a[k * n + j];
-              a[k * n + j] = a[p * n + j];
-              a[p * n + j] = t;
-            }
-          const gsize t = rows[k];
-          rows[k] = rows[p];
-          rows[p] = t;
-        }
-      for (gsize i = k + 1; i < n; i++)
-        {
-          const double f = a[i * n + k] / a[k * n + k];
-          a[i * n + k] = f;
-          for (gsize j = k + 1; j < n; j++)
-            a[i * n + j] -= f * a[k * n + j];
-        }
+      const gsize t = rows[k];
+      rows[k] = rows[piv[k]];
+      rows[piv[k]] = t;
     }
   /* W[i, :] = (L U)[perm[i], :] with perm the inverse of rows. */
   for (gsize i = 0; i < n; i++)

@@ -225,5 +225,9 @@ FG_API FgVar *fg_op_solve_triangular (FgTape *tape, FgVar *a, FgVar *b, gboolean
                                       gboolean unit_diag);
 /* log |det A| of a square A as [1, 1] (LU with partial pivoting; gradient A⁻ᵀ). */
 FG_API FgVar *fg_op_logabsdet (FgTape *tape, FgVar *a);
+/* Not a tape op: LU with partial pivoting of the n × n doubles `lu` in place (L strictly below
+ * the diagonal, U on and above; piv[k]: the row swapped with row k at step k); returns
+ * log |det| (−inf when singular). */
+FG_API double fg_lu_factor (double *lu, gsize n, gsize *piv);
 
 G_END_DECLS

@@ -674,6 +674,79 @@ test_run_seed_paths (void)
       g_assert_cmpstr (fit, ==, "4\n");
     }
   rm_rf (tmp);
+
+/* The labeled_indices path that a run of `text` (one cell) resolved, from results.jsonl. */
+static char *
+resolved_indices_path (FgRegistry *reg, const char *text, const char *base_dir)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgExperiment) exp = fg_experiment_load_data (text, -1, "data.exp", base_dir, reg,
+                                                          &error);
+  g_autofree char *out = make_tmpdir ();
+  g_autoptr (GHashTable) records = NULL;
+  FgCellInfo info;
+  FgRunSummary s;
+  JsonObject *rec;
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (fg_experiment_get_n_cells (exp), ==, 1);
+  run_ok (exp, out, 1, FALSE, &s);
+  g_assert_cmpuint (s.n_ok, ==, 1);
+  records = load_records (out);
+  fg_experiment_get_cell (exp, 0, &info);
+  rec = g_hash_table_lookup (records, info.key);
+  g_assert_nonnull (rec);
+  return g_strdup (json_object_get_string_member (
+      json_object_get_object_member (rec, "dataset_params"), "labeled_indices"));
+}
+
+/* "{data}/..." paths go to [experiment] data_dir (relative to the file), else to
+ * $FLOWGMM_DATA_DIR, else to the configured directory; nothing else is expanded. */
+static void
+test_data_dir (void)
+{
+  g_autoptr (FgRegistry) reg = test_registry ();
+  g_autofree char *key_dir = make_tmpdir ();
+  g_autofree char *env_dir = make_tmpdir ();
+  g_autofree char *base = g_path_get_dirname (key_dir);
+  g_autofree char *key_rel = g_path_get_basename (key_dir);
+  g_autofree char *key_file = g_build_filename (key_dir, "lab.txt", NULL);
+  g_autofree char *env_file = g_build_filename (env_dir, "lab.txt", NULL);
+  g_autofree char *with_key = NULL, *path = NULL;
+  const char *body = "[dataset:d]\nplugin = template-blobs\nn = 60\nclasses = 2\n"
+                     "labeled_indices = {data}/lab.txt\n" METHOD;
+  const char *raw = "[dataset:d]\nplugin = template-blobs\nn = 60\nclasses = 2\n"
+                    "labeled_indices = {data}x/lab.txt\n" METHOD;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (g_file_set_contents (key_file, "0 1 2 3\n", -1, NULL));
+  g_assert_true (g_file_set_contents (env_file, "4 5 6 7\n", -1, NULL));
+
+  g_setenv ("FLOWGMM_DATA_DIR", env_dir, TRUE);
+  path = resolved_indices_path (reg, body, base);
+  g_assert_cmpstr (path, ==, env_file);
+  g_clear_pointer (&path, g_free);
+
+  /* The key wins over the environment, and is relative to the experiment file. */
+  with_key = g_strdup_printf ("[experiment]\ndata_dir = %s\n%s", key_rel, body);
+  path = resolved_indices_path (reg, with_key, base);
+  g_assert_cmpstr (path, ==, key_file);
+  g_clear_pointer (&path, g_free);
+
+  /* Not "{data}" followed by '/' or the end: an ordinary relative path (which is missing). */
+  {
+    g_autoptr (FgExperiment) exp = fg_experiment_load_data (raw, -1, "raw.exp", base, reg,
+                                                            &error);
+    g_autofree char *out = make_tmpdir ();
+    FgRunSummary s;
+    g_assert_no_error (error);
+    run_ok (exp, out, 1, FALSE, &s);
+    g_assert_cmpuint (s.n_ok, ==, 0);
+  }
+
+  g_unsetenv ("FLOWGMM_DATA_DIR");
+  assert_load_error (reg, "[experiment]\ndata_dir =\n" DATASET METHOD,
+                     FG_EXPERIMENT_ERROR_BAD_VALUE, "experiment", "data_dir");
 }
 
 static void
@@ -1221,6 +1294,7 @@ main (int argc, char **argv)
   g_test_add_func ("/experiment/run/crash-isolated", test_run_crash_isolated);
   g_test_add_func ("/experiment/run/isolated-identical", test_run_isolated_identical);
   g_test_add_func ("/experiment/run/seed-paths", test_run_seed_paths);
+  g_test_add_func ("/experiment/run/data-dir", test_data_dir);
   g_test_add_func ("/experiment/run/cancelled", test_run_cancelled);
   g_test_add_func ("/experiment/run/other-experiment", test_run_other_experiment);
   g_test_add_func ("/experiment/run/unwritable", test_run_unwritable);

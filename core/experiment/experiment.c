@@ -83,6 +83,7 @@ typedef struct {
   char        **dataset_order; /* [experiment] datasets, or NULL */
   char        **method_order;
   guint         datasets_line, methods_line;
+  char         *data_dir;   /* [experiment] data_dir made absolute, or NULL */
 } ParseCtx;
 
 /* Line numbers of group headers and keys: GKeyFile does not keep them, so scan the text. */
@@ -434,6 +435,8 @@ get_name_list (ParseCtx *ctx, const char *group, const char *key, GError **error
 /* ---- [experiment] ---------------------------------------------------------------------------- */
 
 #define EXPERIMENT_GROUP "experiment"
+/* A path value starting with this names a file in the data directory (data_dir below). */
+#define FG_DATA_DIR_VAR "{data}"
 
 typedef gboolean (*ExperimentKeyHandler) (ParseCtx *ctx, const char *key, GError **error);
 
@@ -449,6 +452,35 @@ handle_title (ParseCtx *ctx, const char *key, GError **error)
   ctx->exp->title = g_steal_pointer (&title);
   ctx->exp->title_given = TRUE;
   return TRUE;
+}
+
+static gboolean
+handle_data_dir (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *norm = get_norm (ctx, EXPERIMENT_GROUP, key);
+  g_autofree char *dir = unescape (norm);
+  if (*dir == '\0')
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                      "the data directory is empty");
+  g_free (ctx->data_dir);
+  ctx->data_dir = g_canonicalize_filename (dir, ctx->exp->base_dir);
+  return TRUE;
+}
+
+/* Where "{data}" in a path points: [experiment] data_dir (relative to the file), else
+ * $FLOWGMM_DATA_DIR, else the directory chosen at configure time (--with-data-dir).  Installed
+ * experiment files name their data this way, so they run from wherever they are installed. */
+static const char *
+data_dir (ParseCtx *ctx)
+{
+  const char *env;
+  if (ctx->data_dir == NULL)
+    {
+      env = g_getenv ("FLOWGMM_DATA_DIR");
+      ctx->data_dir = env != NULL && *env != '\0' ? g_canonicalize_filename (env, NULL)
+                                                  : g_strdup (FG_DATA_DIR);
+    }
+  return ctx->data_dir;
 }
 
 static gboolean
@@ -617,6 +649,7 @@ static const struct {
   ExperimentKeyHandler handler;
 } experiment_keys[] = {
   { "title", handle_title },
+  { "data_dir", handle_data_dir },
   { "seeds", handle_seeds },
   { "select", handle_select },
   { "table", handle_table },
@@ -1077,6 +1110,7 @@ set_one (ParseCtx *ctx, const char *group, FgParams *params, const char *owner,
          const char *key, const char *text, GError **error)
 {
   g_autoptr (GError) local = NULL;
+  g_autofree char *expanded = NULL;
   const FgParamSpec *spec = lookup_key_spec (ctx, group, key, params, owner, error);
 
   if (spec == NULL)
@@ -1099,6 +1133,9 @@ set_one (ParseCtx *ctx, const char *group, FgParams *params, const char *owner,
                           local->message);
       return TRUE;
     }
+  if (spec->type == FG_PARAM_PATH && g_str_has_prefix (text, FG_DATA_DIR_VAR)
+      && (text[strlen (FG_DATA_DIR_VAR)] == '/' || text[strlen (FG_DATA_DIR_VAR)] == '\0'))
+    text = expanded = g_strconcat (data_dir (ctx), text + strlen (FG_DATA_DIR_VAR), NULL);
   if (!fg_params_set (params, key, text, &local))
     return exp_error (ctx, error, classify_value (spec, text), group, key, "%s", local->message);
   return TRUE;
@@ -1502,6 +1539,7 @@ out:
   g_hash_table_unref (ctx.lines);
   g_strfreev (ctx.dataset_order);
   g_strfreev (ctx.method_order);
+  g_free (ctx.data_dir);
   return ok ? g_steal_pointer (&exp) : NULL;
 }
 

@@ -22,8 +22,6 @@
  * numbers only from the FgRng you are given; keep nothing global (several cells may run at once
  * on different threads); free everything in destroy.
  */
-#include "config.h"
-
 #include <math.h>
 #include <string.h>
 
@@ -384,7 +382,7 @@ static const FgPluginInfo template_info = {
   .abi_version = FG_PLUGIN_ABI_VERSION,
   .struct_size = sizeof (FgPluginInfo),
   .name = "template",
-  .version = PACKAGE_VERSION,
+  .version = "1.0",
   .license = "MIT",
   .description = "A documented example of every common component kind; copy it",
   .components = template_components,

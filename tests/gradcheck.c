@@ -1,6 +1,4 @@
 /* flowgmm tests — gradient checking against central finite differences (see gradcheck.h). */
-#include "config.h"
-
 #include <math.h>
 #include <string.h>
 

@@ -674,6 +674,7 @@ test_run_seed_paths (void)
       g_assert_cmpstr (fit, ==, "4\n");
     }
   rm_rf (tmp);
+}
 
 /* The labeled_indices path that a run of `text` (one cell) resolved, from results.jsonl. */
 static char *

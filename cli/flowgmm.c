@@ -184,7 +184,7 @@ cmd_run (int argc, char **argv)
 {
   g_autofree char *out_dir = NULL;
   gint jobs = 1;
-  gboolean retry_failed = FALSE, quiet = FALSE, no_isolate = FALSE;
+  gboolean retry_failed = FALSE, quiet = FALSE, no_isolate = FALSE, rerun_stale = FALSE;
   GOptionEntry entries[] = {
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out_dir,
       "Write results and tables to DIR (default: FILE without .exp, plus .out)", "DIR" },
@@ -194,6 +194,8 @@ cmd_run (int argc, char **argv)
     { "retry-failed", 0, 0, G_OPTION_ARG_NONE, &retry_failed,
       "Run again the cells stored with an error", NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress, table or summary on the terminal (failed cells are still reported; the table is still written to OUT)", NULL },
+    { "rerun-stale", 0, 0, G_OPTION_ARG_NONE, &rerun_stale,
+      "Run again the cells stored before a plugin file they used changed", NULL },
     { "no-isolate", 0, 0, G_OPTION_ARG_NONE, &no_isolate,
       "Run cells in this process (threads), e.g. under a debugger: a crash ends the run", NULL },
     { NULL }
@@ -240,6 +242,7 @@ cmd_run (int argc, char **argv)
   options.quiet = quiet;
   options.retry_failed = retry_failed;
   options.no_isolate = no_isolate;
+  options.rerun_stale = rerun_stale;
   options.cancel = &cancel_requested;
   install_sigint_handler ();
 
@@ -258,6 +261,15 @@ cmd_run (int argc, char **argv)
                 summary.n_cells, summary.n_ok + summary.n_failed, summary.n_ok,
                 summary.n_failed, summary.n_skipped, summary.n_cancelled, out);
     }
+  if (summary.n_stale > 0 && !rerun_stale)
+    g_printerr ("flowgmm: %u cell%s stale: stored before a plugin file %s used changed; "
+                "--rerun-stale computes %s again (the table marks %s with †)\n",
+                summary.n_stale, summary.n_stale == 1 ? " is" : "s are",
+                summary.n_stale == 1 ? "it" : "they", summary.n_stale == 1 ? "it" : "them",
+                summary.n_stale == 1 ? "it" : "them");
+  else if (summary.n_stale > 0 && !quiet)
+    g_printerr ("flowgmm: %u stale cell%s computed again\n", summary.n_stale,
+                summary.n_stale == 1 ? "" : "s");
   if (g_atomic_int_get (&cancel_requested))
     return EXIT_INTERRUPTED;
   if (summary.n_failed > 0)

@@ -918,6 +918,94 @@ test_run_isolated_identical (void)
   rm_rf (tmp);
 }
 
+/* A plugin file that changed after its cells were stored makes them stale: counted and kept,
+ * marked in the table, computed again only with rerun_stale. */
+static void
+test_run_stale (void)
+{
+  const char *fdir = g_getenv ("FG_FIXTURE_PLUGIN_DIR");
+  g_autofree char *fdefault = g_test_build_filename (G_TEST_BUILT, "plugins", ".libs", NULL);
+  g_autofree char *good_so = g_build_filename (fdir ? fdir : fdefault, "good.so", NULL);
+  g_autofree char *tmp = make_tmpdir ();
+  g_autofree char *copy = g_build_filename (tmp, "good.so", NULL);
+  g_autofree char *out = g_build_filename (tmp, "out", NULL);
+  g_autofree char *contents = NULL, *md = NULL;
+  g_autoptr (FgRegistry) reg = fg_registry_new ();
+  g_autoptr (FgExperiment) exp = NULL;
+  g_autoptr (GHashTable) records = NULL;
+  g_autoptr (GError) error = NULL;
+  FgRunOptions opts = { 0 };
+  FgRunSummary s;
+  gsize len;
+  FgCellInfo info;
+  JsonObject *prov;
+  JsonArray *comps;
+
+  g_file_get_contents (good_so, &contents, &len, &error);
+  g_assert_no_error (error);
+  g_file_set_contents (copy, contents, (gssize) len, &error);
+  g_assert_no_error (error);
+  fg_registry_load_file (reg, copy, &error);
+  g_assert_no_error (error);
+  exp = fg_experiment_load_data ("[experiment]\nseeds = 0;1\nselect = mean-std\n"
+                                 "[dataset:d]\nplugin = good-data\nn = 40\nlabeled_per_class = 2\n"
+                                 "validation = 10\n[method:knn]\nplugin = good-baseline\n",
+                                 -1, "stale.exp", tmp, reg, &error);
+  g_assert_no_error (error);
+  run_ok (exp, out, 1, FALSE, &s);
+  g_assert_cmpuint (s.n_ok, ==, 2);
+  g_assert_cmpuint (s.n_stale, ==, 0);
+
+  /* Every component with its plugin, version, file and digest; the BLAS kernel. */
+  records = load_records (out);
+  fg_experiment_get_cell (exp, 0, &info);
+  prov = json_object_get_object_member (g_hash_table_lookup (records, info.key), "provenance");
+  g_assert_nonnull (prov);
+  g_assert_cmpstr (json_object_get_string_member (json_object_get_object_member (prov, "flowgmm"),
+                                                  "version"), ==, fg_version ());
+  g_assert_true (json_object_has_member (json_object_get_object_member (prov, "blas"), "kernel"));
+  comps = json_object_get_array_member (prov, "components");
+  g_assert_cmpuint (json_array_get_length (comps), ==, 2);
+  for (guint i = 0; i < 2; i++)
+    {
+      JsonObject *c = json_array_get_object_element (comps, i);
+      g_assert_cmpstr (json_object_get_string_member (c, "kind"), ==, i == 0 ? "dataset" : "baseline");
+      g_assert_cmpstr (json_object_get_string_member (c, "name"), ==, i == 0 ? "good-data" : "good-baseline");
+      g_assert_cmpstr (json_object_get_string_member (c, "plugin"), ==, "good");
+      g_assert_cmpstr (json_object_get_string_member (c, "version"), ==, "1.0");
+      g_assert_cmpstr (json_object_get_string_member (c, "file"), ==, copy);
+      g_assert_cmpuint (strlen (json_object_get_string_member (c, "sha256")), ==, 64);
+    }
+
+  /* The plugin file changes (a rebuild): its cells are stale, kept and marked. */
+  {
+    g_autoptr (GString) more = g_string_new_len (contents, (gssize) len);
+    g_string_append (more, "rebuilt");
+    g_file_set_contents (copy, more->str, (gssize) more->len, &error);
+    g_assert_no_error (error);
+  }
+  run_ok (exp, out, 1, FALSE, &s);
+  g_assert_cmpuint (s.n_stale, ==, 2);
+  g_assert_cmpuint (s.n_skipped, ==, 2);
+  g_assert_cmpuint (s.n_ok, ==, 0);
+  md = read_file (out, "table.md");
+  g_assert_nonnull (strstr (md, " † |"));
+  g_assert_nonnull (strstr (md, "has changed since"));
+  g_free (md);
+
+  opts.out_dir = out;
+  opts.quiet = TRUE;
+  opts.rerun_stale = TRUE;
+  g_assert_true (fg_experiment_run (exp, &opts, &s, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (s.n_ok, ==, 2);
+  md = read_file (out, "table.md");
+  g_assert_null (strstr (md, "†"));
+  run_ok (exp, out, 1, FALSE, &s);
+  g_assert_cmpuint (s.n_stale, ==, 0);
+  rm_rf (tmp);
+}
+
 static void
 test_run_cancelled (void)
 {
@@ -1164,8 +1252,10 @@ test_select_mean_std (void)
   g_assert_nonnull (strstr (csv, "d1,b,test_accuracy,0.82,"));
   g_assert_nonnull (strstr (csv, "d1,b,test_nll,2,0,2,,,ok\n"));
   g_assert_nonnull (strstr (md, "| a | 70.0 ± 20.0 |"));
-  g_assert_nonnull (strstr (md, "| b | **82.0 ± 24.0** |"));
-  g_assert_nonnull (strstr (md, "mean ± std"));
+  /* Fewer seeds finished than the caption says: the cell says how many. */
+  g_assert_nonnull (strstr (md, "| b | **82.0 ± 24.0** (n = 2) |"));
+  g_assert_nonnull (strstr (md, "mean ± std over 3 seeds"));
+  g_assert_nonnull (strstr (md, "(n = k): only k seeds finished"));
 }
 
 static void
@@ -1296,6 +1386,7 @@ main (int argc, char **argv)
   g_test_add_func ("/experiment/run/isolated-identical", test_run_isolated_identical);
   g_test_add_func ("/experiment/run/seed-paths", test_run_seed_paths);
   g_test_add_func ("/experiment/run/data-dir", test_data_dir);
+  g_test_add_func ("/experiment/run/stale", test_run_stale);
   g_test_add_func ("/experiment/run/cancelled", test_run_cancelled);
   g_test_add_func ("/experiment/run/other-experiment", test_run_other_experiment);
   g_test_add_func ("/experiment/run/unwritable", test_run_unwritable);

@@ -178,6 +178,12 @@ void        _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *
 JsonObject *_fg_cell_error_record (const FgExperiment *exp, const FgCell *cell,
                                    const char *message, double seconds);
 
+/* provenance.c: the member "provenance" of a record (components, their plugin files and
+ * digests, the library, the BLAS library and kernel), and whether a stored record is stale (a
+ * plugin file it names has changed since). */
+void     _fg_provenance_add (JsonBuilder *b, const FgExperiment *exp, const FgCell *cell);
+gboolean _fg_provenance_is_stale (JsonObject *rec);
+
 /* workers.c: cells in worker processes, so that a crash fails its cell, not the run.
  *
  * The coordinating process (the caller) keeps the results store and the progress display;

@@ -442,6 +442,7 @@ make_record (const FgExperiment *exp, const FgCell *cell, const CellOutcome *o)
   json_builder_add_string_value (b, cell->config);
   json_builder_set_member_name (b, "flowgmm_version");
   json_builder_add_string_value (b, fg_version ());
+  _fg_provenance_add (b, exp, cell);
   json_builder_set_member_name (b, "finished");
   json_builder_add_string_value (b, when);
   json_builder_end_object (b);
@@ -873,10 +874,13 @@ fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary 
     {
       FgCell *cell = g_ptr_array_index (exp->cells, i);
       JsonObject *rec = _fg_results_lookup (run.store, cell->key);
-      if (rec != NULL && is_done (exp, out_dir, cell, rec, options->retry_failed))
+      gboolean stale = FALSE;
+      if (rec != NULL && is_done (exp, out_dir, cell, rec, options->retry_failed)
+          && (!(stale = _fg_provenance_is_stale (rec)) || !options->rerun_stale))
         summary->n_skipped++;
       else
         g_ptr_array_add (todo, cell);
+      summary->n_stale += stale;
     }
 
   if (exp->cache == NULL)

@@ -25,6 +25,7 @@ typedef enum { SEL_NA, SEL_MISSING, SEL_ERROR, SEL_OK } SelState;
 typedef struct {
   SelState      state;
   guint         n_expected, n_ok, n_error;
+  guint         n_stale;  /* ok records computed with a plugin file that has changed since */
   double        mean[FG_N_FIELDS];
   double        std[FG_N_FIELDS];
   guint         n[FG_N_FIELDS];
@@ -100,6 +101,7 @@ select_pair (const FgExperiment *exp, FgResultsStore *store, guint first, guint 
         {
           g_ptr_array_add (ok, rec);
           g_ptr_array_add (ok_cells, (gpointer) c);
+          sel->n_stale += _fg_provenance_is_stale (rec);
         }
       else if (g_strcmp0 (status, "error") == 0)
         {
@@ -287,9 +289,48 @@ format_selection (const FgExperiment *exp, const Selection *sel, guint field, gb
     }
   else
     value = g_strdup (mean);
-  if (!bold)
-    return g_steal_pointer (&value);
-  return g_strdup_printf (fmt == FMT_TEX ? "\\textbf{%s}" : "**%s**", value);
+  if (bold)
+    {
+      char *b = g_strdup_printf (fmt == FMT_TEX ? "\\textbf{%s}" : "**%s**", value);
+      g_free (value);
+      value = b;
+    }
+  /* Fewer finished seeds than the caption's count: say how many. */
+  if (reports_std (exp) && sel->n[field] != exp->seeds->len)
+    {
+      char *v = g_strdup_printf ("%s (n = %u)", value, sel->n[field]);
+      g_free (value);
+      value = v;
+    }
+  if (sel->n_stale > 0)
+    {
+      char *v = g_strconcat (value, fmt == FMT_TEX ? "$^\\dagger$" : " †", NULL);
+      g_free (value);
+      value = v;
+    }
+  return g_steal_pointer (&value);
+}
+
+/* What the marks of format_selection () mean, for the caption ("" when none is shown). */
+static char *
+caption_notes (const FgExperiment *exp, const Selection *sels, guint field)
+{
+  gboolean short_n = FALSE, stale = FALSE;
+  GString *s = g_string_new (NULL);
+  for (guint i = 0; i < exp->datasets->len * exp->methods->len; i++)
+    {
+      const Selection *sel = &sels[i];
+      if (sel->state != SEL_OK || sel->n[field] == 0)
+        continue;
+      short_n |= reports_std (exp) && sel->n[field] != exp->seeds->len;
+      stale |= sel->n_stale > 0;
+    }
+  if (short_n)
+    g_string_append (s, " (n = k): only k seeds finished for that cell.");
+  if (stale)
+    g_string_append (s, " †: computed with a plugin file that has changed since "
+                        "(flowgmm run --rerun-stale computes it again).");
+  return g_string_free (s, FALSE);
 }
 
 /* For each dataset, the best method's formatted mean (ties: all that display the same). */
@@ -393,7 +434,9 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
   guint n_rows = exp->rows_are_methods ? nm : nd;
   guint n_cols = exp->rows_are_methods ? nd : nm;
   g_auto (GStrv) best = best_per_dataset (exp, sels, field);
-  g_autofree char *cap = caption (exp);
+  g_autofree char *cap0 = caption (exp);
+  g_autofree char *notes = caption_notes (exp, sels, field);
+  g_autofree char *cap = g_strconcat (cap0, notes, NULL);
   GString *s = g_string_new (NULL);
   const char *corner = exp->rows_are_methods ? "Method" : "Dataset";
 
@@ -558,6 +601,8 @@ render_json (const FgExperiment *exp, const Selection *sels)
         json_builder_add_int_value (b, sel->n_ok);
         json_builder_set_member_name (b, "n_error");
         json_builder_add_int_value (b, sel->n_error);
+        json_builder_set_member_name (b, "n_stale");
+        json_builder_add_int_value (b, sel->n_stale);
         if (sel->cell != NULL)
           {
             json_builder_set_member_name (b, "params");

@@ -221,4 +221,10 @@ _fg_pool_range (gsize n, guint t, guint tasks, gsize align, gsize *r0, gsize *r1
 #define FG_POOL_NS_PER_FLOP 0.01
 #define FG_POOL_NS_PER_ELEMENT 0.4
 
+/* The BLAS library as it describes itself ("OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell ...") and
+ * the kernel it chose for this machine ("Haswell"; OPENBLAS_CORETYPE overrides it); NULL when
+ * the library cannot say.  Results are bit-identical only for the same build and kernel. */
+const char *_fg_blas_library (void);
+const char *_fg_blas_kernel (void);
+
 G_END_DECLS

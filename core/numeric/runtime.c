@@ -3,7 +3,10 @@
 
 #include <flowgmm/parallel.h>
 
-#if defined(HAVE_OPENBLAS_SET_NUM_THREADS) || defined(HAVE_OPENBLAS_GET_NUM_THREADS)
+#include "numeric/numeric-private.h"
+
+#if defined(HAVE_OPENBLAS_SET_NUM_THREADS) || defined(HAVE_OPENBLAS_GET_NUM_THREADS) \
+    || defined(HAVE_OPENBLAS_GET_CORENAME) || defined(HAVE_OPENBLAS_GET_CONFIG)
 #include <cblas.h>
 #endif
 
@@ -42,6 +45,26 @@ const char *
 fg_version (void)
 {
   return PACKAGE_VERSION;
+}
+
+const char *
+_fg_blas_library (void)
+{
+#ifdef HAVE_OPENBLAS_GET_CONFIG
+  return openblas_get_config ();
+#else
+  return NULL;
+#endif
+}
+
+const char *
+_fg_blas_kernel (void)
+{
+#ifdef HAVE_OPENBLAS_GET_CORENAME
+  return openblas_get_corename ();
+#else
+  return NULL;
+#endif
 }
 
 /**

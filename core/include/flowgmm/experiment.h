@@ -53,6 +53,9 @@ typedef struct {
    * exit ()) is stored as that cell's error and the run goes on.  no_isolate: run them in this
    * process instead (threads), e.g. under a debugger; a crash then ends the run. */
   gboolean    no_isolate;
+  /* Run again the cells stored before a plugin file they used changed (stale cells); without
+   * it they are counted (FgRunSummary.n_stale) and kept. */
+  gboolean    rerun_stale;
 } FgRunOptions;
 
 typedef struct {
@@ -61,6 +64,8 @@ typedef struct {
   guint n_ok;        /* run now and succeeded */
   guint n_failed;    /* run now and recorded as errors (NaN, divergence, bad split, ...) */
   guint n_cancelled; /* not run because of cancellation */
+  guint n_stale;     /* stored, but a plugin file they used has changed since (counted in
+                        n_skipped unless FgRunOptions.rerun_stale) */
 } FgRunSummary;
 
 /* Run every cell not yet stored, then render the table.  Returns FALSE only when the run as a

@@ -167,6 +167,50 @@ fg_weight_set_save (const FgWeightSet *set, const char *path, GError **error)
   return TRUE;
 }
 
+/**
+ * fg_weight_set_add_bytes:
+ * @set: a weight set
+ * @name: a new, unique name
+ * @data: @n bytes
+ * @n: how many (≥ 1)
+ *
+ * Keeps raw bytes (a counter, a generator's state, a permutation) as a non-trainable weight of
+ * ⌈@n/4⌉ floats holding them bit for bit (zero-padded), so that a training-state checkpoint
+ * can carry them through fg_weight_set_save (), which stores values bit for bit.
+ *
+ * Returns: (transfer none): the new weight.
+ */
+FgWeight *
+fg_weight_set_add_bytes (FgWeightSet *set, const char *name, const void *data, gsize n)
+{
+  gsize numel = (MAX (n, 1) + sizeof (float) - 1) / sizeof (float);
+  FgWeight *w;
+  g_return_val_if_fail (set != NULL && (data != NULL || n == 0), NULL);
+  w = fg_weight_set_add (set, name, 1, &numel, FALSE);
+  w->trainable = FALSE;
+  memset (w->value.data, 0, numel * sizeof (float));
+  if (n > 0)
+    memcpy (w->value.data, data, n);
+  return w;
+}
+
+/**
+ * fg_weight_get_bytes:
+ * @w: a weight made by fg_weight_set_add_bytes () (or loaded into one)
+ * @out: (out caller-allocates): @n bytes
+ * @n: how many, at most 4 × numel
+ *
+ * Copies the first @n bytes of @w's values into @out.
+ */
+void
+fg_weight_get_bytes (const FgWeight *w, void *out, gsize n)
+{
+  g_return_if_fail (w != NULL && (out != NULL || n == 0));
+  g_return_if_fail (n <= fg_tensor_numel (&w->value) * sizeof (float));
+  if (n > 0)
+    memcpy (out, w->value.data, n);
+}
+
 /* ------------------------------------------------------------------------------ reading */
 
 typedef struct

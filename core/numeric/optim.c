@@ -375,6 +375,90 @@ fg_optimizer_get_steps (const FgOptimizer *opt)
   return opt->steps;
 }
 
+/**
+ * fg_optimizer_save_state:
+ * @opt: an optimizer
+ * @into: the set to add the state to
+ * @prefix: prefix of the names (e.g. "adam/")
+ *
+ * Adds the step count ("<prefix>steps") and the first and second moments of every trainable
+ * weight ("<prefix>m/<name>", "<prefix>v/<name>") to @into, bit for bit.
+ */
+void
+fg_optimizer_save_state (const FgOptimizer *opt, FgWeightSet *into, const char *prefix)
+{
+  g_return_if_fail (opt != NULL && into != NULL && prefix != NULL);
+  {
+    g_autofree char *name = g_strconcat (prefix, "steps", NULL);
+    fg_weight_set_add_bytes (into, name, &opt->steps, sizeof opt->steps);
+  }
+  for (guint i = 0; i < opt->n_slots; i++)
+    {
+      const Slot *s = &opt->slots[i];
+      for (int which = 0; which < 2; which++)
+        {
+          g_autofree char *name = g_strconcat (prefix, which == 0 ? "m/" : "v/",
+                                               s->weight->name, NULL);
+          FgWeight *w = fg_weight_set_add (into, name, 1, &s->n, FALSE);
+          w->trainable = FALSE;
+          memcpy (w->value.data, which == 0 ? s->m : s->v, s->n * sizeof (float));
+        }
+    }
+}
+
+/**
+ * fg_optimizer_load_state:
+ * @opt: an optimizer
+ * @from: a set holding what fg_optimizer_save_state () wrote
+ * @prefix: the prefix given to fg_optimizer_save_state ()
+ * @error: return location for a #GError
+ *
+ * Restores the step count and the moments.  Nothing changes on error.
+ *
+ * Returns: %TRUE on success; %FALSE with %FG_ERROR_DATA when an entry is missing or has another
+ * size.
+ */
+gboolean
+fg_optimizer_load_state (FgOptimizer *opt, FgWeightSet *from, const char *prefix,
+                         GError **error)
+{
+  g_autofree char *steps_name = NULL;
+  FgWeight *steps;
+
+  g_return_val_if_fail (opt != NULL && from != NULL && prefix != NULL, FALSE);
+  steps_name = g_strconcat (prefix, "steps", NULL);
+  steps = fg_weight_set_lookup (from, steps_name);
+  if (steps == NULL || fg_tensor_numel (&steps->value) * 4 < sizeof opt->steps)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA, "optimizer state: no entry '%s'",
+                   steps_name);
+      return FALSE;
+    }
+  /* Check everything before copying anything. */
+  for (guint pass = 0; pass < 2; pass++)
+    for (guint i = 0; i < opt->n_slots; i++)
+      {
+        Slot *s = &opt->slots[i];
+        for (int which = 0; which < 2; which++)
+          {
+            g_autofree char *name = g_strconcat (prefix, which == 0 ? "m/" : "v/",
+                                                 s->weight->name, NULL);
+            FgWeight *w = fg_weight_set_lookup (from, name);
+            if (pass == 0 && (w == NULL || fg_tensor_numel (&w->value) != s->n))
+              {
+                g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                             "optimizer state: entry '%s' is %s", name,
+                             w == NULL ? "missing" : "of another size");
+                return FALSE;
+              }
+            if (pass == 1)
+              memcpy (which == 0 ? s->m : s->v, w->value.data, s->n * sizeof (float));
+          }
+      }
+  fg_weight_get_bytes (steps, &opt->steps, sizeof opt->steps);
+  return TRUE;
+}
+
 /* ---------------------------------------------------------------------------- schedules */
 
 static const char *const schedule_names[] = {

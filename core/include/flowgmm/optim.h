@@ -42,6 +42,16 @@ FG_API double       fg_optimizer_step_clipped (FgOptimizer *opt, double lr, doub
 FG_API double       fg_optimizer_step_clip_norm (FgOptimizer *opt, double lr, double norm,
                                                  double max_norm, gboolean zero_grad);
 FG_API guint64      fg_optimizer_get_steps (const FgOptimizer *opt);
+/* The optimizer's state (step count and both moments of every trainable weight) as weights of
+ * `into` named "<prefix>steps", "<prefix>m/<weight>", "<prefix>v/<weight>", bit for bit, so a
+ * training run can be checkpointed (fg_weight_set_save) and resumed exactly. */
+FG_API void         fg_optimizer_save_state (const FgOptimizer *opt, FgWeightSet *into,
+                                             const char *prefix);
+/* Restore what fg_optimizer_save_state wrote from `from` (a set of the same structure, e.g.
+ * filled by fg_weight_set_load).  FG_ERROR_DATA naming the entry when one is missing or has
+ * another size; the optimizer is unchanged on error. */
+FG_API gboolean     fg_optimizer_load_state (FgOptimizer *opt, FgWeightSet *from,
+                                             const char *prefix, GError **error);
 
 /* Learning-rate (or any weight) schedules: a multiplicative factor of time t in [0, total]. */
 typedef enum {

@@ -53,4 +53,11 @@ FG_API void fg_weight_init_const (FgWeight *w, float value);
 FG_API gboolean fg_weight_set_save (const FgWeightSet *set, const char *path, GError **error);
 FG_API gboolean fg_weight_set_load (FgWeightSet *set, const char *path, GError **error);
 
+/* Raw bytes kept as a weight, for training-state checkpoints (counters, generator states,
+ * permutations): a non-trainable [⌈n/4⌉] weight holding the n bytes bit for bit, zero-padded.
+ * fg_weight_get_bytes copies the first n bytes back (n at most 4·numel). */
+FG_API FgWeight *fg_weight_set_add_bytes (FgWeightSet *set, const char *name, const void *data,
+                                          gsize n);
+FG_API void      fg_weight_get_bytes (const FgWeight *w, void *out, gsize n);
+
 G_END_DECLS

@@ -58,6 +58,14 @@ static const FgParamSpec split_specs[] = {
   FG_PARAM_SPEC_BOOL ("l2_normalize", "false",
                       "scale every example to unit Euclidean norm, last (as the paper's kNN and "
                       "label-spreading baselines)"),
+  /* Augmentation: described to the method (FgSplit.augment), drawn per training step. */
+  FG_PARAM_SPEC_INT ("augment_crop_pad", "0", 0, 4096,
+                     "image data: at every training step, a random crop of the original size "
+                     "from the image zero-padded by this many pixels per side (the FlowGMM "
+                     "authors' RandomCrop padding 4); 0: off"),
+  FG_PARAM_SPEC_BOOL ("augment_flip", "false",
+                      "image data: at every training step, mirror each image left-right with "
+                      "probability 1/2 (the authors' CIFAR-10 and SVHN runs)"),
   FG_PARAM_SPEC_END,
 };
 
@@ -87,6 +95,9 @@ struct _FgSplitData {
   gint32 *owned_y[4];
   char *fingerprint;
   FgFitHooks hooks;
+  FgAugment augment;
+  char *resume_dir;
+  FgResume resume;
   FgPreprocessState pp;
 };
 
@@ -629,6 +640,30 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
       d->split.dim = d->pp.out_dim;
     }
   d->split.preprocessing = &d->pp.info;
+  d->augment.crop_pad = (guint) fg_params_get_int (split_params, "augment_crop_pad");
+  d->augment.flip = fg_params_get_bool (split_params, "augment_flip");
+  if (fg_augment_active (&d->augment))
+    {
+      const char *key = d->augment.crop_pad > 0 ? "augment_crop_pad" : "augment_flip";
+      if (d->split.shape.ndim != 3)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "split key '%s': needs image-shaped examples (C×H×W); this data set's "
+                       "examples are %" G_GSIZE_FORMAT "-vectors",
+                       key, d->split.dim);
+          return NULL;
+        }
+      if (g_strcmp0 (d->pp.info.description, "none") != 0)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "split key '%s': augmentation works on the pixels as loaded (crops pad "
+                       "with black), so it cannot follow the preprocessing '%s'; let the flow "
+                       "dequantise instead (e.g. realnvp-conv)",
+                       key, d->pp.info.description);
+          return NULL;
+        }
+      d->split.augment = &d->augment;
+    }
   d->split.fingerprint = d->fingerprint;
   d->split.seed = seed;
   return g_steal_pointer (&d);
@@ -653,6 +688,7 @@ fg_split_data_free (FgSplitData *data)
   g_free (data->validation.idx);
   g_free (data->test_rows.idx);
   g_free (data->fingerprint);
+  g_free (data->resume_dir);
   _fg_preprocess_state_clear (&data->pp);
   fg_dataset_unref (data->ds);
   g_free (data);
@@ -713,6 +749,100 @@ fg_split_data_get_indices (const FgSplitData *data, const char *which, gsize *n)
     }
   *n = s->n;
   return s->idx;
+}
+
+/**
+ * fg_augment_active:
+ * @aug: (nullable): an augmentation
+ *
+ * Returns: %TRUE when @aug crops or flips.
+ */
+gboolean
+fg_augment_active (const FgAugment *aug)
+{
+  return aug != NULL && (aug->crop_pad > 0 || aug->flip);
+}
+
+/**
+ * fg_augment_apply:
+ * @aug: (nullable): the augmentation (FgSplit.augment)
+ * @shape: the shape of one example
+ * @src: the example, numel (@shape) floats
+ * @dst: (out caller-allocates): its augmented copy, numel (@shape) floats, not overlapping @src
+ * @rng: the generator of the draws
+ *
+ * Draws one augmentation of @src into @dst: for C×H×W examples a random crop of the image
+ * zero-padded by crop_pad pixels per side (offsets dy then dx, each uniform in
+ * [0, 2·crop_pad]), then a left-right mirror with probability 1/2 when flip is set — the order
+ * of torchvision's RandomCrop and RandomHorizontalFlip.  Anything else is copied unchanged.
+ */
+void
+fg_augment_apply (const FgAugment *aug, const FgSampleShape *shape, const float *src,
+                  float *dst, FgRng *rng)
+{
+  gsize C, H, W, dy = 0, dx = 0, pad;
+  gboolean mirror = FALSE;
+
+  g_return_if_fail (shape != NULL && src != NULL && dst != NULL);
+  if (!fg_augment_active (aug) || shape->ndim != 3)
+    {
+      memcpy (dst, src, fg_sample_shape_numel (shape) * sizeof (float));
+      return;
+    }
+  g_return_if_fail (rng != NULL);
+  C = shape->dims[0];
+  H = shape->dims[1];
+  W = shape->dims[2];
+  pad = aug->crop_pad;
+  if (pad > 0)
+    {
+      dy = (gsize) fg_rng_below (rng, 2 * pad + 1);
+      dx = (gsize) fg_rng_below (rng, 2 * pad + 1);
+    }
+  if (aug->flip)
+    mirror = fg_rng_below (rng, 2) == 1;
+
+  /* dst[y][x] = padded[y + dy][x' + dx] with x' the (mirrored) column; padded[r][c] =
+   * src[r − pad][c − pad] inside the image, 0 outside. */
+  for (gsize c = 0; c < C; c++)
+    for (gsize y = 0; y < H; y++)
+      {
+        float *out = dst + (c * H + y) * W;
+        const gssize sy = (gssize) (y + dy) - (gssize) pad;
+        const float *in = src + (c * H + (gsize) MAX (sy, 0)) * W;
+        if (sy < 0 || sy >= (gssize) H)
+          {
+            memset (out, 0, W * sizeof (float));
+            continue;
+          }
+        for (gsize x = 0; x < W; x++)
+          {
+            const gssize sx = (gssize) (x + dx) - (gssize) pad;
+            out[mirror ? W - 1 - x : x] = sx >= 0 && sx < (gssize) W ? in[sx] : 0.0f;
+          }
+      }
+}
+
+/**
+ * fg_split_data_set_resume:
+ * @data: a split
+ * @resume: (nullable): where and how often the fit keeps its training state (copied, with its
+ *   directory), or %NULL for nowhere
+ *
+ * Sets FgSplit.resume.
+ */
+void
+fg_split_data_set_resume (FgSplitData *data, const FgResume *resume)
+{
+  g_return_if_fail (data != NULL);
+  g_clear_pointer (&data->resume_dir, g_free);
+  data->split.resume = NULL;
+  if (resume == NULL)
+    return;
+  data->resume = *resume;
+  data->resume_dir = g_strdup (resume->dir);
+  data->resume.dir = data->resume_dir;
+  data->split.resume = &data->resume;
 }
 
 /**

@@ -98,6 +98,31 @@ typedef struct {
   gpointer      reserved[4];
 } FgPreprocessing;
 
+/* Data augmentation drawn afresh at every training step (split keys augment_crop_pad and
+ * augment_flip, for image-shaped examples C×H×W).  Part of ABI 1 (added for issue 11). */
+typedef struct _FgAugment {
+  guint    crop_pad; /* random H×W crop of the image zero-padded by this many pixels per side
+                      * (torchvision RandomCrop(size, padding)); 0: off */
+  gboolean flip;     /* mirror left-right with probability 1/2 (RandomHorizontalFlip) */
+  gpointer reserved[2];
+} FgAugment;
+
+/* Where and how often a fit that trains in steps keeps its training state, so that a run
+ * killed or stopped resumes where it was and ends with the same weights as an uninterrupted
+ * one (experiment keys checkpoint_every, checkpoint_minutes and run_steps).  Part of ABI 1
+ * (added for issue 11). */
+typedef struct _FgResume {
+  const char *dir;           /* private to the cell; the runner deletes it once the cell's
+                              * result is stored */
+  guint64     every_steps;   /* save every this many steps; 0: not by steps */
+  double      every_minutes; /* save when this many minutes have passed since the last save;
+                              * 0: not by time */
+  guint64     run_steps;     /* stop after this many steps of this invocation with the state
+                              * saved and fail with FG_ERROR_INTERRUPTED (the next run goes on);
+                              * 0: no limit */
+  gpointer    reserved[2];
+} FgResume;
+
 /* What a method sees of one cell's data.  All tensors are borrowed for the duration of fit. */
 typedef struct {
   guint         n_classes;
@@ -112,7 +137,14 @@ typedef struct {
   /* ABI 1, added for issue 4 (took one reserved slot): the preprocessing applied to the parts;
    * set by fg_split_data_new, NULL in a split built by hand (treat NULL as "none"). */
   const FgPreprocessing *preprocessing;
-  gpointer      reserved[3];
+  /* ABI 1, added for issue 11 (took two reserved slots).  augment: the per-step augmentation
+   * the split keys ask for (split.h: fg_augment_apply), NULL when none; a method that trains in
+   * steps applies it to the rows of every step.  resume: where and how often a long fit keeps
+   * its training state so that an interrupted run resumes (FgResume); NULL when the caller
+   * offers nothing. */
+  const struct _FgAugment *augment;
+  const struct _FgResume  *resume;
+  gpointer      reserved[1];
 } FgSplit;
 
 /* Call the hooks if present. */

@@ -19,12 +19,17 @@
  *  6. the unlabeled pool (`unlabeled_pool`): train and train+val append the labeled inputs to
  *     the unlabeled set, then rest+val and train+val the validation inputs (after the rest).  The indices of "unlabeled" then include those rows of the train part (a data
  *     set's own validation part is not a row of it and is not listed).
+ *
+ * Augmentation (keys augment_crop_pad, augment_flip) is not applied here: FgSplit.augment
+ * describes it and a method that trains in steps draws it for every step's rows with
+ * fg_augment_apply () from its own generator (evaluation never sees it).
  */
 #pragma once
 
 #include <glib.h>
 #include <flowgmm/params.h>
 #include <flowgmm/dataset.h>
+#include <flowgmm/rng.h>
 
 G_BEGIN_DECLS
 
@@ -49,5 +54,18 @@ FG_API const guint32 *fg_split_data_get_indices (const FgSplitData *data, const 
                                                                "validation", "test" */
 /* Attach progress/cancellation hooks to the split handed to fit. */
 FG_API void fg_split_data_set_hooks (FgSplitData *data, const FgFitHooks *hooks);
+/* Offer the method a place and a policy for its resumable training state (FgSplit.resume;
+ * copied, with its directory; NULL: none). */
+FG_API void fg_split_data_set_resume (FgSplitData *data, const FgResume *resume);
+
+/* Whether `aug` (nullable) changes anything. */
+FG_API gboolean fg_augment_active (const FgAugment *aug);
+/* One augmented copy of one example of `shape` (C×H×W; src and dst numel floats each, not
+ * overlapping): a crop at offsets (dy, dx), each uniform in [0, 2·crop_pad], of the image
+ * zero-padded by crop_pad pixels per side (dy drawn first), then a left-right mirror with
+ * probability 1/2 (when flip).  Draws only from `rng`, in that order.  Other shapes, or an
+ * inactive `aug`: a plain copy, no draw. */
+FG_API void     fg_augment_apply (const FgAugment *aug, const FgSampleShape *shape,
+                                  const float *src, float *dst, FgRng *rng);
 
 G_END_DECLS

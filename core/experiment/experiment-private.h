@@ -22,25 +22,30 @@ typedef enum {
   FG_SELECT_PER_SEED,
 } FgSelectRule;
 
-/* Metrics computed on the validation and test parts. */
+/* Metrics computed on the validation and test parts (bpd also on the training rows). */
 typedef enum {
   FG_METRIC_ACCURACY = 0,
   FG_METRIC_NLL = 1,
   FG_METRIC_ECE = 2,
-  FG_N_METRICS = 3,
+  FG_METRIC_BPD = 3, /* bits per dimension of the 8-bit data: (−log p(u) + D log 256)/(D log 2) */
+  FG_N_METRICS = 4,
 } FgMetric;
 
-/* Stored metric fields: part (0 = validation, 1 = test) * FG_N_METRICS + metric. */
-#define FG_N_FIELDS (2 * FG_N_METRICS)
-#define FG_FIELD(test, metric) ((test) * FG_N_METRICS + (metric))
+/* Stored metric fields: part (0 = validation, 1 = test, 2 = training rows) * FG_N_METRICS +
+ * metric.  Of the training part only bpd is computed. */
+#define FG_N_FIELDS (3 * FG_N_METRICS)
+#define FG_FIELD(part, metric) ((part) * FG_N_METRICS + (metric))
+#define FG_PART_TRAIN_FIELDS 2
 
 /* A method's label in the table: its `row`, else its name. */
 #define _fg_method_label(m) \
   (((const FgExpMethod *) (m))->row != NULL ? ((const FgExpMethod *) (m))->row \
                                             : ((const FgExpMethod *) (m))->name)
 
-const char *_fg_metric_name (FgMetric m);             /* "accuracy", "nll", "ece" */
-const char *_fg_field_name (guint field);             /* "val_accuracy", ..., "test_ece" */
+const char *_fg_metric_name (FgMetric m);             /* "accuracy", "nll", "ece", "bpd" */
+const char *_fg_field_name (guint field);             /* "val_accuracy", ..., "train_bpd" */
+/* Whether records store `field` when `metrics` are asked for. */
+gboolean    _fg_field_is_computed (const gboolean *metrics, guint field);
 gboolean    _fg_metric_from_name (const char *name, FgMetric *m);
 gboolean    _fg_field_from_name (const char *name, guint *field); /* also "accuracy" = test */
 
@@ -115,6 +120,9 @@ struct _FgExperiment {
   GPtrArray    *methods;   /* FgExpMethod, in run/table order */
   GPtrArray    *cells;     /* FgCell, dataset-major, then method, grid point, seed */
   FgFigureOptions *figures; /* the figure keys of [experiment] (doc/figures.md) */
+  guint64       checkpoint_every;   /* FgResume of every cell: save every N steps (0: no) */
+  double        checkpoint_minutes; /* ... or after M minutes (0: no) */
+  guint64       run_steps;          /* ... and stop each cell after N steps of a run (0: no) */
 
   FgDatasetCache *cache;   /* datasets loaded by the runner */
 };

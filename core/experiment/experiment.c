@@ -15,10 +15,21 @@
 
 /* ---- metric names ---------------------------------------------------------------------------- */
 
-static const char *const metric_names[FG_N_METRICS] = { "accuracy", "nll", "ece" };
+static const char *const metric_names[FG_N_METRICS] = { "accuracy", "nll", "ece", "bpd" };
 static const char *const field_names[FG_N_FIELDS] = {
-  "val_accuracy", "val_nll", "val_ece", "test_accuracy", "test_nll", "test_ece",
+  "val_accuracy",   "val_nll",   "val_ece",   "val_bpd",
+  "test_accuracy",  "test_nll",  "test_ece",  "test_bpd",
+  "train_accuracy", "train_nll", "train_ece", "train_bpd",
 };
+
+gboolean
+_fg_field_is_computed (const gboolean *metrics, guint field)
+{
+  const guint m = field % FG_N_METRICS;
+  if (field >= FG_N_FIELDS || !metrics[m])
+    return FALSE;
+  return field / FG_N_METRICS != FG_PART_TRAIN_FIELDS || m == FG_METRIC_BPD;
+}
 
 const char *
 _fg_metric_name (FgMetric m)
@@ -51,7 +62,8 @@ _fg_field_from_name (const char *name, guint *field)
 {
   FgMetric m;
   for (guint i = 0; i < FG_N_FIELDS; i++)
-    if (g_strcmp0 (name, field_names[i]) == 0)
+    if (g_strcmp0 (name, field_names[i]) == 0
+        && (i / FG_N_METRICS != FG_PART_TRAIN_FIELDS || i % FG_N_METRICS == FG_METRIC_BPD))
       {
         *field = i;
         return TRUE;
@@ -578,8 +590,9 @@ handle_table (ParseCtx *ctx, const char *key, GError **error)
           guint field;
           if (!_fg_field_from_name (colon + 1, &field))
             return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
-                              "unknown metric '%s' (expected accuracy, nll or ece, optionally "
-                              "prefixed with test_ or val_)", colon + 1);
+                              "unknown metric '%s' (expected accuracy, nll, ece or bpd, "
+                              "optionally prefixed with test_ or val_; or train_bpd)",
+                              colon + 1);
           ctx->exp->table_field = field;
         }
       else
@@ -610,9 +623,39 @@ handle_metrics (ParseCtx *ctx, const char *key, GError **error)
       FgMetric m;
       if (!_fg_metric_from_name (names[i], &m))
         return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
-                          "unknown metric '%s' (expected accuracy, nll or ece)", names[i]);
+                          "unknown metric '%s' (expected accuracy, nll, ece or bpd)",
+                          names[i]);
       ctx->exp->metrics[m] = TRUE;
     }
+  return TRUE;
+}
+
+/* checkpoint_every, checkpoint_minutes, run_steps: a number >= 0. */
+static gboolean
+handle_resume_key (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *v = get_single (ctx, EXPERIMENT_GROUP, key, error);
+  char *end = NULL;
+  double d;
+  gint64 n = 0;
+  if (v == NULL)
+    return FALSE;
+  if (strcmp (key, "checkpoint_minutes") == 0)
+    {
+      d = g_ascii_strtod (v, &end);
+      if (end == v || *end != '\0' || !isfinite (d) || d < 0)
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                          "'%s' is not a number of minutes >= 0 (0: off)", v);
+      ctx->exp->checkpoint_minutes = d;
+      return TRUE;
+    }
+  if (!parse_int64 (v, &n) || n < 0)
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                      "'%s' is not a number of steps >= 0 (0: off)", v);
+  if (strcmp (key, "checkpoint_every") == 0)
+    ctx->exp->checkpoint_every = (guint64) n;
+  else
+    ctx->exp->run_steps = (guint64) n;
   return TRUE;
 }
 
@@ -656,6 +699,9 @@ static const struct {
   { "metrics", handle_metrics },
   { "datasets", handle_datasets },
   { "methods", handle_methods },
+  { "checkpoint_every", handle_resume_key },
+  { "checkpoint_minutes", handle_resume_key },
+  { "run_steps", handle_resume_key },
 };
 
 static gboolean
@@ -1394,6 +1440,9 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
   exp->table_field = FG_FIELD (1, FG_METRIC_ACCURACY);
   for (guint i = 0; i < FG_N_METRICS; i++)
     exp->metrics[i] = TRUE;
+  /* Only when asked for: it needs a density model, and stored records made without it would
+   * otherwise all count as unfinished. */
+  exp->metrics[FG_METRIC_BPD] = FALSE;
   exp->datasets = g_ptr_array_new_with_free_func (dataset_free);
   exp->methods = g_ptr_array_new_with_free_func (method_free);
   exp->cells = g_ptr_array_new_with_free_func (cell_free);
@@ -1486,7 +1535,7 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
               }
           }
       }
-  if (!exp->metrics[exp->table_field % FG_N_METRICS])
+  if (!_fg_field_is_computed (exp->metrics, exp->table_field))
     {
       exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, "table",
                  "the table shows %s, which 'metrics' does not compute",

@@ -6,8 +6,11 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
+
+#include <glib/gstdio.h>
 
 #include "experiment/experiment-private.h"
 
@@ -418,7 +421,7 @@ make_record (const FgExperiment *exp, const FgCell *cell, const CellOutcome *o)
   else
     json_builder_add_string_value (b, o->message ? o->message : "unknown error");
   for (guint f = 0; f < FG_N_FIELDS; f++)
-    if (exp->metrics[f % FG_N_METRICS])
+    if (_fg_field_is_computed (exp->metrics, f))
       add_double (b, _fg_field_name (f), o->fields[f]);
   add_double (b, "seconds", o->seconds);
   json_builder_set_member_name (b, "split");
@@ -496,6 +499,112 @@ capture_figure_data (const FgExperiment *exp, const char *out_dir, const FgCell 
     g_warning ("%s: figure data not captured: %s", cell->label, error->message);
 }
 
+/* Bits per dimension of the 8-bit data over the rows of `n_parts` parts: the method's log p(x)
+ * in the space it sees, back to the loaded pixels u ∈ [0, 1]^D with the preprocessing's
+ * log-det, and to the 256 levels of each pixel:
+ *   bpd = (−log p(u) + D·log 256) / (D·log 2),  −log p(u) = −log p(t(u)) − log|det ∂t/∂u|.
+ * NAN when the method has no density, the preprocessing is not invertible or there is no row. */
+static gboolean
+evaluate_bpd (const FgBaselineVTable *vt, gpointer self, const FgSplit *split,
+              const FgDataPart *const *parts, const double *const *logdets, guint n_parts,
+              const char *what, double *out, GError **error)
+{
+  const FgPreprocessing *pp = split->preprocessing;
+  const double D = (double) split->dim;
+  g_autofree double *lp = NULL;
+  double sum = 0.0;
+  gsize n = 0;
+
+  *out = NAN;
+  if (!FG_VTABLE_HAS (vt, FgBaselineVTable, log_density) || (pp != NULL && !pp->invertible))
+    return TRUE;
+  for (guint p = 0; p < n_parts; p++)
+    {
+      const FgDataPart *part = parts[p];
+      if (part == NULL || part->n == 0)
+        continue;
+      if (lp == NULL)
+        lp = g_new (double, PREDICT_CHUNK);
+      for (gsize start = 0; start < part->n; start += PREDICT_CHUNK)
+        {
+          gsize rows = MIN (PREDICT_CHUNK, part->n - start);
+          FgTensor view = fg_tensor_view_rows (&part->x, start, rows);
+          if (!vt->log_density (self, &view, lp, error))
+            {
+              if (error != NULL && *error == NULL)
+                g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the plugin gave no reason");
+              g_prefix_error (error, "log_density (%s): ", what);
+              return FALSE;
+            }
+          for (gsize i = 0; i < rows; i++)
+            {
+              double v = lp[i] + (logdets[p] != NULL ? logdets[p][start + i] : 0.0);
+              if (!isfinite (v))
+                {
+                  g_set_error (error, FG_ERROR, FG_ERROR_NUMERIC,
+                               "log_density (%s): non-finite log-density for row %" G_GSIZE_FORMAT,
+                               what, start + i);
+                  return FALSE;
+                }
+              sum -= v;
+            }
+          n += rows;
+        }
+    }
+  if (n > 0)
+    *out = (sum / (double) n + D * log (256.0)) / (D * G_LN2);
+  return TRUE;
+}
+
+/* The bpd fields of a fitted cell: validation, test and the training rows (labeled and
+ * unlabeled). */
+static gboolean
+evaluate_bpd_fields (const FgBaselineVTable *vt, gpointer self, const FgSplitData *sd,
+                     double *fields, GError **error)
+{
+  const FgSplit *split = fg_split_data_get_split (sd);
+  const FgPreprocessing *pp = split->preprocessing;
+  const FgDataPart *val[1] = { &split->validation };
+  const FgDataPart *test[1] = { fg_split_data_get_test (sd) };
+  const FgDataPart *train[2] = { &split->labeled, &split->unlabeled };
+  const double *val_ld[1] = { pp ? pp->validation_logdet : NULL };
+  const double *test_ld[1] = { pp ? pp->test_logdet : NULL };
+  const double *train_ld[2] = { pp ? pp->labeled_logdet : NULL,
+                                pp ? pp->unlabeled_logdet : NULL };
+  return evaluate_bpd (vt, self, split, val, val_ld, 1, "validation",
+                       &fields[FG_FIELD (0, FG_METRIC_BPD)], error)
+         && evaluate_bpd (vt, self, split, test, test_ld, 1, "test",
+                          &fields[FG_FIELD (1, FG_METRIC_BPD)], error)
+         && evaluate_bpd (vt, self, split, train, train_ld, 2, "training rows",
+                          &fields[FG_FIELD (FG_PART_TRAIN_FIELDS, FG_METRIC_BPD)], error);
+}
+
+/* OUT/resume/<digest of the cell key>: where the cell's method may keep its training state. */
+static char *
+resume_dir (const char *out_dir, const FgCell *cell)
+{
+  g_autofree char *digest = _fg_digest (cell->key, 16);
+  return g_build_filename (out_dir, "resume", digest, NULL);
+}
+
+/* Delete a stored cell's training state (the directory and the files in it). */
+static void
+remove_resume_dir (const char *out_dir, const FgCell *cell)
+{
+  g_autofree char *dir = resume_dir (out_dir, cell);
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  if (d == NULL)
+    return;
+  while ((name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+      if (g_remove (path) != 0)
+        g_warning ("cannot remove %s: %s", path, g_strerror (errno));
+    }
+  g_rmdir (dir);
+}
+
 static double
 seconds_since (gint64 t0)
 {
@@ -562,6 +671,17 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
       goto done;
     }
   fg_split_data_set_hooks (sd, &fit_hooks);
+  if (exp->checkpoint_every > 0 || exp->checkpoint_minutes > 0 || exp->run_steps > 0)
+    {
+      g_autofree char *rdir = resume_dir (out_dir, cell);
+      FgResume resume = { rdir, exp->checkpoint_every, exp->checkpoint_minutes, exp->run_steps,
+                          { 0 } };
+      if (g_mkdir_with_parents (rdir, 0755) == 0)
+        fg_split_data_set_resume (sd, &resume);
+      else
+        g_warning ("%s: cannot create %s (%s): the cell cannot resume if interrupted",
+                   cell->label, rdir, g_strerror (errno));
+    }
   split = fg_split_data_get_split (sd);
   o.have_sizes = TRUE;
   o.fingerprint = split->fingerprint;
@@ -587,11 +707,14 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
   cell_phase (hooks, cell, FG_CELL_PHASE_FIT);
   if (!vt->fit (self, split, &local))
     {
-      if (cell_cancelled (hooks))
+      if (cell_cancelled (hooks) || g_error_matches (local, FG_ERROR, FG_ERROR_INTERRUPTED))
         {
-          /* Interrupted: nothing is stored, the next run does this cell again. */
+          /* Interrupted (or paused with its state saved): nothing is stored, the next run does
+           * this cell again, from its saved state if it has one. */
           vt->destroy (self);
           result->end = FG_CELL_CANCELLED;
+          if (local != NULL && g_error_matches (local, FG_ERROR, FG_ERROR_INTERRUPTED))
+            result->message = g_strdup (local->message);
           result->seconds = seconds_since (t0);
           return;
         }
@@ -604,7 +727,9 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
   if (!evaluate (vt, self, &split->validation, split->n_classes, exp->metrics, "validation",
                  &o.fields[FG_FIELD (0, 0)], &local)
       || !evaluate (vt, self, fg_split_data_get_test (sd), split->n_classes, exp->metrics,
-                    "test", &o.fields[FG_FIELD (1, 0)], &local))
+                    "test", &o.fields[FG_FIELD (1, 0)], &local)
+      || (exp->metrics[FG_METRIC_BPD]
+          && !evaluate_bpd_fields (vt, self, sd, o.fields, &local)))
     goto done;
   o.ok = TRUE;
   cell_phase (hooks, cell, FG_CELL_PHASE_FIGURE);
@@ -703,7 +828,9 @@ run_cell_finished (gpointer user_data, const FgCell *cell, const FgCellResult *r
     {
     case FG_CELL_CANCELLED:
       count (run, &run->summary->n_cancelled);
-      _fg_progress_cell_finished (run->progress, cell, "cancelled", NAN, NAN, r->seconds, NULL);
+      /* A message says why a fit stopped on purpose with its state saved (run_steps). */
+      _fg_progress_cell_finished (run->progress, cell, r->message ? "paused" : "cancelled", NAN,
+                                  NAN, r->seconds, r->message);
       return;
     case FG_CELL_NOT_STORED:
       count (run, &run->summary->n_failed);
@@ -724,6 +851,8 @@ run_cell_finished (gpointer user_data, const FgCell *cell, const FgCellResult *r
         return;
       }
   }
+  /* Stored: the cell is finished as any other, its training state is no longer needed. */
+  remove_resume_dir (run->out_dir, cell);
   status = _fg_json_get_string (r->record, "status");
   count (run, g_strcmp0 (status, "ok") == 0 ? &run->summary->n_ok : &run->summary->n_failed);
   val = _fg_json_get_double (r->record, _fg_field_name (FG_FIELD (0, FG_METRIC_ACCURACY)));
@@ -805,7 +934,8 @@ is_done (const FgExperiment *exp, const char *out_dir, const FgCell *cell, JsonO
     return FALSE;
   /* A record made before a metric was asked for lacks it: compute it now. */
   for (guint f = 0; f < FG_N_FIELDS; f++)
-    if (exp->metrics[f % FG_N_METRICS] && !json_object_has_member (rec, _fg_field_name (f)))
+    if (_fg_field_is_computed (exp->metrics, f)
+        && !json_object_has_member (rec, _fg_field_name (f)))
       return FALSE;
   /* Figures asked for after the cell ran (or their data deleted): fit it again. */
   if (fg_figure_options_wants_cell (exp->figures, cell->dataset->name, cell->method->name,

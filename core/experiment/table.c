@@ -208,7 +208,7 @@ static char *
 format_number (guint field, double v)
 {
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  if (field % FG_N_METRICS == FG_METRIC_NLL)
+  if (field % FG_N_METRICS == FG_METRIC_NLL || field % FG_N_METRICS == FG_METRIC_BPD)
     return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.3f", v));
   return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.1f", 100.0 * v)); /* percent */
 }
@@ -226,8 +226,9 @@ static const char *
 metric_label (guint field)
 {
   static const char *const labels[FG_N_FIELDS] = {
-    "Validation accuracy (%)", "Validation NLL", "Validation ECE (%)",
-    "Test accuracy (%)", "Test NLL", "Test ECE (%)",
+    "Validation accuracy (%)", "Validation NLL", "Validation ECE (%)", "Validation bits/dim",
+    "Test accuracy (%)",       "Test NLL",       "Test ECE (%)",       "Test bits/dim",
+    "Training accuracy (%)",   "Training NLL",   "Training ECE (%)",   "Training bits/dim",
   };
   return labels[field];
 }
@@ -541,7 +542,7 @@ render_csv (const FgExperiment *exp, const Selection *sels)
           {
             g_autofree char *mean = NULL, *std = NULL, *n = NULL, *seed = NULL;
             gboolean have = sel->state == SEL_OK && sel->n[f] > 0;
-            if (!exp->metrics[f % FG_N_METRICS])
+            if (!_fg_field_is_computed (exp->metrics, f))
               continue;
             mean = have ? format_raw (sel->mean[f]) : g_strdup ("");
             std = have && reports_std (exp) ? format_raw (sel->std[f]) : g_strdup ("");
@@ -621,7 +622,7 @@ render_json (const FgExperiment *exp, const Selection *sels)
         json_builder_set_member_name (b, "metrics");
         json_builder_begin_object (b);
         for (guint f = 0; f < FG_N_FIELDS; f++)
-          if (exp->metrics[f % FG_N_METRICS] && sel->state == SEL_OK && sel->n[f] > 0)
+          if (_fg_field_is_computed (exp->metrics, f) && sel->state == SEL_OK && sel->n[f] > 0)
             {
               json_builder_set_member_name (b, _fg_field_name (f));
               json_builder_begin_object (b);

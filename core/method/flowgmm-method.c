@@ -315,8 +315,9 @@ load_checkpoint (Trainer *self, const char *path, GError **error)
 /* ======================================================================================== */
 
 /* Latents of rows [0, n) of x in evaluation mode, chunk by chunk; `each` receives every chunk's
- * z (valid until the next chunk). */
-typedef void (*LatentFunc) (const Trainer *self, gsize start, const FgTensor *z, gpointer data);
+ * z and log|det ∂f/∂x| ([rows, 1]), valid until the next chunk. */
+typedef void (*LatentFunc) (const Trainer *self, gsize start, const FgTensor *z,
+                            const FgTensor *logdet, gpointer data);
 
 static gboolean
 for_each_latent (Trainer *self, const FgTensor *x, LatentFunc each, gpointer data,
@@ -347,7 +348,7 @@ for_each_latent (Trainer *self, const FgTensor *x, LatentFunc each, gpointer dat
           ok = FALSE;
           break;
         }
-      each (self, start, &z->value, data);
+      each (self, start, &z->value, &logdet->value, data);
     }
   fg_tape_reset (self->tape);
   fg_tape_set_grad_enabled (self->tape, grad_was);
@@ -360,7 +361,8 @@ typedef struct {
 } PredictOut;
 
 static void
-predict_chunk (const Trainer *self, gsize start, const FgTensor *z, gpointer data)
+predict_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor *logdet,
+              gpointer data)
 {
   PredictOut *o = data;
   fg_gmm_predict (self->gmm, z, o->labels + start,
@@ -388,9 +390,42 @@ trainer_predict (gpointer data, const FgTensor *x, gint32 *labels_out, float *pr
   return for_each_latent (self, x, predict_chunk, &o, error);
 }
 
+/* log p(x) = log p_Z(f(x)) + log|det ∂f/∂x| per row, from the chunk's latents and log-dets. */
+static void
+density_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor *logdet,
+               gpointer data)
+{
+  double *out = (double *) data + start;
+  const gsize n = fg_tensor_rows (z);
+  FgTensor z2 = fg_tensor_wrap_2d (z->data, n, self->D);
+  fg_gmm_log_prob (self->gmm, &z2, out);
+  for (gsize i = 0; i < n; i++)
+    out[i] += (double) fg_tensor_row (logdet, i)[0];
+}
+
+static gboolean
+trainer_log_density (gpointer data, const FgTensor *x, double *out, GError **error)
+{
+  Trainer *self = data;
+  if (!self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: log_density before fit");
+      return FALSE;
+    }
+  if (fg_tensor_cols (x) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
+                   self->D, fg_tensor_cols (x));
+      return FALSE;
+    }
+  return for_each_latent (self, x, density_chunk, out, error);
+}
+
 /* Copy each chunk's latents into rows of a caller matrix (dim floats per row). */
 static void
-copy_chunk (const Trainer *self, gsize start, const FgTensor *z, gpointer data)
+copy_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor *logdet,
+              gpointer data)
 {
   float *out = data;
   for (gsize i = 0; i < fg_tensor_rows (z); i++)
@@ -488,7 +523,8 @@ trainer_sample (gpointer data, gint k, gsize n, gboolean latent, double temperat
 
 /* Data-dependent means (App. B): copy the labeled latents, then average per class. */
 static void
-collect_chunk (const Trainer *self, gsize start, const FgTensor *z, gpointer data)
+collect_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor *logdet,
+              gpointer data)
 {
   FgTensor *all = data;
   FgTensor dst = fg_tensor_view_rows (all, start, fg_tensor_rows (z));
@@ -509,6 +545,138 @@ init_means_from_data (Trainer *self, const FgSplit *split, FgRng *rng, GError **
     g_message ("flowgmm: %u of %u classes have no labeled point: their means are random",
                missing, self->K);
   return TRUE;
+}
+
+/* ======================================================================================== */
+/* Training state: what a run needs to go on exactly where it stopped                        */
+/* ======================================================================================== */
+
+/* Everything of fit () that changes from step to step, besides the weights and optimizers. */
+typedef struct {
+  guint64 step;        /* steps done */
+  guint64 lpos;        /* position in the labeled cycle */
+  guint64 epoch_steps; /* steps in the current progress window */
+  double epoch_loss;
+  guint64 total_steps, n_l, pool_n; /* what the state was made for (checked on load) */
+  FgRng *order_rng, *batch_rng, *aug_rng;
+  guint32 *lperm, *uperm;
+} TrainState;
+
+#define STATE_FILE "flowgmm-state.fgw"
+
+static void
+rng_pack (const FgRng *r, guint64 out[6])
+{
+  memcpy (out, r->s, sizeof r->s);
+  memcpy (&out[4], &r->spare_normal, sizeof (double));
+  out[5] = r->has_spare ? 1 : 0;
+}
+
+static void
+rng_unpack (const guint64 in[6], FgRng *r)
+{
+  memcpy (r->s, in, sizeof r->s);
+  memcpy (&r->spare_normal, &in[4], sizeof (double));
+  r->has_spare = in[5] != 0;
+}
+
+/* The model's weights (copied), the optimizers' moments and the loop's state in one set; the
+ * same structure for saving and for loading. */
+static FgWeightSet *
+state_set (const Trainer *self, const TrainState *ts, const FgOptimizer *opt,
+           const FgOptimizer *gmm_opt)
+{
+  FgWeightSet *set = combined_set (self, TRUE);
+  const guint64 counters[6] = { ts->step, ts->lpos, ts->epoch_steps, ts->total_steps, ts->n_l,
+                                ts->pool_n };
+  const FgRng *rngs[4] = { &self->rng, ts->order_rng, ts->batch_rng, ts->aug_rng };
+  guint64 packed[4][6];
+  for (guint i = 0; i < 4; i++)
+    rng_pack (rngs[i], packed[i]);
+  fg_weight_set_add_bytes (set, "state/counters", counters, sizeof counters);
+  fg_weight_set_add_bytes (set, "state/epoch-loss", &ts->epoch_loss, sizeof ts->epoch_loss);
+  fg_weight_set_add_bytes (set, "state/rngs", packed, sizeof packed);
+  fg_weight_set_add_bytes (set, "state/labeled-order", ts->lperm, ts->n_l * sizeof (guint32));
+  fg_weight_set_add_bytes (set, "state/unlabeled-order", ts->uperm,
+                           ts->pool_n * sizeof (guint32));
+  fg_optimizer_save_state (opt, set, "optimizer/flow/");
+  if (gmm_opt != NULL)
+    fg_optimizer_save_state (gmm_opt, set, "optimizer/gmm/");
+  return set;
+}
+
+static gboolean
+state_save (const Trainer *self, const TrainState *ts, const FgOptimizer *opt,
+            const FgOptimizer *gmm_opt, const char *path, GError **error)
+{
+  g_autoptr (FgWeightSet) set = state_set (self, ts, opt, gmm_opt);
+  return fg_weight_set_save (set, path, error);
+}
+
+/* Restore a state saved by state_save (); on error nothing of the run has changed. */
+static gboolean
+state_load (Trainer *self, TrainState *ts, FgOptimizer *opt, FgOptimizer *gmm_opt,
+            const char *path, GError **error)
+{
+  g_autoptr (FgWeightSet) set = state_set (self, ts, opt, gmm_opt);
+  FgWeightSet *model[2] = { self->flow_weights, self->gmm_weights };
+  FgRng *rngs[4] = { &self->rng, ts->order_rng, ts->batch_rng, ts->aug_rng };
+  guint64 counters[6], packed[4][6];
+
+  if (!fg_weight_set_load (set, path, error))
+    return FALSE;
+  fg_weight_get_bytes (fg_weight_set_lookup (set, "state/counters"), counters, sizeof counters);
+  if (counters[3] != ts->total_steps || counters[4] != ts->n_l || counters[5] != ts->pool_n
+      || counters[0] > ts->total_steps)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "training state '%s' was made for %" G_GUINT64_FORMAT " steps over %"
+                   G_GUINT64_FORMAT " labeled and %" G_GUINT64_FORMAT " pool rows, this run has "
+                   "%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT
+                   " (delete it to start afresh)",
+                   path, counters[3], counters[4], counters[5], ts->total_steps, ts->n_l,
+                   ts->pool_n);
+      return FALSE;
+    }
+  if (!fg_optimizer_load_state (opt, set, "optimizer/flow/", error)
+      || (gmm_opt != NULL && !fg_optimizer_load_state (gmm_opt, set, "optimizer/gmm/", error)))
+    {
+      g_prefix_error (error, "training state '%s': ", path);
+      return FALSE;
+    }
+  for (guint s = 0; s < 2; s++)
+    for (guint i = 0; i < fg_weight_set_len (model[s]); i++)
+      {
+        FgWeight *w = fg_weight_set_get (model[s], i);
+        fg_tensor_copy_into (&w->value, &fg_weight_set_lookup (set, w->name)->value);
+      }
+  ts->step = counters[0];
+  ts->lpos = counters[1];
+  ts->epoch_steps = counters[2];
+  fg_weight_get_bytes (fg_weight_set_lookup (set, "state/epoch-loss"), &ts->epoch_loss,
+                       sizeof ts->epoch_loss);
+  fg_weight_get_bytes (fg_weight_set_lookup (set, "state/rngs"), packed, sizeof packed);
+  for (guint i = 0; i < 4; i++)
+    rng_unpack (packed[i], rngs[i]);
+  fg_weight_get_bytes (fg_weight_set_lookup (set, "state/labeled-order"), ts->lperm,
+                       ts->n_l * sizeof (guint32));
+  fg_weight_get_bytes (fg_weight_set_lookup (set, "state/unlabeled-order"), ts->uperm,
+                       ts->pool_n * sizeof (guint32));
+  return TRUE;
+}
+
+/* "1h02m", "3m05s", "12s" (no heap: progress lines are made inside the training loop). */
+static void
+format_duration (char *buf, gsize size, double seconds)
+{
+  if (!isfinite (seconds) || seconds < 0)
+    g_strlcpy (buf, "?", size);
+  else if (seconds >= 3600)
+    g_snprintf (buf, size, "%dh%02dm", (int) (seconds / 3600), (int) fmod (seconds / 60, 60));
+  else if (seconds >= 60)
+    g_snprintf (buf, size, "%dm%02ds", (int) (seconds / 60), (int) fmod (seconds, 60));
+  else
+    g_snprintf (buf, size, "%.0fs", seconds);
 }
 
 /* ======================================================================================== */
@@ -648,9 +816,19 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
   FgOptimConfig cfg;
   FgSchedule sched;
   Pool pool = { NULL, 0 };
-  gsize lpos = 0;
-  double epoch_loss = 0.0;
-  gsize epoch_steps = 0;
+  const FgAugment *aug = fg_augment_active (split->augment) ? split->augment : NULL;
+  FgRng aug_rng = { { 0 } };
+  g_autofree float *x2buf = NULL;
+  g_autofree const float **src_rows = NULL;
+  g_autofree char *state_path = NULL;
+  TrainState ts = { 0 };
+  gsize start_step;
+  gint64 t_start, t_last_save, t_last_report;
+  double nll_sum = 0.0;
+  gsize nll_n = 0, rows_done = 0;
+  const FgResume *rs = split->resume;
+  const gboolean show_bpd = split->preprocessing == NULL
+                            || g_strcmp0 (split->preprocessing->description, "none") == 0;
 
   g_return_val_if_fail (self != NULL && split != NULL, FALSE);
   if (self->fitted)
@@ -703,6 +881,9 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
 
   /* Buffers: everything a step touches is allocated here. */
   xbuf = g_new (float, MAX ((n_lb + n_ub) * dim, 1));
+  src_rows = g_new (const float *, MAX (n_lb + n_ub, 1));
+  if (aug != NULL)
+    x2buf = g_new (float, MAX ((n_lb + n_ub) * dim, 1));
   ybuf = g_new (gint32, MAX (n_lb, 1));
   lperm = g_new (guint32, MAX (n_l, 1));
   uperm = g_new (guint32, MAX (pool.n, 1));
@@ -712,6 +893,8 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
     uperm[i] = (guint32) i;
   fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-order"), &order_rng);
   fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-noise"), &batch_rng);
+  if (aug != NULL)
+    fg_rng_fork (&self->rng, fg_rng_stream_id ("augment"), &aug_rng);
 
   fg_optim_config_init (&cfg, self->optimizer);
   cfg.weight_decay = self->weight_decay;
@@ -731,7 +914,29 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
   batch = fg_loss_batch_new (self->gmm, flow_vt (self), self->flow, &batch_rng);
   fg_loss_batch_set_input_noise (batch, self->input_noise);
 
-  for (gsize step = 0; step < total_steps; step++)
+  /* Resume from the cell's saved training state, if any. */
+  ts.total_steps = total_steps;
+  ts.n_l = n_l;
+  ts.pool_n = pool.n;
+  ts.order_rng = &order_rng;
+  ts.batch_rng = &batch_rng;
+  ts.aug_rng = &aug_rng;
+  ts.lperm = lperm;
+  ts.uperm = uperm;
+  if (rs != NULL && rs->dir != NULL
+      && (rs->every_steps > 0 || rs->every_minutes > 0 || rs->run_steps > 0))
+    state_path = g_build_filename (rs->dir, STATE_FILE, NULL);
+  if (state_path != NULL && g_file_test (state_path, G_FILE_TEST_EXISTS))
+    {
+      if (!state_load (self, &ts, opt, gmm_opt, state_path, error))
+        return FALSE;
+      g_message ("flowgmm: resuming at step %" G_GUINT64_FORMAT " of %" G_GSIZE_FORMAT
+                 " from %s", ts.step, total_steps, state_path);
+    }
+  start_step = (gsize) ts.step;
+  t_start = t_last_save = t_last_report = g_get_monotonic_time ();
+
+  for (gsize step = start_step; step < total_steps; step++)
     {
       const gsize b = step % steps_per_epoch;
       const double epoch = (double) step / (double) steps_per_epoch;
@@ -744,6 +949,13 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
 
       if (fg_split_cancelled (split))
         {
+          /* Keep what was done: the next run goes on from here. */
+          if (state_path != NULL && step > start_step)
+            {
+              ts.step = step;
+              if (!state_save (self, &ts, opt, gmm_opt, state_path, error))
+                return FALSE;
+            }
           g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "cancelled at iteration %" G_GSIZE_FORMAT,
                        step + 1);
           return FALSE;
@@ -753,30 +965,28 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
       if (n_lb == n_l)
         for (gsize i = 0; i < n_l; i++)
           {
-            memcpy (xbuf + i * dim, fg_tensor_row (&split->labeled.x, i), dim * sizeof (float));
+            src_rows[i] = fg_tensor_row (&split->labeled.x, i);
             ybuf[i] = split->labeled.y[i];
           }
       else
         for (gsize i = 0; i < n_lb; i++)
           {
-            if (lpos == 0)
+            if (ts.lpos == 0)
               fg_rng_shuffle (&order_rng, lperm, n_l);
-            memcpy (xbuf + i * dim, fg_tensor_row (&split->labeled.x, lperm[lpos]),
-                    dim * sizeof (float));
-            ybuf[i] = split->labeled.y[lperm[lpos]];
-            lpos = (lpos + 1) % n_l;
+            src_rows[i] = fg_tensor_row (&split->labeled.x, lperm[ts.lpos]);
+            ybuf[i] = split->labeled.y[lperm[ts.lpos]];
+            ts.lpos = (ts.lpos + 1) % n_l;
           }
 
       /* Unlabeled rows. */
       if (n_ub > 0)
         {
-          float *dst = xbuf + nl * dim;
+          const float **dst = src_rows + nl;
           if (self->order == ORDER_SAMPLE)
             {
               nu = n_ub;
               for (gsize i = 0; i < nu; i++)
-                memcpy (dst + i * dim, pool.rows[fg_rng_below (&order_rng, pool.n)],
-                        dim * sizeof (float));
+                dst[i] = pool.rows[fg_rng_below (&order_rng, pool.n)];
             }
           else
             {
@@ -785,9 +995,17 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
                 fg_rng_shuffle (&order_rng, uperm, pool.n);
               nu = MIN (self->unlabeled_batch, pool.n - start);
               for (gsize i = 0; i < nu; i++)
-                memcpy (dst + i * dim, pool.rows[uperm[start + i]], dim * sizeof (float));
+                dst[i] = pool.rows[uperm[start + i]];
             }
         }
+
+      /* The step's rows, augmented when the split asks for it: x′ for training and, drawn
+       * after all of x′, an independent x″ of the same rows (the authors' TransformTwice). */
+      for (gsize i = 0; i < nl + nu; i++)
+        fg_augment_apply (aug, &self->shape, src_rows[i], xbuf + i * dim, &aug_rng);
+      if (aug != NULL)
+        for (gsize i = 0; i < nl + nu; i++)
+          fg_augment_apply (aug, &self->shape, src_rows[i], x2buf + i * dim, &aug_rng);
 
       shape[0] = nl + nu;
       for (guint d = 0; d < self->shape.ndim; d++)
@@ -803,6 +1021,11 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
 
       fg_tape_reset (self->tape);
       fg_loss_batch_begin (batch, self->tape, &x, nl, ybuf);
+      if (aug != NULL)
+        {
+          FgTensor x2 = fg_tensor_wrap (x2buf, self->shape.ndim + 1, shape);
+          fg_loss_batch_set_second_view (batch, &x2);
+        }
       fg_loss_batch_set_progress (batch, step, epoch, (double) total_steps / steps_per_epoch);
       loss = loss_vt (self)->compute (self->loss, batch, &local);
       if (loss == NULL)
@@ -818,6 +1041,14 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
       value = loss->value.data[0];
       if (!check_finite_step (self, value, "loss", step, steps_per_epoch, error))
         return FALSE;
+      {
+        const double nll = fg_loss_batch_get_mean_nll (batch);
+        if (isfinite (nll))
+          {
+            nll_sum += nll;
+            nll_n++;
+          }
+      }
 
       /* The flow's gradients are zero here: cleared before the loop, then by each update. */
       fg_weight_set_zero_grad (self->gmm_weights);
@@ -843,18 +1074,74 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
           fg_optimizer_step (gmm_opt, self->gmm_lr);
         }
 
-      epoch_loss += value;
-      epoch_steps++;
-      if (b == steps_per_epoch - 1 || step + 1 == total_steps)
-        {
-          char what[128];
-          g_snprintf (what, sizeof what, "epoch %" G_GSIZE_FORMAT "/%.4g loss %.6g",
-                      step / steps_per_epoch + 1, (double) total_steps / steps_per_epoch,
-                      epoch_loss / (double) epoch_steps);
-          fg_split_report_progress (split, (double) (step + 1) / (double) total_steps, what);
-          epoch_loss = 0.0;
-          epoch_steps = 0;
-        }
+      ts.epoch_loss += value;
+      ts.epoch_steps++;
+      rows_done += nl + nu;
+      {
+        const gint64 now = g_get_monotonic_time ();
+        const gsize done = step + 1;
+        gboolean stop;
+        /* A line per epoch, and every few seconds within long epochs. */
+        if (b == steps_per_epoch - 1 || done == total_steps || now - t_last_report >= 5000000)
+          {
+            char what[256], bpd[32] = "", rate[64] = "", left[32];
+            const double secs = (double) (now - t_start) / 1e6;
+            if (show_bpd && nll_n > 0)
+              g_snprintf (bpd, sizeof bpd, " bits/dim %.4f",
+                          (nll_sum / (double) nll_n + (double) dim * log (256.0))
+                              / ((double) dim * G_LN2));
+            if (secs > 0 && done > start_step)
+              {
+                format_duration (left, sizeof left,
+                                 secs / (double) (done - start_step)
+                                     * (double) (total_steps - done));
+                g_snprintf (rate, sizeof rate, " %.1f samples/s, %s left",
+                            (double) rows_done / secs, left);
+              }
+            g_snprintf (what, sizeof what,
+                        "step %" G_GSIZE_FORMAT "/%" G_GSIZE_FORMAT " epoch %" G_GSIZE_FORMAT
+                        "/%.4g loss %.6g%s%s",
+                        done, total_steps, step / steps_per_epoch + 1,
+                        (double) total_steps / steps_per_epoch,
+                        ts.epoch_loss / (double) ts.epoch_steps, bpd, rate);
+            fg_split_report_progress (split, (double) done / (double) total_steps, what);
+            t_last_report = now;
+            nll_sum = 0.0;
+            nll_n = 0;
+            if (b == steps_per_epoch - 1 || done == total_steps)
+              {
+                ts.epoch_loss = 0.0;
+                ts.epoch_steps = 0;
+              }
+          }
+
+        /* Save the training state at the end of a step (everything of the next one is in it). */
+        stop = state_path != NULL && rs->run_steps > 0 && done - start_step >= rs->run_steps
+               && done < total_steps;
+        if (state_path != NULL
+            && (stop || done == total_steps
+                || (rs->every_steps > 0 && done % rs->every_steps == 0)
+                || (rs->every_minutes > 0
+                    && (double) (now - t_last_save) >= rs->every_minutes * 60e6)))
+          {
+            ts.step = done;
+            if (!state_save (self, &ts, opt, gmm_opt, state_path, error))
+              {
+                g_prefix_error (error, "flowgmm: ");
+                return FALSE;
+              }
+            t_last_save = g_get_monotonic_time ();
+          }
+        if (stop)
+          {
+            g_set_error (error, FG_ERROR, FG_ERROR_INTERRUPTED,
+                         "flowgmm: stopped after %" G_GUINT64_FORMAT " steps of this run "
+                         "(run_steps) at step %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
+                         "; the next run resumes from %s",
+                         rs->run_steps, done, total_steps, state_path);
+            return FALSE;
+          }
+      }
     }
   fg_tape_reset (self->tape);
   self->fitted = TRUE;
@@ -879,6 +1166,7 @@ static const FgBaselineVTable trainer_vtable = {
   .destroy = trainer_destroy,
   .embed = trainer_embed,
   .sample = trainer_sample,
+  .log_density = trainer_log_density,
 };
 
 static const FgComponent trainer_components[] = {

@@ -1,6 +1,7 @@
 /* flowgmm — the batch a loss plugin sees (see loss.h). */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <flowgmm/loss.h>
@@ -18,6 +19,10 @@ struct _FgLossBatch {
   gsize n_labeled;
   const gint32 *y;
   FgVar *x_var[3];     /* per FgLossSet, made on first use */
+  FgTensor x2;         /* a second augmentation of the same rows (ndim 0: none) */
+  FgVar *x2_var[3];    /* per FgLossSet, made on first use */
+  double nll_sum;      /* Σ −log p(x) of the first training forward of all rows */
+  gsize nll_n;         /* its rows (0: none yet) */
 
   guint64 step;
   double epoch, total_epochs;
@@ -80,6 +85,27 @@ fg_loss_batch_begin (FgLossBatch *batch, FgTape *tape, const FgTensor *x, gsize 
   batch->n_labeled = n_labeled;
   batch->y = y;
   memset (batch->x_var, 0, sizeof batch->x_var);
+  memset (&batch->x2, 0, sizeof batch->x2);
+  memset (batch->x2_var, 0, sizeof batch->x2_var);
+  batch->nll_sum = 0.0;
+  batch->nll_n = 0;
+}
+
+/**
+ * fg_loss_batch_set_second_view:
+ * @batch: a batch, after fg_loss_batch_begin ()
+ * @x2: the same rows as the step's x under a second, independent augmentation (shape of x)
+ *
+ * Gives the loss a second view of the step's rows (the authors' TransformTwice: x′ is trained
+ * on, x″ gives the pseudo-label).  Borrowed until the tape is reset; without it
+ * fg_loss_batch_get_x_second () returns the rows of fg_loss_batch_get_x ().
+ */
+void
+fg_loss_batch_set_second_view (FgLossBatch *batch, const FgTensor *x2)
+{
+  g_return_if_fail (batch != NULL && batch->tape != NULL && x2 != NULL);
+  g_return_if_fail (fg_tensor_same_shape (x2, &batch->x));
+  batch->x2 = *x2;
 }
 
 /**
@@ -205,6 +231,56 @@ fg_loss_batch_get_x (FgLossBatch *batch, FgLossSet set)
 }
 
 /**
+ * fg_loss_batch_get_x_second:
+ * @batch: a batch
+ * @set: which rows
+ *
+ * Returns: (transfer none) (nullable): the rows of @set under the step's second augmentation
+ * (the authors' x″), as fg_loss_batch_get_x () returns them under the first; the very rows of
+ * fg_loss_batch_get_x () when the method does not augment.
+ */
+FgVar *
+fg_loss_batch_get_x_second (FgLossBatch *batch, FgLossSet set)
+{
+  gsize n;
+  g_return_val_if_fail (batch != NULL, NULL);
+  g_return_val_if_fail ((guint) set <= FG_LOSS_SET_ALL, NULL);
+  if (batch->x2.ndim == 0)
+    return fg_loss_batch_get_x (batch, set);
+  n = fg_loss_batch_get_n (batch, set);
+  if (n == 0)
+    return NULL;
+  if (batch->x2_var[set] != NULL)
+    return batch->x2_var[set];
+  if (batch->x2_var[FG_LOSS_SET_ALL] == NULL)
+    batch->x2_var[FG_LOSS_SET_ALL] = fg_tape_constant (batch->tape, &batch->x2);
+  if (set == FG_LOSS_SET_LABELED)
+    batch->x2_var[set] = fg_op_slice_rows (batch->tape, batch->x2_var[FG_LOSS_SET_ALL], 0, n);
+  else if (set == FG_LOSS_SET_UNLABELED)
+    batch->x2_var[set] = fg_op_slice_rows (batch->tape, batch->x2_var[FG_LOSS_SET_ALL],
+                                           batch->n_labeled, n);
+  return batch->x2_var[set];
+}
+
+/**
+ * fg_loss_batch_get_mean_nll:
+ * @batch: a batch
+ *
+ * The mean over the step's rows of −log p(x) = −log p_Z(f(x)) − log|det ∂f/∂x| under the
+ * mixture, taken from the step's first training-mode forward of all rows
+ * (fg_loss_batch_forward () of fg_loss_batch_get_x (batch, %FG_LOSS_SET_ALL) without
+ * %FG_LOSS_FORWARD_NO_GRAD), for progress reports (bits/dim).
+ *
+ * Returns: the mean, or NAN when the loss made no such forward this step.
+ */
+double
+fg_loss_batch_get_mean_nll (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, NAN);
+  return batch->nll_n > 0 ? batch->nll_sum / (double) batch->nll_n : NAN;
+}
+
+/**
  * fg_loss_batch_get_labels:
  * @batch: a batch
  *
@@ -215,6 +291,24 @@ fg_loss_batch_get_labels (FgLossBatch *batch)
 {
   g_return_val_if_fail (batch != NULL, NULL);
   return batch->y;
+}
+
+/* Σ −log p(x_i) of a forward of all rows, for fg_loss_batch_get_mean_nll (). */
+static void
+record_nll (FgLossBatch *batch, FgVar *z, FgVar *logdet)
+{
+  const gsize n = fg_tensor_rows (&z->value);
+  FgTensor z2;
+  double *lp;
+  if (!fg_tensor_is_contiguous (&z->value) || fg_tensor_rows (&logdet->value) != n || n == 0)
+    return;
+  z2 = fg_tensor_wrap_2d (z->value.data, n, fg_tensor_cols (&z->value));
+  lp = fg_tape_alloc (batch->tape, n * sizeof (double)); /* the arena: no heap in a step */
+  fg_gmm_log_prob (batch->gmm, &z2, lp);
+  batch->nll_sum = 0.0;
+  for (gsize i = 0; i < n; i++)
+    batch->nll_sum -= lp[i] + (double) fg_tensor_row (&logdet->value, i)[0];
+  batch->nll_n = n;
 }
 
 /**
@@ -238,7 +332,7 @@ fg_loss_batch_forward (FgLossBatch *batch, FgVar *x, guint flags, FgVar **logdet
                        GError **error)
 {
   FgFlowRun run;
-  FgVar *z;
+  FgVar *z, *x_all;
   gboolean grad_was;
   g_return_val_if_fail (batch != NULL && batch->tape != NULL, NULL);
   g_return_val_if_fail (logdet != NULL, NULL);
@@ -248,6 +342,7 @@ fg_loss_batch_forward (FgLossBatch *batch, FgVar *x, guint flags, FgVar **logdet
       g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "forward: no input rows");
       return NULL;
     }
+  x_all = x;
   grad_was = fg_tape_get_grad_enabled (batch->tape);
   if (flags & FG_LOSS_FORWARD_NO_GRAD)
     fg_tape_set_grad_enabled (batch->tape, FALSE);
@@ -272,6 +367,9 @@ fg_loss_batch_forward (FgLossBatch *batch, FgVar *x, guint flags, FgVar **logdet
       *logdet = NULL;
       return NULL;
     }
+  if (batch->nll_n == 0 && !(flags & FG_LOSS_FORWARD_NO_GRAD)
+      && x_all != NULL && x_all == batch->x_var[FG_LOSS_SET_ALL])
+    record_nll (batch, z, *logdet);
   return z;
 }
 

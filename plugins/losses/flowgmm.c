@@ -291,10 +291,12 @@ loss_compute (gpointer data, FgLossBatch *batch, GError **error)
           break;
         case LOSS_CONS:
           {
-            /* ŷ from a second, independently perturbed pass, without gradient (eq. 7). */
+            /* ŷ from a second, independently perturbed pass, without gradient (eq. 7): of the
+             * second augmentation x″ of the rows when the method augments (TransformTwice). */
             FgVar *ld2, *z2;
             const double w = cons_weight_now (self, batch) / (double) n_u;
-            z2 = fg_loss_batch_forward (batch, fg_loss_batch_get_x (batch, FG_LOSS_SET_UNLABELED),
+            z2 = fg_loss_batch_forward (batch,
+                                        fg_loss_batch_get_x_second (batch, FG_LOSS_SET_UNLABELED),
                                         FG_LOSS_FORWARD_PERTURB | FG_LOSS_FORWARD_NO_GRAD, &ld2,
                                         error);
             if (z2 == NULL)

@@ -40,6 +40,10 @@ FG_API guint         fg_loss_batch_get_n_classes (FgLossBatch *batch);
 FG_API gsize         fg_loss_batch_get_n (FgLossBatch *batch, FgLossSet set);
 /* The rows of a set as a constant leaf (no gradient): [n, D] or n×C×H×W; NULL when empty. */
 FG_API FgVar        *fg_loss_batch_get_x (FgLossBatch *batch, FgLossSet set);
+/* The rows of a set under the step's second augmentation (the authors' x″ of TransformTwice),
+ * as fg_loss_batch_get_x gives them under the first; the same rows when the method does not
+ * augment.  NULL when empty. */
+FG_API FgVar        *fg_loss_batch_get_x_second (FgLossBatch *batch, FgLossSet set);
 /* The labels of the labeled rows (fg_loss_batch_get_n (batch, FG_LOSS_SET_LABELED) of them). */
 FG_API const gint32 *fg_loss_batch_get_labels (FgLossBatch *batch);
 /* z = f(x) with x's shape and *logdet = log|det ∂f/∂x| as [n, 1] (flags: FgLossForwardFlags).
@@ -69,5 +73,11 @@ FG_API void fg_loss_batch_set_progress (FgLossBatch *batch, guint64 step, double
                                         double total_epochs);
 /* Standard deviation of the Gaussian noise FG_LOSS_FORWARD_PERTURB adds to the inputs. */
 FG_API void fg_loss_batch_set_input_noise (FgLossBatch *batch, double std);
+/* After begin: the same rows under a second, independent augmentation (shape of x; borrowed
+ * until the tape is reset). */
+FG_API void fg_loss_batch_set_second_view (FgLossBatch *batch, const FgTensor *x2);
+/* Mean −log p(x) (mixture, with the flow's log-det) of the step's first training forward of
+ * all rows; NAN when there was none.  For progress lines (bits/dim). */
+FG_API double fg_loss_batch_get_mean_nll (FgLossBatch *batch);
 
 G_END_DECLS

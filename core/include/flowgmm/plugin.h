@@ -126,6 +126,13 @@ typedef struct {
    * 0.25²). */
   gboolean (*sample) (gpointer self, gint k, gsize n, gboolean latent, double temperature,
                       FgRng *rng, float *out, GError **error);
+
+  /* ---- Optional, appended for issue 11 (test with FG_VTABLE_HAS) ---- */
+  /* log p(x) of each of the n = rows(x) examples (n doubles into out) in the space of x as the
+   * method sees it (after the split's preprocessing), e.g. log p_Z(f(x)) + log|det ∂f/∂x| for a
+   * flow.  Evaluation mode.  A flow that dequantises inside (realnvp-conv) gives the density of
+   * the dequantised u ∈ [0, 1)^D.  The runner turns it into bits/dim (metric bpd). */
+  gboolean (*log_density) (gpointer self, const FgTensor *x, double *out, GError **error);
 } FgBaselineVTable;
 
 /* True when vtable `vt` of type T was built with member m and m is set. */

@@ -583,7 +583,10 @@ test_bpd_metric (void)
   rec = read_record (dir);
 
   g_assert_nonnull (c);
-  params = th_params_new (c, settings);
+  params = fg_params_new (c->params);
+  g_assert_true (fg_registry_resolve_params (th_registry (), params, NULL));
+  g_assert_true (th_params_set_all (params, settings, &error));
+  g_assert_no_error (error);
   vt = c->vtable;
   g_assert_true (FG_VTABLE_HAS (vt, FgBaselineVTable, log_density));
   g_assert_true (g_file_get_contents (ipath, &raw, &len, NULL));

@@ -867,11 +867,19 @@ in_process_progress (gpointer user_data, const FgCell *cell, double fraction, co
   run_cell_progress (ic->run, cell, &ic->last_report, fraction, what);
 }
 
+/* The hooks' user data is the cell's InProcessCell, not the run. */
+static gboolean
+in_process_cancelled (gpointer user_data)
+{
+  InProcessCell *ic = user_data;
+  return run_cancelled (ic->run);
+}
+
 static void
 run_cell_in_process (RunCtx *run, const FgCell *cell)
 {
   InProcessCell ic = { run, g_get_monotonic_time () };
-  FgCellHooks hooks = { NULL, in_process_progress, run_cancelled, &ic };
+  FgCellHooks hooks = { NULL, in_process_progress, in_process_cancelled, &ic };
   FgCellResult r;
 
   if (run_should_stop (run))

@@ -315,18 +315,31 @@ load_checkpoint (Trainer *self, const char *path, GError **error)
 /* ======================================================================================== */
 
 /* Latents of rows [0, n) of x in evaluation mode, chunk by chunk; `each` receives every chunk's
- * z and log|det ∂f/∂x| ([rows, 1]), valid until the next chunk. */
+ * z and log|det ∂f/∂x| ([rows, 1]), valid until the next chunk.  `what` names the public
+ * entry for errors (it needs a fitted model); NULL during fit. */
 typedef void (*LatentFunc) (const Trainer *self, gsize start, const FgTensor *z,
                             const FgTensor *logdet, gpointer data);
 
 static gboolean
-for_each_latent (Trainer *self, const FgTensor *x, LatentFunc each, gpointer data,
-                 GError **error)
+for_each_latent (Trainer *self, const FgTensor *x, const char *what, LatentFunc each,
+                 gpointer data, GError **error)
 {
   const gsize n = fg_tensor_rows (x);
-  const gboolean grad_was = fg_tape_get_grad_enabled (self->tape);
-  gboolean ok = TRUE;
+  gboolean grad_was, ok = TRUE;
   FgFlowRun run;
+  if (what != NULL && !self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: %s before fit", what);
+      return FALSE;
+    }
+  if (fg_tensor_cols (x) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
+                   self->D, fg_tensor_cols (x));
+      return FALSE;
+    }
+  grad_was = fg_tape_get_grad_enabled (self->tape);
   memset (&run, 0, sizeof run);
   run.train = FALSE;
   run.rng = &self->rng;
@@ -375,19 +388,7 @@ trainer_predict (gpointer data, const FgTensor *x, gint32 *labels_out, float *pr
 {
   Trainer *self = data;
   PredictOut o = { labels_out, proba_out };
-  if (!self->fitted)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: predict before fit");
-      return FALSE;
-    }
-  if (fg_tensor_cols (x) != self->D)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
-                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
-                   self->D, fg_tensor_cols (x));
-      return FALSE;
-    }
-  return for_each_latent (self, x, predict_chunk, &o, error);
+  return for_each_latent (self, x, "predict", predict_chunk, &o, error);
 }
 
 /* log p(x) = log p_Z(f(x)) + log|det ∂f/∂x| per row, from the chunk's latents and log-dets. */
@@ -407,19 +408,7 @@ static gboolean
 trainer_log_density (gpointer data, const FgTensor *x, double *out, GError **error)
 {
   Trainer *self = data;
-  if (!self->fitted)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: log_density before fit");
-      return FALSE;
-    }
-  if (fg_tensor_cols (x) != self->D)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
-                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
-                   self->D, fg_tensor_cols (x));
-      return FALSE;
-    }
-  return for_each_latent (self, x, density_chunk, out, error);
+  return for_each_latent (self, x, "log_density", density_chunk, out, error);
 }
 
 /* Copy each chunk's latents into rows of a caller matrix (dim floats per row). */
@@ -437,19 +426,7 @@ static gboolean
 trainer_embed (gpointer data, const FgTensor *x, float *z_out, GError **error)
 {
   Trainer *self = data;
-  if (!self->fitted)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: embed before fit");
-      return FALSE;
-    }
-  if (fg_tensor_cols (x) != self->D)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
-                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
-                   self->D, fg_tensor_cols (x));
-      return FALSE;
-    }
-  return for_each_latent (self, x, copy_chunk, z_out, error);
+  return for_each_latent (self, x, "embed", copy_chunk, z_out, error);
 }
 
 /* z ~ N(μ_k, T·σ² I) (k < 0: k uniform per sample), then x = f⁻¹(z) unless `latent`
@@ -538,7 +515,8 @@ init_means_from_data (Trainer *self, const FgSplit *split, FgRng *rng, GError **
   g_autoptr (FgTensor) z = fg_tensor_new_2d (MAX (split->labeled.n, 1), self->D);
   FgTensor zv = fg_tensor_view_rows (z, 0, split->labeled.n);
   guint missing = 0;
-  if (split->labeled.n > 0 && !for_each_latent (self, &split->labeled.x, collect_chunk, &zv, error))
+  if (split->labeled.n > 0
+      && !for_each_latent (self, &split->labeled.x, NULL, collect_chunk, &zv, error))
     return FALSE;
   fg_gmm_init_means_from_latents (self->gmm, &zv, split->labeled.y, self->means_r, rng, &missing);
   if (missing > 0)

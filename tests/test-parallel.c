@@ -135,6 +135,54 @@ outputs_add (Outputs *o, const float *x, gsize n)
   o->n += n;
 }
 
+/* Convolutions split their images over the pool: 2 threads give 1 thread's values (up to the
+ * order of the weight-gradient sums) and the same bits every time. */
+static void
+conv_run (guint threads, gsize kh, guint pad, Outputs *o)
+{
+  const gsize N = 5, C = 8, H = 24, W = 22, Co = 32; /* large enough to split */
+  g_autoptr (FgWeightSet) set = fg_weight_set_new ();
+  FgWeight *x = fg_weight_set_add (set, "x", 4, (gsize[]){ N, C, H, W }, FALSE);
+  FgWeight *w = fg_weight_set_add (set, "w", 4, (gsize[]){ Co, C, kh, kh }, FALSE);
+  FgWeight *b = fg_weight_set_add_2d (set, "b", 1, Co, FALSE);
+  FgRng rng;
+  fg_rng_init (&rng, 3, 3);
+  fg_weight_init_uniform (x, &rng, 1.0f);
+  fg_weight_init_uniform (w, &rng, 1.0f);
+  fg_weight_init_uniform (b, &rng, 1.0f);
+  const guint saved = fg_get_num_threads ();
+  fg_set_num_threads (threads);
+  g_autoptr (FgTape) tape = fg_tape_new ();
+  FgVar *y = fg_op_conv2d (tape, fg_tape_weight (tape, x), fg_tape_weight (tape, w),
+                           fg_tape_weight (tape, b), pad);
+  FgVar *loss = fg_op_sum (tape, fg_op_square (tape, y), FG_AXIS_ALL);
+  g_assert_true (fg_tape_backward (tape, loss, NULL));
+  fg_set_num_threads (saved);
+  memset (o, 0, sizeof *o);
+  outputs_add (o, y->value.data, fg_tensor_numel (&y->value));
+  outputs_add (o, x->grad.data, fg_tensor_numel (&x->grad));
+  outputs_add (o, w->grad.data, fg_tensor_numel (&w->grad));
+  outputs_add (o, b->grad.data, fg_tensor_numel (&b->grad));
+}
+
+static void
+test_conv (void)
+{
+  for (guint k = 0; k < 2; k++)
+    {
+      Outputs one, two, again;
+      conv_run (1, k ? 3 : 1, k, &one);
+      conv_run (2, k ? 3 : 1, k, &two);
+      conv_run (2, k ? 3 : 1, k, &again);
+      g_assert_cmpuint (one.n, ==, two.n);
+      g_assert_cmpfloat (max_rel_diff (two.v, one.v, one.n), <, 1e-5);
+      g_assert_cmpint (memcmp (two.v, again.v, two.n * sizeof (float)), ==, 0);
+      g_free (one.v);
+      g_free (two.v);
+      g_free (again.v);
+    }
+}
+
 typedef enum {
   K_MATMUL, K_LINEAR, K_LINEAR_RELU, K_LINEAR_TANH, K_DROPOUT, K_LINEAR_COLS, K_LINEAR_DROPOUT
 } Kernel;
@@ -460,6 +508,7 @@ main (int argc, char **argv)
   g_test_add_func ("/parallel/matmul", test_matmul);
   g_test_add_func ("/parallel/linear", test_linear);
   g_test_add_func ("/parallel/dropout", test_dropout);
+  g_test_add_func ("/parallel/conv2d", test_conv);
   g_test_add_func ("/parallel/optimizer-fused", test_optimizer_fused);
   g_test_add_func ("/parallel/training-reproducible", test_training_reproducible);
   return g_test_run ();

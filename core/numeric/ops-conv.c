@@ -2,6 +2,8 @@
  *
  * Per image n: col_n [Cin·kh·kw, Ho·Wo] (im2col into arena scratch) and
  * out_n [Cout, Ho·Wo] = W [Cout, Cin·kh·kw] · col_n, with the bias written first (beta = 1).
+ * The images of a batch are split over the core's pool (each task with its own scratch and
+ * single-threaded sgemm).
  * Backward per image: dW += dY_n · col_nᵀ (col_n rebuilt rather than kept: memory over time),
  * dcol = Wᵀ · dY_n scattered back by col2im, and db = Σ dY.  A 1×1 kernel without padding
  * needs no im2col: x_n itself is [Cin, H·W].
@@ -85,35 +87,52 @@ typedef struct {
   gboolean has_bias;
 } ConvSaved;
 
+/* Images are split over the core's pool: each task works on a contiguous range of images with
+ * its own im2col buffers and single-threaded sgemm, and the weight gradient of task t goes to
+ * partial buffer t (task 0 straight into dW), summed in task order afterwards, so the result
+ * depends only on the number of tasks. */
+typedef struct {
+  const ConvGeom *g;
+  const FgTensor *X, *W, *G;
+  FgTensor *dX, *dW;
+  gboolean dx_fresh, dw_fresh;
+  float *scratch;   /* per task: col and dcol, K·P each */
+  float *dw_part;   /* tasks 1 .. n-1: Cout·K each */
+  gsize N;
+} ConvBwdJob;
+
 static void
-conv_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
+conv_bwd_task (gpointer data, guint t, guint n_tasks)
 {
-  const ConvSaved *cs = saved;
-  const ConvGeom *g = &cs->g;
-  const FgTensor *X = &in[0]->value, *W = &in[1]->value, *G = &out->grad;
-  const gsize N = fg_tensor_rows (X), K = g->cin * g->kh * g->kw, P = g->ho * g->wo;
-  const gsize ldw = MAX (W->ld, K);
+  const ConvBwdJob *j = data;
+  const ConvGeom *g = j->g;
+  const gsize K = g->cin * g->kh * g->kw, P = g->ho * g->wo;
+  const gsize ldw = MAX (j->W->ld, K);
   const gboolean pointwise = conv_is_pointwise (g);
-  gboolean dx_fresh, dw_fresh, db_fresh;
-
-  FgTensor *dX = _fg_tape_grad_fresh (tape, in[0], &dx_fresh);
-  FgTensor *dW = _fg_tape_grad_fresh (tape, in[1], &dw_fresh);
-  FgTensor *db = cs->has_bias ? _fg_tape_grad_fresh (tape, in[2], &db_fresh) : NULL;
-  float *col = (dW != NULL && !pointwise) ? fg_tape_alloc_floats (tape, K * P) : NULL;
-  float *dcol = (dX != NULL && !pointwise) ? fg_tape_alloc_floats (tape, K * P) : NULL;
-  if (dX != NULL && dx_fresh && !pointwise)
+  float *col = j->scratch + t * 2 * K * P, *dcol = col + K * P;
+  gsize n0, n1;
+  _fg_pool_range (j->N, t, n_tasks, 1, &n0, &n1);
+  float *dw = NULL;
+  gsize lddw = K;
+  gboolean dw_first = TRUE; /* the first image of this task overwrites its buffer */
+  if (j->dW != NULL)
     {
-      /* col2im accumulates: start from zero. */
-      for (gsize n = 0; n < N; n++)
-        memset (fg_tensor_row (dX, n), 0, fg_tensor_cols (dX) * sizeof (float));
-      dx_fresh = FALSE;
+      if (t == 0)
+        {
+          dw = j->dW->data;
+          lddw = MAX (j->dW->ld, K);
+          dw_first = j->dw_fresh;
+        }
+      else
+        dw = j->dw_part + (t - 1) * g->cout * K;
+      if (n0 == n1 && dw_first)
+        memset (dw, 0, g->cout * K * sizeof (float)); /* no image: a zero share */
     }
-
-  for (gsize n = 0; n < N; n++)
+  for (gsize n = n0; n < n1; n++)
     {
-      const float *xn = fg_tensor_row (X, n);
-      const float *gn = fg_tensor_row (G, n);
-      if (dW != NULL)
+      const float *xn = fg_tensor_row (j->X, n);
+      const float *gn = fg_tensor_row (j->G, n);
+      if (dw != NULL)
         {
           const float *cn = xn;
           if (!pointwise)
@@ -123,24 +142,65 @@ conv_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
             }
           /* dW [Cout, K] += dY_n [Cout, P] · col_nᵀ */
           _fg_sgemm (FALSE, TRUE, g->cout, K, P, 1.0f, gn, P, cn, P,
-                     (dw_fresh && n == 0) ? 0.0f : 1.0f, dW->data, MAX (dW->ld, K));
+                     (dw_first && n == n0) ? 0.0f : 1.0f, dw, lddw);
         }
-      if (dX != NULL)
+      if (j->dX != NULL)
         {
-          float *dxn = fg_tensor_row (dX, n);
+          float *dxn = fg_tensor_row (j->dX, n);
           if (pointwise) /* dx_n [Cin, P] (+)= Wᵀ · dY_n */
-            _fg_sgemm (TRUE, FALSE, K, P, g->cout, 1.0f, W->data, ldw, gn, P,
-                       dx_fresh ? 0.0f : 1.0f, dxn, P);
+            _fg_sgemm (TRUE, FALSE, K, P, g->cout, 1.0f, j->W->data, ldw, gn, P,
+                       j->dx_fresh ? 0.0f : 1.0f, dxn, P);
           else
             {
-              _fg_sgemm (TRUE, FALSE, K, P, g->cout, 1.0f, W->data, ldw, gn, P, 0.0f, dcol, P);
+              if (j->dx_fresh) /* col2im accumulates: start from zero */
+                memset (dxn, 0, fg_tensor_cols (j->dX) * sizeof (float));
+              _fg_sgemm (TRUE, FALSE, K, P, g->cout, 1.0f, j->W->data, ldw, gn, P, 0.0f, dcol, P);
               col2im_add (g, dcol, dxn);
             }
         }
     }
+}
 
-  if (dW != NULL && dw_fresh && N == 0) /* an empty batch still owes a zero gradient */
-    memset (dW->data, 0, fg_tensor_numel (dW) * sizeof (float));
+static void
+conv_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
+{
+  const ConvSaved *cs = saved;
+  const ConvGeom *g = &cs->g;
+  const FgTensor *X = &in[0]->value, *W = &in[1]->value, *G = &out->grad;
+  const gsize N = fg_tensor_rows (X), K = g->cin * g->kh * g->kw, P = g->ho * g->wo;
+  gboolean dx_fresh = FALSE, dw_fresh = FALSE, db_fresh = FALSE;
+
+  FgTensor *dX = _fg_tape_grad_fresh (tape, in[0], &dx_fresh);
+  FgTensor *dW = _fg_tape_grad_fresh (tape, in[1], &dw_fresh);
+  FgTensor *db = cs->has_bias ? _fg_tape_grad_fresh (tape, in[2], &db_fresh) : NULL;
+
+  if (dX != NULL || dW != NULL)
+    {
+      const double flops = 2.0 * (double) N * g->cout * K * P * ((dX != NULL) + (dW != NULL));
+      const guint tasks = MIN ((gsize) _fg_pool_tasks (flops * FG_POOL_NS_PER_FLOP), MAX (N, 1));
+      ConvBwdJob j = { g, X, W, G, dX, dW, dx_fresh, dw_fresh, NULL, NULL, N };
+      j.scratch = fg_tape_alloc_floats (tape, MAX (tasks * 2 * K * P, 1));
+      if (dW != NULL && tasks > 1)
+        j.dw_part = fg_tape_alloc_floats (tape, (tasks - 1) * g->cout * K);
+      if (tasks > 1)
+        _fg_pool_run (tasks, conv_bwd_task, &j);
+      else
+        conv_bwd_task (&j, 0, 1);
+      if (dW != NULL)
+        {
+          const gsize lddw = MAX (dW->ld, K);
+          if (N == 0 && dw_fresh) /* an empty batch still owes a zero gradient */
+            for (gsize o = 0; o < g->cout; o++)
+              memset (dW->data + o * lddw, 0, K * sizeof (float));
+          for (guint t = 1; t < tasks; t++)
+            for (gsize o = 0; o < g->cout; o++)
+              {
+                float *restrict d = dW->data + o * lddw;
+                const float *restrict p = j.dw_part + ((t - 1) * g->cout + o) * K;
+                FG_SIMD_FOR (k, K, d[k] += p[k]);
+              }
+        }
+    }
   if (db != NULL)
     {
       double *acc = fg_tape_alloc (tape, g->cout * sizeof (double));
@@ -150,6 +210,42 @@ conv_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
           acc[c] += fg_sum_f64 (fg_tensor_row (G, n) + c * P, P);
       for (gsize c = 0; c < g->cout; c++)
         db->data[c] = (float) ((db_fresh ? 0.0 : db->data[c]) + acc[c]);
+    }
+}
+
+typedef struct {
+  const ConvGeom *g;
+  const FgTensor *X, *W;
+  const float *bias;
+  FgTensor *Y;
+  float *scratch; /* per task: K·P (im2col), NULL for a pointwise kernel */
+  gsize N;
+} ConvFwdJob;
+
+static void
+conv_fwd_task (gpointer data, guint t, guint n_tasks)
+{
+  const ConvFwdJob *j = data;
+  const ConvGeom *g = j->g;
+  const gsize K = g->cin * g->kh * g->kw, P = g->ho * g->wo;
+  float *col = j->scratch ? j->scratch + t * K * P : NULL;
+  gsize n0, n1;
+  _fg_pool_range (j->N, t, n_tasks, 1, &n0, &n1);
+  for (gsize n = n0; n < n1; n++)
+    {
+      const float *xn = fg_tensor_row (j->X, n);
+      float *yn = fg_tensor_row (j->Y, n);
+      if (col != NULL)
+        im2col (g, xn, col);
+      if (j->bias != NULL)
+        for (gsize c = 0; c < g->cout; c++)
+          {
+            float *restrict yc = yn + c * P;
+            const float v = j->bias[c];
+            FG_SIMD_FOR (i, P, yc[i] = v);
+          }
+      _fg_sgemm (FALSE, FALSE, g->cout, P, K, 1.0f, j->W->data, MAX (j->W->ld, K),
+                 col ? col : xn, P, j->bias ? 1.0f : 0.0f, yn, P);
     }
 }
 
@@ -209,24 +305,14 @@ fg_op_conv2d (FgTape *tape, FgVar *x, FgVar *w, FgVar *bias, guint pad)
   cs->g = g;
   cs->has_bias = bias != NULL;
 
-  const gboolean pointwise = conv_is_pointwise (&g);
-  float *col = pointwise ? NULL : fg_tape_alloc_floats (tape, K * P);
-  const float *bv = bias ? bias->value.data : NULL;
-  for (gsize n = 0; n < N; n++)
-    {
-      const float *xn = fg_tensor_row (X, n);
-      float *yn = fg_tensor_row (&out->value, n);
-      if (!pointwise)
-        im2col (&g, xn, col);
-      if (bv != NULL)
-        for (gsize c = 0; c < g.cout; c++)
-          {
-            float *restrict yc = yn + c * P;
-            const float v = bv[c];
-            FG_SIMD_FOR (j, P, yc[j] = v);
-          }
-      _fg_sgemm (FALSE, FALSE, g.cout, P, K, 1.0f, W->data, MAX (W->ld, K),
-                 pointwise ? xn : col, P, bv ? 1.0f : 0.0f, yn, P);
-    }
+  const double flops = 2.0 * (double) N * g.cout * K * P;
+  const guint tasks = MIN ((gsize) _fg_pool_tasks (flops * FG_POOL_NS_PER_FLOP), MAX (N, 1));
+  ConvFwdJob j = { &g, X, W, bias ? bias->value.data : NULL, &out->value, NULL, N };
+  if (!conv_is_pointwise (&g))
+    j.scratch = fg_tape_alloc_floats (tape, tasks * K * P);
+  if (tasks > 1)
+    _fg_pool_run (tasks, conv_fwd_task, &j);
+  else
+    conv_fwd_task (&j, 0, 1);
   return out;
 }

@@ -483,6 +483,38 @@ test_render (void)
   rm_rf (out);
 }
 
+/* Without the renderer module (a build without cairo, or not installed) the figures are
+ * skipped with FG_ERROR_UNSUPPORTED saying where the module was looked for and that the data
+ * stay; capturing does not need it.  In a subprocess: the module is looked for once. */
+static void
+test_render_without_module (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autofree char *out = g_dir_make_tmp ("fg-figure-XXXXXX", NULL);
+      g_autofree char *empty = g_dir_make_tmp ("fg-modules-XXXXXX", NULL);
+      g_autoptr (FgFigureOptions) o = options ("figures", "fig1", "figure_grid", "20",
+                                               "figure_samples", "10", NULL);
+      g_autoptr (GPtrArray) written = g_ptr_array_new_with_free_func (g_free);
+      g_autoptr (GError) error = NULL;
+      g_setenv ("FLOWGMM_MODULE_DIR", empty, TRUE);
+      capture (out, o, "blobs", "toy", &toy_vtable, 2);
+      g_assert_false (fg_figure_can_render ());
+      g_assert_false (fg_figure_render (out, o, written, &error));
+      g_assert_error (error, FG_ERROR, FG_ERROR_UNSUPPORTED);
+      g_assert_nonnull (strstr (error->message, "there is no figure renderer"));
+      g_assert_nonnull (strstr (error->message, empty));
+      g_assert_nonnull (strstr (error->message, "built without cairo"));
+      g_assert_nonnull (strstr (error->message, "figures/data"));
+      g_assert_cmpuint (written->len, ==, 0);
+      rm_rf (out);
+      rm_rf (empty);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 0, 0);
+  g_test_trap_assert_passed ();
+}
+
 /* Nothing captured: nothing drawn, no error. */
 static void
 test_render_empty (void)
@@ -579,6 +611,7 @@ main (int argc, char **argv)
   g_test_add_func ("/figure/capture", test_capture);
   g_test_add_func ("/figure/render", test_render);
   g_test_add_func ("/figure/render-empty", test_render_empty);
+  g_test_add_func ("/figure/render-without-module", test_render_without_module);
   g_test_add_func ("/figure/synthetic-template", test_synthetic_template);
   return g_test_run ();
 }

@@ -1,12 +1,8 @@
-/* flowgmm — figures of 2-D experiments (paper Fig. 1, 2 and 4): capture per cell, render later.
+/* flowgmm — the figure renderer: a module of its own, built only with cairo, so that
+ * libflowgmm does not depend on cairo.  The core opens it when figures are drawn
+ * (figure-module.c).
  *
- * Capture (any build): after a cell is fitted, evaluate the method on a grid over the data box
- * (class probabilities from `predict`), map the training points to the latent space (`embed`)
- * and draw class-conditional samples in both spaces (`sample`), and store it all as one small
- * JSON file per cell.  Arrays are stored as base64 of little-endian float32 (points) or uint8
- * (probabilities quantised to 1/255), so a cell takes a few hundred kB.
- *
- * Render (with cairo): read every captured file and compose the figures the experiment asks
+ * It reads every captured file (figure-capture.c) and composes the figures the experiment asks
  * for, as PNG at 150 dpi and SVG.  A panel of decision regions is a raster (the probabilities
  * interpolated bilinearly to each pixel, then the arg max), with the boundary drawn over it as
  * vector polylines (marching squares on p_k − max_{j≠k} p_j).  The latent panels' regions come
@@ -22,538 +18,15 @@
 #include <string.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
-
-#ifdef HAVE_CAIRO
 #include <cairo.h>
 #include <cairo-svg.h>
-#endif
 
-#include <flowgmm/figure.h>
-#include <flowgmm/rng.h>
-
-#define FIGURE_FORMAT "flowgmm-figure-data"
-#define FIGURE_FORMAT_VERSION 1
-#define DEFAULT_GRID 160
-#define DEFAULT_SAMPLES 500
-#define LATENT_FIT_SAMPLES 2000 /* per class, for the latent regions */
-#define MAX_DRAWN_POINTS 5000   /* unlabeled points kept for drawing */
-#define PREDICT_CHUNK 4096
+#include "experiment/figure-private.h"
 
 /* ============================================================================================ */
-/* Options                                                                                       */
+/* Reading captured cells                                                                         */
 /* ============================================================================================ */
 
-typedef struct {
-  char  *name;     /* "fig1", "fig2", "fig4", "cells" */
-  char **datasets; /* its own rows, or NULL */
-} FigureItem;
-
-struct _FgFigureOptions {
-  GPtrArray *items;         /* FigureItem */
-  char     **methods;       /* figure_methods, or NULL */
-  char     **datasets;      /* figure_datasets, or NULL */
-  gboolean   have_seed, all_seeds;
-  guint64    seed;
-  char     **default_datasets, **default_methods;
-  gboolean   have_default_seed;
-  guint64    default_seed;
-  guint      grid, samples;
-  double     temperature;
-};
-
-static const char *const option_keys[] = {
-  "figures", "figure_methods", "figure_datasets", "figure_seed", "figure_grid",
-  "figure_samples", "figure_temperature", NULL,
-};
-
-static const char *const figure_names[] = { "fig1", "fig2", "fig4", "cells", NULL };
-
-static void
-figure_item_free (gpointer data)
-{
-  FigureItem *it = data;
-  if (it == NULL)
-    return;
-  g_free (it->name);
-  g_strfreev (it->datasets);
-  g_free (it);
-}
-
-/**
- * fg_figure_options_new:
- *
- * Returns: (transfer full): options asking for no figure, with the default grid (160²),
- *   samples (500 per class) and temperature (1).
- */
-FgFigureOptions *
-fg_figure_options_new (void)
-{
-  FgFigureOptions *o = g_new0 (FgFigureOptions, 1);
-  o->items = g_ptr_array_new_with_free_func (figure_item_free);
-  o->grid = DEFAULT_GRID;
-  o->samples = DEFAULT_SAMPLES;
-  o->temperature = 1.0;
-  return o;
-}
-
-/**
- * fg_figure_options_copy:
- * @opts: options
- *
- * Returns: (transfer full): a deep copy.
- */
-FgFigureOptions *
-fg_figure_options_copy (const FgFigureOptions *opts)
-{
-  FgFigureOptions *o;
-  g_return_val_if_fail (opts != NULL, NULL);
-  o = fg_figure_options_new ();
-  for (guint i = 0; i < opts->items->len; i++)
-    {
-      const FigureItem *src = g_ptr_array_index (opts->items, i);
-      FigureItem *it = g_new0 (FigureItem, 1);
-      it->name = g_strdup (src->name);
-      it->datasets = g_strdupv (src->datasets);
-      g_ptr_array_add (o->items, it);
-    }
-  o->methods = g_strdupv (opts->methods);
-  o->datasets = g_strdupv (opts->datasets);
-  o->have_seed = opts->have_seed;
-  o->all_seeds = opts->all_seeds;
-  o->seed = opts->seed;
-  o->default_datasets = g_strdupv (opts->default_datasets);
-  o->default_methods = g_strdupv (opts->default_methods);
-  o->have_default_seed = opts->have_default_seed;
-  o->default_seed = opts->default_seed;
-  o->grid = opts->grid;
-  o->samples = opts->samples;
-  o->temperature = opts->temperature;
-  return o;
-}
-
-/**
- * fg_figure_options_free:
- * @opts: (nullable): options
- */
-void
-fg_figure_options_free (FgFigureOptions *opts)
-{
-  if (opts == NULL)
-    return;
-  g_ptr_array_unref (opts->items);
-  g_strfreev (opts->methods);
-  g_strfreev (opts->datasets);
-  g_strfreev (opts->default_datasets);
-  g_strfreev (opts->default_methods);
-  g_free (opts);
-}
-
-/**
- * fg_figure_option_keys:
- *
- * Returns: (transfer none): the [experiment] keys this module reads, NULL-terminated.
- */
-const char *const *
-fg_figure_option_keys (void)
-{
-  return option_keys;
-}
-
-/**
- * fg_figure_is_option_key:
- * @key: an [experiment] key
- *
- * Returns: whether @key is one of fg_figure_option_keys ().
- */
-gboolean
-fg_figure_is_option_key (const char *key)
-{
-  return key != NULL && g_strv_contains (option_keys, key);
-}
-
-/* Split "a; b ;c" (or with `sep` ',') into trimmed, non-empty names. */
-static char **
-split_names (const char *value, const char *sep)
-{
-  g_auto (GStrv) parts = g_strsplit (value, sep, -1);
-  g_autoptr (GPtrArray) out = g_ptr_array_new ();
-  for (guint i = 0; parts[i]; i++)
-    {
-      char *s = g_strstrip (parts[i]);
-      if (*s != '\0')
-        g_ptr_array_add (out, g_strdup (s));
-    }
-  g_ptr_array_add (out, NULL);
-  return (char **) g_ptr_array_free (g_steal_pointer (&out), FALSE);
-}
-
-static gboolean
-name_ok (const char *name)
-{
-  for (const char *p = name; *p; p++)
-    if (!g_ascii_isalnum (*p) && *p != '-' && *p != '_' && *p != '.')
-      return FALSE;
-  return *name != '\0';
-}
-
-static gboolean
-names_ok (char **names, const char *key, GError **error)
-{
-  for (guint i = 0; names[i]; i++)
-    if (!name_ok (names[i]))
-      {
-        g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                     "%s: '%s' is not a dataset or method name", key, names[i]);
-        return FALSE;
-      }
-  if (names[0] == NULL)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM, "%s: empty list", key);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-parse_uint (const char *key, const char *value, guint64 lo, guint64 hi, guint64 *out,
-            GError **error)
-{
-  g_autofree char *v = g_strstrip (g_strdup (value));
-  if (!g_ascii_string_to_unsigned (v, 10, lo, hi, out, NULL))
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                   "%s = '%s': expected an integer in [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-                   "]",
-                   key, value, lo, hi);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/**
- * fg_figure_options_set:
- * @opts: options
- * @key: one of fg_figure_option_keys ()
- * @value: its value as written in the experiment file
- * @error: return location for a #GError (%FG_ERROR_INVALID_PARAM)
- *
- * Grammar (doc/figures.md):
- *  - figures = ITEM;ITEM;... with ITEM = fig1|fig2|fig4|cells[:DATASET,DATASET,...], or "none";
- *  - figure_methods, figure_datasets = NAME;NAME;... (the methods: fig2's columns, the first one
- *    for fig1 and fig4; the datasets: the rows, for items without their own list);
- *  - figure_seed = N | all (default: the experiment's first seed);
- *  - figure_grid = N (grid points per side, 16..1000), figure_samples = N (per class, 1..100000),
- *    figure_temperature = T (latent variance multiplier for samples, (0, 100]).
- *
- * Returns: %TRUE when @value is valid for @key.
- */
-gboolean
-fg_figure_options_set (FgFigureOptions *opts, const char *key, const char *value,
-                       GError **error)
-{
-  guint64 v;
-  g_return_val_if_fail (opts != NULL && key != NULL && value != NULL, FALSE);
-
-  if (strcmp (key, "figures") == 0)
-    {
-      g_auto (GStrv) items = split_names (value, ";");
-      g_autoptr (GPtrArray) parsed = g_ptr_array_new_with_free_func (figure_item_free);
-      for (guint i = 0; items[i]; i++)
-        {
-          const char *colon = strchr (items[i], ':');
-          g_autofree char *name = colon ? g_strndup (items[i], (gsize) (colon - items[i]))
-                                        : g_strdup (items[i]);
-          FigureItem *it;
-          g_strstrip (name);
-          if (strcmp (name, "none") == 0 && colon == NULL)
-            continue;
-          if (!g_strv_contains (figure_names, name))
-            {
-              g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                           "figures: unknown figure '%s' (expected fig1, fig2, fig4, cells or "
-                           "none, each optionally followed by ':dataset,dataset,...')",
-                           name);
-              return FALSE;
-            }
-          it = g_new0 (FigureItem, 1);
-          it->name = g_steal_pointer (&name);
-          g_ptr_array_add (parsed, it);
-          if (colon != NULL)
-            {
-              it->datasets = split_names (colon + 1, ",");
-              if (!names_ok (it->datasets, "figures", error))
-                return FALSE;
-            }
-        }
-      g_ptr_array_set_size (opts->items, 0);
-      for (guint i = 0; i < parsed->len; i++)
-        g_ptr_array_add (opts->items, g_steal_pointer (&parsed->pdata[i]));
-      return TRUE;
-    }
-  if (strcmp (key, "figure_methods") == 0 || strcmp (key, "figure_datasets") == 0)
-    {
-      char **names = split_names (value, ";");
-      char ***slot = strcmp (key, "figure_methods") == 0 ? &opts->methods : &opts->datasets;
-      if (!names_ok (names, key, error))
-        {
-          g_strfreev (names);
-          return FALSE;
-        }
-      g_strfreev (*slot);
-      *slot = names;
-      return TRUE;
-    }
-  if (strcmp (key, "figure_seed") == 0)
-    {
-      g_autofree char *s = g_strstrip (g_strdup (value));
-      if (strcmp (s, "all") == 0)
-        {
-          opts->all_seeds = TRUE;
-          opts->have_seed = FALSE;
-          return TRUE;
-        }
-      if (!parse_uint (key, value, 0, G_MAXUINT64, &v, error))
-        return FALSE;
-      opts->have_seed = TRUE;
-      opts->all_seeds = FALSE;
-      opts->seed = v;
-      return TRUE;
-    }
-  if (strcmp (key, "figure_grid") == 0)
-    {
-      if (!parse_uint (key, value, 16, 1000, &v, error))
-        return FALSE;
-      opts->grid = (guint) v;
-      return TRUE;
-    }
-  if (strcmp (key, "figure_samples") == 0)
-    {
-      if (!parse_uint (key, value, 1, 100000, &v, error))
-        return FALSE;
-      opts->samples = (guint) v;
-      return TRUE;
-    }
-  if (strcmp (key, "figure_temperature") == 0)
-    {
-      g_autofree char *s = g_strstrip (g_strdup (value));
-      char *end = NULL;
-      double t = g_ascii_strtod (s, &end);
-      if (end == s || *end != '\0' || !(t > 0.0 && t <= 100.0))
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "figure_temperature = '%s': expected a number in (0, 100]", value);
-          return FALSE;
-        }
-      opts->temperature = t;
-      return TRUE;
-    }
-  g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM, "unknown figure key '%s'", key);
-  return FALSE;
-}
-
-/**
- * fg_figure_options_set_defaults:
- * @opts: options
- * @datasets: (nullable) (array zero-terminated=1): the experiment's datasets in order
- * @methods: (nullable) (array zero-terminated=1): its methods in order
- * @first_seed: its first seed
- *
- * What the figures use where figure_datasets, figure_methods or figure_seed are not given.
- */
-void
-fg_figure_options_set_defaults (FgFigureOptions *opts, const char *const *datasets,
-                                const char *const *methods, guint64 first_seed)
-{
-  g_return_if_fail (opts != NULL);
-  g_strfreev (opts->default_datasets);
-  g_strfreev (opts->default_methods);
-  opts->default_datasets = g_strdupv ((char **) datasets);
-  opts->default_methods = g_strdupv ((char **) methods);
-  opts->have_default_seed = TRUE;
-  opts->default_seed = first_seed;
-}
-
-/**
- * fg_figure_options_enabled:
- * @opts: (nullable): options
- *
- * Returns: whether at least one figure is asked for.
- */
-gboolean
-fg_figure_options_enabled (const FgFigureOptions *opts)
-{
-  return opts != NULL && opts->items->len > 0;
-}
-
-static gboolean
-strv_has (char **v, const char *s)
-{
-  return v != NULL && g_strv_contains ((const char *const *) v, s);
-}
-
-/**
- * fg_figure_options_wants_cell:
- * @opts: (nullable): options
- * @dataset: the cell's dataset name
- * @method: its method name
- * @seed: its seed
- *
- * Returns: whether the cell must be captured for the figures asked for.
- */
-gboolean
-fg_figure_options_wants_cell (const FgFigureOptions *opts, const char *dataset,
-                              const char *method, guint64 seed)
-{
-  gboolean restricted = FALSE, listed = FALSE;
-  if (!fg_figure_options_enabled (opts))
-    return FALSE;
-  if (opts->methods != NULL && !strv_has (opts->methods, method))
-    return FALSE;
-  if (opts->have_seed && seed != opts->seed)
-    return FALSE;
-  if (!opts->have_seed && !opts->all_seeds && opts->have_default_seed
-      && seed != opts->default_seed)
-    return FALSE;
-  /* Rows: an item's own list, else figure_datasets, else every dataset. */
-  for (guint i = 0; i < opts->items->len; i++)
-    {
-      const FigureItem *it = g_ptr_array_index (opts->items, i);
-      char **rows = it->datasets ? it->datasets : opts->datasets;
-      if (rows == NULL)
-        return TRUE;
-      restricted = TRUE;
-      listed |= strv_has (rows, dataset);
-    }
-  return !restricted || listed;
-}
-
-/* ============================================================================================ */
-/* Capture                                                                                       */
-/* ============================================================================================ */
-
-static void
-add_f32_array (JsonBuilder *b, const char *name, const float *v, gsize n)
-{
-  g_autofree guint32 *le = g_new (guint32, MAX (n, 1));
-  g_autofree char *text = NULL;
-  for (gsize i = 0; i < n; i++)
-    {
-      guint32 bits;
-      memcpy (&bits, &v[i], sizeof bits);
-      le[i] = GUINT32_TO_LE (bits);
-    }
-  text = g_base64_encode ((const guchar *) le, n * sizeof (guint32));
-  json_builder_set_member_name (b, name);
-  json_builder_add_string_value (b, text);
-}
-
-static void
-add_int_array (JsonBuilder *b, const char *name, const gint32 *v, gsize n)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_begin_array (b);
-  for (gsize i = 0; i < n; i++)
-    json_builder_add_int_value (b, v[i]);
-  json_builder_end_array (b);
-}
-
-static void
-add_double_array (JsonBuilder *b, const char *name, const double *v, gsize n)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_begin_array (b);
-  for (gsize i = 0; i < n; i++)
-    json_builder_add_double_value (b, v[i]);
-  json_builder_end_array (b);
-}
-
-/* Copy the rows of a 2-D part into xy (2 floats a row). */
-static void
-copy_rows (const FgDataPart *part, float *xy)
-{
-  for (gsize i = 0; i < part->n; i++)
-    {
-      const float *r = fg_tensor_row (&part->x, i);
-      xy[2 * i] = r[0];
-      xy[2 * i + 1] = r[1];
-    }
-}
-
-/* Predict n rows of xy in chunks: labels and (sanitised) probabilities n × K. */
-static gboolean
-predict_points (const FgBaselineVTable *vt, gpointer self, const float *xy, gsize n, guint K,
-                gint32 *labels, float *proba, GError **error)
-{
-  for (gsize start = 0; start < n; start += PREDICT_CHUNK)
-    {
-      gsize m = MIN ((gsize) PREDICT_CHUNK, n - start);
-      FgTensor x = fg_tensor_wrap_2d ((float *) xy + 2 * start, m, 2);
-      float *p = proba ? proba + start * K : NULL;
-      if (p != NULL)
-        for (gsize i = 0; i < m * K; i++)
-          p[i] = NAN;
-      if (!vt->predict (self, &x, labels + start, p, error))
-        {
-          g_prefix_error (error, "figure: predict: ");
-          return FALSE;
-        }
-      for (gsize i = 0; i < m; i++)
-        {
-          gint32 y = labels[start + i];
-          double sum = 0.0;
-          gboolean ok = TRUE;
-          if (y < 0 || y >= (gint32) K)
-            {
-              g_set_error (error, FG_ERROR, FG_ERROR_DATA,
-                           "figure: predict gave label %d outside the %u classes", y, K);
-              return FALSE;
-            }
-          if (p == NULL)
-            continue;
-          for (guint k = 0; k < K; k++)
-            {
-              float v = p[i * K + k];
-              ok &= isfinite (v) && v >= 0.0f;
-              sum += ok ? v : 0.0;
-            }
-          /* A method that fills no probabilities is drawn from its labels. */
-          if (!ok || fabs (sum - 1.0) > 1e-2)
-            for (guint k = 0; k < K; k++)
-              p[i * K + k] = (gint32) k == y ? 1.0f : 0.0f;
-        }
-    }
-  return TRUE;
-}
-
-/* A square box around all points, padded. */
-static void
-square_box (const float *xy, gsize n, double pad, double box[4])
-{
-  double lo[2] = { INFINITY, INFINITY }, hi[2] = { -INFINITY, -INFINITY }, c[2], half = 0.0;
-  for (gsize i = 0; i < n; i++)
-    for (int j = 0; j < 2; j++)
-      if (isfinite (xy[2 * i + j]))
-        {
-          lo[j] = MIN (lo[j], xy[2 * i + j]);
-          hi[j] = MAX (hi[j], xy[2 * i + j]);
-        }
-  for (int j = 0; j < 2; j++)
-    {
-      if (!isfinite (lo[j]))
-        lo[j] = -1.0, hi[j] = 1.0;
-      c[j] = 0.5 * (lo[j] + hi[j]);
-      half = MAX (half, 0.5 * (hi[j] - lo[j]));
-    }
-  if (half <= 0.0)
-    half = 1.0;
-  half *= 1.0 + pad;
-  box[0] = c[0] - half;
-  box[1] = c[0] + half;
-  box[2] = c[1] - half;
-  box[3] = c[1] + half;
-}
-
-#ifdef HAVE_CAIRO /* the latent box is computed when the cells are drawn */
 static int
 cmp_float (gconstpointer a, gconstpointer b)
 {
@@ -599,334 +72,6 @@ robust_box (GArray *xy, double box[4])
   box[3] = c[1] + half;
 }
 
-#endif /* HAVE_CAIRO */
-
-static char *
-cell_file_base (const char *dataset, const char *method, guint64 seed, guint point)
-{
-  return g_strdup_printf ("%s__%s__s%" G_GUINT64_FORMAT "__p%u", dataset, method, seed, point);
-}
-
-/* Optional views; failures are logged and leave the panel empty. */
-static gboolean
-sample_all (const FgBaselineVTable *vt, gpointer self, guint K, gsize m, gboolean latent,
-            double temperature, FgRng *rng, float *out, GError **error)
-{
-  for (guint k = 0; k < K; k++)
-    if (!vt->sample (self, (gint) k, m, latent, temperature, rng, out + (gsize) k * m * 2, error))
-      return FALSE;
-  return TRUE;
-}
-
-/**
- * fg_figure_capture_cell:
- * @out_dir: the experiment's output directory
- * @opts: (nullable): figure options (grid size, samples, temperature); NULL for defaults
- * @cell: what identifies the cell
- * @vt: the method's vtable
- * @self: the fitted method
- * @split: the cell's split (labeled, unlabeled, validation)
- * @test: (nullable): the cell's test part
- * @error: return location for a #GError
- *
- * Evaluates the fitted method for the figures and writes
- * `out_dir`/figures/data/DATASET__METHOD__sSEED__pPOINT.json (atomically).  Skips data that are
- * not 2-D.  A failing optional `embed` or `sample` only leaves its panels empty (logged).
- *
- * Returns: %TRUE on success (or when skipped); %FALSE when predict fails or the file cannot be
- *   written.
- */
-gboolean
-fg_figure_capture_cell (const char *out_dir, const FgFigureOptions *opts,
-                        const FgFigureCell *cell, const FgBaselineVTable *vt, gpointer self,
-                        const FgSplit *split, const FgDataPart *test, GError **error)
-{
-  g_autoptr (FgFigureOptions) defaults = NULL;
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonGenerator) gen = NULL;
-  g_autoptr (JsonNode) root = NULL;
-  g_autofree float *all = NULL, *grid_xy = NULL, *grid_p = NULL, *lab_xy = NULL, *unl_xy = NULL;
-  g_autofree gint32 *grid_y = NULL, *test_y = NULL;
-  g_autofree guint8 *grid_u8 = NULL;
-  g_autofree char *dir = NULL, *base = NULL, *path = NULL, *text = NULL, *b64 = NULL;
-  const FgDataPart *unl_parts[2];
-  gsize n_all = 0, n_unl = 0, n_unl_total, nodes;
-  guint K, G;
-  double box[4];
-  FgRng rng;
-  g_autofree char *stream = NULL;
-
-  g_return_val_if_fail (out_dir != NULL && cell != NULL && vt != NULL && split != NULL, FALSE);
-  g_return_val_if_fail (cell->dataset != NULL && cell->method != NULL, FALSE);
-  if (opts == NULL)
-    opts = defaults = fg_figure_options_new ();
-  if (split->shape.ndim != 1 || split->dim != 2)
-    {
-      g_debug ("figure: %s has %" G_GSIZE_FORMAT "-D examples; only 2-D data are drawn",
-               cell->dataset, split->dim);
-      return TRUE;
-    }
-  K = split->n_classes;
-  G = opts->grid;
-  stream = g_strdup_printf ("figure/%s/%s/%u", cell->dataset, cell->method, cell->point);
-  fg_rng_init (&rng, cell->seed, fg_rng_stream_id (stream));
-
-  /* The points: labeled; unlabeled and validation (drawn as unlabeled); test (box only). */
-  unl_parts[0] = &split->unlabeled;
-  unl_parts[1] = &split->validation;
-  n_unl_total = split->unlabeled.n + split->validation.n;
-  all = g_new (float, 2 * (split->labeled.n + n_unl_total + (test ? test->n : 0) + 1));
-  copy_rows (&split->labeled, all);
-  n_all = split->labeled.n;
-  for (int p = 0; p < 2; p++)
-    if (unl_parts[p]->n > 0)
-      {
-        copy_rows (unl_parts[p], all + 2 * n_all);
-        n_all += unl_parts[p]->n;
-      }
-  if (test != NULL && test->n > 0)
-    {
-      copy_rows (test, all + 2 * n_all);
-      n_all += test->n;
-    }
-  square_box (all, n_all, 0.08, box);
-
-  lab_xy = g_new (float, 2 * MAX (split->labeled.n, 1));
-  copy_rows (&split->labeled, lab_xy);
-  /* At most MAX_DRAWN_POINTS unlabeled points, a random subset when there are more. */
-  n_unl = MIN (n_unl_total, (gsize) MAX_DRAWN_POINTS);
-  unl_xy = g_new (float, 2 * MAX (n_unl, 1));
-  {
-    g_autofree guint32 *perm = NULL;
-    const float *src = all + 2 * split->labeled.n;
-    if (n_unl < n_unl_total)
-      {
-        perm = g_new (guint32, n_unl_total);
-        fg_rng_permutation (&rng, perm, n_unl_total);
-      }
-    for (gsize i = 0; i < n_unl; i++)
-      {
-        gsize r = perm ? perm[i] : i;
-        unl_xy[2 * i] = src[2 * r];
-        unl_xy[2 * i + 1] = src[2 * r + 1];
-      }
-  }
-
-  /* Class probabilities on a G × G grid of nodes spanning the box (row j = y, column i = x). */
-  nodes = (gsize) G * G;
-  grid_xy = g_new (float, 2 * nodes);
-  grid_y = g_new (gint32, nodes);
-  grid_p = g_new (float, nodes * K);
-  grid_u8 = g_new (guint8, nodes * K);
-  for (guint j = 0; j < G; j++)
-    for (guint i = 0; i < G; i++)
-      {
-        grid_xy[2 * ((gsize) j * G + i)] = (float) (box[0] + (box[1] - box[0]) * i / (G - 1));
-        grid_xy[2 * ((gsize) j * G + i) + 1] = (float) (box[2] + (box[3] - box[2]) * j / (G - 1));
-      }
-  if (!predict_points (vt, self, grid_xy, nodes, K, grid_y, grid_p, error))
-    return FALSE;
-  for (gsize i = 0; i < nodes * K; i++)
-    grid_u8[i] = (guint8) lround (CLAMP (grid_p[i], 0.0f, 1.0f) * 255.0f);
-
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "format");
-  json_builder_add_string_value (b, FIGURE_FORMAT);
-  json_builder_set_member_name (b, "version");
-  json_builder_add_int_value (b, FIGURE_FORMAT_VERSION);
-  json_builder_set_member_name (b, "dataset");
-  json_builder_add_string_value (b, cell->dataset);
-  json_builder_set_member_name (b, "method");
-  json_builder_add_string_value (b, cell->method);
-  json_builder_set_member_name (b, "seed");
-  json_builder_add_int_value (b, (gint64) cell->seed);
-  json_builder_set_member_name (b, "point");
-  json_builder_add_int_value (b, cell->point);
-  if (cell->key)
-    {
-      json_builder_set_member_name (b, "key");
-      json_builder_add_string_value (b, cell->key);
-    }
-  if (cell->grid && *cell->grid)
-    {
-      json_builder_set_member_name (b, "grid_point");
-      json_builder_add_string_value (b, cell->grid);
-    }
-  json_builder_set_member_name (b, "n_classes");
-  json_builder_add_int_value (b, K);
-
-  /* Test accuracy, for the titles. */
-  if (test != NULL && test->n > 0 && test->y != NULL)
-    {
-      g_autofree float *txy = g_new (float, 2 * test->n);
-      gsize right = 0;
-      test_y = g_new (gint32, test->n);
-      copy_rows (test, txy);
-      if (!predict_points (vt, self, txy, test->n, K, test_y, NULL, error))
-        return FALSE;
-      for (gsize i = 0; i < test->n; i++)
-        right += test_y[i] == test->y[i];
-      json_builder_set_member_name (b, "test_accuracy");
-      json_builder_add_double_value (b, (double) right / test->n);
-    }
-
-  add_double_array (b, "box", box, 4);
-  json_builder_set_member_name (b, "grid");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "n");
-  json_builder_add_int_value (b, G);
-  b64 = g_base64_encode (grid_u8, nodes * K);
-  json_builder_set_member_name (b, "proba_u8");
-  json_builder_add_string_value (b, b64);
-  json_builder_end_object (b);
-
-  json_builder_set_member_name (b, "labeled");
-  json_builder_begin_object (b);
-  add_f32_array (b, "xy_f32", lab_xy, 2 * split->labeled.n);
-  add_int_array (b, "y", split->labeled.y, split->labeled.n);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "unlabeled");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "n_total");
-  json_builder_add_int_value (b, (gint64) n_unl_total);
-  add_f32_array (b, "xy_f32", unl_xy, 2 * n_unl);
-  json_builder_end_object (b);
-
-  /* (b): the points in the latent space. */
-  if (FG_VTABLE_HAS (vt, FgBaselineVTable, embed))
-    {
-      g_autoptr (GError) local = NULL;
-      g_autofree float *zl = g_new (float, 2 * MAX (split->labeled.n, 1));
-      g_autofree float *zu = g_new (float, 2 * MAX (n_unl, 1));
-      FgTensor xl = fg_tensor_wrap_2d (lab_xy, split->labeled.n, 2);
-      FgTensor xu = fg_tensor_wrap_2d (unl_xy, n_unl, 2);
-      if ((split->labeled.n == 0 || vt->embed (self, &xl, zl, &local))
-          && (n_unl == 0 || vt->embed (self, &xu, zu, &local)))
-        {
-          json_builder_set_member_name (b, "latent");
-          json_builder_begin_object (b);
-          add_f32_array (b, "labeled_f32", zl, 2 * split->labeled.n);
-          add_f32_array (b, "unlabeled_f32", zu, 2 * n_unl);
-          json_builder_end_object (b);
-        }
-      else
-        g_message ("figure: %s/%s: embed failed, no latent panel: %s", cell->dataset,
-                   cell->method, local ? local->message : "no reason given");
-    }
-
-  /* (c), (d): samples per class in the latent and the data space; the latent regions. */
-  if (FG_VTABLE_HAS (vt, FgBaselineVTable, sample))
-    {
-      gsize m = opts->samples;
-      g_autoptr (GError) local = NULL;
-      g_autofree float *fit = g_new (float, (gsize) K * LATENT_FIT_SAMPLES * 2);
-      g_autofree float *ls = g_new (float, (gsize) K * m * 2);
-      g_autofree float *ds = g_new (float, (gsize) K * m * 2);
-
-      if (sample_all (vt, self, K, LATENT_FIT_SAMPLES, TRUE, 1.0, &rng, fit, &local))
-        {
-          /* The latent Gaussians: mean and isotropic variance of each class's samples. */
-          g_autofree double *means = g_new0 (double, 2 * K), *vars = g_new0 (double, K);
-          for (guint k = 0; k < K; k++)
-            {
-              const float *s = fit + (gsize) k * LATENT_FIT_SAMPLES * 2;
-              double sx = 0, sy = 0, ss = 0, n = 0;
-              for (gsize i = 0; i < LATENT_FIT_SAMPLES; i++)
-                if (isfinite (s[2 * i]) && isfinite (s[2 * i + 1]))
-                  sx += s[2 * i], sy += s[2 * i + 1], n++;
-              means[2 * k] = n ? sx / n : 0.0;
-              means[2 * k + 1] = n ? sy / n : 0.0;
-              for (gsize i = 0; i < LATENT_FIT_SAMPLES; i++)
-                if (isfinite (s[2 * i]) && isfinite (s[2 * i + 1]))
-                  ss += pow (s[2 * i] - means[2 * k], 2) + pow (s[2 * i + 1] - means[2 * k + 1], 2);
-              vars[k] = n > 1 ? MAX (ss / (2 * (n - 1)), 1e-12) : 1.0;
-            }
-          json_builder_set_member_name (b, "latent_fit");
-          json_builder_begin_object (b);
-          add_double_array (b, "means", means, 2 * K);
-          add_double_array (b, "vars", vars, K);
-          json_builder_end_object (b);
-        }
-      else
-        {
-          g_message ("figure: %s/%s: latent sample failed: %s", cell->dataset, cell->method,
-                     local ? local->message : "no reason given");
-          g_clear_error (&local);
-        }
-      if (sample_all (vt, self, K, m, TRUE, opts->temperature, &rng, ls, &local))
-        {
-          json_builder_set_member_name (b, "latent_samples");
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "per_class");
-          json_builder_add_int_value (b, (gint64) m);
-          json_builder_set_member_name (b, "temperature");
-          json_builder_add_double_value (b, opts->temperature);
-          add_f32_array (b, "xy_f32", ls, (gsize) K * m * 2);
-          json_builder_end_object (b);
-        }
-      g_clear_error (&local);
-      if (sample_all (vt, self, K, m, FALSE, opts->temperature, &rng, ds, &local))
-        {
-          json_builder_set_member_name (b, "samples");
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "per_class");
-          json_builder_add_int_value (b, (gint64) m);
-          json_builder_set_member_name (b, "temperature");
-          json_builder_add_double_value (b, opts->temperature);
-          add_f32_array (b, "xy_f32", ds, (gsize) K * m * 2);
-          json_builder_end_object (b);
-        }
-      else
-        g_message ("figure: %s/%s: sample failed: %s", cell->dataset, cell->method,
-                   local ? local->message : "no reason given");
-    }
-  json_builder_end_object (b);
-
-  root = json_builder_get_root (b);
-  gen = json_generator_new ();
-  json_generator_set_root (gen, root);
-  text = json_generator_to_data (gen, NULL);
-  dir = g_build_filename (out_dir, "figures", "data", NULL);
-  if (g_mkdir_with_parents (dir, 0777) != 0)
-    {
-      int errsv = errno;
-      g_set_error (error, FG_ERROR, FG_ERROR_IO, "figure: cannot create %s: %s", dir,
-                   g_strerror (errsv));
-      return FALSE;
-    }
-  base = cell_file_base (cell->dataset, cell->method, cell->seed, cell->point);
-  path = g_strdup_printf ("%s/%s.json", dir, base);
-  if (!g_file_set_contents (path, text, -1, error))
-    {
-      g_prefix_error (error, "figure: ");
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/**
- * fg_figure_has_capture:
- * @out_dir: the experiment's output directory
- * @cell: what identifies the cell (dataset, method, seed, point)
- *
- * Returns: whether fg_figure_capture_cell () has stored this cell's figure data.
- */
-gboolean
-fg_figure_has_capture (const char *out_dir, const FgFigureCell *cell)
-{
-  g_autofree char *base = NULL, *name = NULL, *path = NULL;
-  g_return_val_if_fail (out_dir != NULL && cell != NULL, FALSE);
-  base = cell_file_base (cell->dataset, cell->method, cell->seed, cell->point);
-  name = g_strconcat (base, ".json", NULL);
-  path = g_build_filename (out_dir, "figures", "data", name, NULL);
-  return g_file_test (path, G_FILE_TEST_IS_REGULAR);
-}
-
-/* ============================================================================================ */
-/* Reading captured cells                                                                         */
-/* ============================================================================================ */
-
-#ifdef HAVE_CAIRO /* only the renderer reads them back */
 
 typedef struct {
   char    *path;
@@ -1075,8 +220,8 @@ cell_fig_load (const char *path, GError **error)
       return NULL;
     }
   o = json_node_get_object (root);
-  if (g_strcmp0 (get_str (o, "format"), FIGURE_FORMAT) != 0
-      || get_int (o, "version", 0) != FIGURE_FORMAT_VERSION)
+  if (g_strcmp0 (get_str (o, "format"), FG_FIGURE_FORMAT) != 0
+      || get_int (o, "version", 0) != FG_FIGURE_FORMAT_VERSION)
     {
       bad_file (error, path, "not flowgmm figure data of version 1");
       return NULL;
@@ -1229,28 +374,10 @@ load_cells (const char *out_dir)
   return cells;
 }
 
-#endif /* HAVE_CAIRO */
-
 /* ============================================================================================ */
 /* Rendering                                                                                      */
 /* ============================================================================================ */
 
-/**
- * fg_figure_can_render:
- *
- * Returns: whether this build draws figures (cairo was found at configure time).
- */
-gboolean
-fg_figure_can_render (void)
-{
-#ifdef HAVE_CAIRO
-  return TRUE;
-#else
-  return FALSE;
-#endif
-}
-
-#ifdef HAVE_CAIRO
 
 #define PNG_DPI 150.0
 #define SVG_RASTER 2.0  /* pixels per point of the region rasters embedded in SVGs */
@@ -2192,7 +1319,8 @@ render_cells (const char *dir, GPtrArray *cells, GPtrArray *written, GError **er
                                           PANEL_SAMPLES };
       g_autofree char *title = g_strdup_printf ("%s \u2014 %s (seed %" G_GUINT64_FORMAT ")",
                                                 c->dataset, c->method, c->seed);
-      g_autofree char *name = cell_file_base (c->dataset, c->method, c->seed, c->point);
+      g_autofree char *name = _fg_figure_cell_file_base (c->dataset, c->method, c->seed,
+                                                         c->point);
       g_autofree char *base = g_build_filename (sub, name, NULL);
       Page pg = { title, 1, 4, panel_titles, NULL, row, kinds };
       if (!write_page (base, &pg, written, error))
@@ -2201,62 +1329,45 @@ render_cells (const char *dir, GPtrArray *cells, GPtrArray *written, GError **er
   return TRUE;
 }
 
-#endif /* HAVE_CAIRO */
-
-/**
- * fg_figure_render:
- * @out_dir: the experiment's output directory
- * @opts: what to draw
- * @written: (nullable) (element-type utf8): receives the paths written (owned strings; give an
- *   array made with g_ptr_array_new_with_free_func (g_free))
- * @error: return location for a #GError
- *
- * Draws fig1, fig2, fig4 and the per-cell rows asked for by @opts from
- * `out_dir`/figures/data/ into `out_dir`/figures/ (NAME.png at 150 dpi and NAME.svg; per-cell
- * rows in figures/cells/).  Cells that were not captured are reported with g_message and left
- * out.
- *
- * Returns: %TRUE on success; %FALSE with %FG_ERROR_UNSUPPORTED in a build without cairo, or
- *   %FG_ERROR_IO when a file cannot be written.
- */
-gboolean
-fg_figure_render (const char *out_dir, const FgFigureOptions *opts, GPtrArray *written,
-                  GError **error)
+static gboolean
+render (const char *out_dir, const FgFigureOptions *opts, GPtrArray *written, GError **error)
 {
-  g_return_val_if_fail (out_dir != NULL && opts != NULL, FALSE);
-  if (!fg_figure_options_enabled (opts))
-    return TRUE;
-#ifndef HAVE_CAIRO
-  g_set_error (error, FG_ERROR, FG_ERROR_UNSUPPORTED,
-               "figures skipped: this flowgmm was built without cairo (configure found no "
-               "cairo >= 1.14; Debian: apt-get install libcairo2-dev).  The captured data stay "
-               "in %s/figures/data; rebuild with cairo and run `flowgmm table %s` to draw them",
-               out_dir, out_dir);
-  return FALSE;
-#else
-  {
-    g_autoptr (GPtrArray) cells = load_cells (out_dir);
-    g_autofree char *dir = g_build_filename (out_dir, "figures", NULL);
-    if (cells->len == 0)
-      {
-        g_message ("figures: no captured cells in %s/figures/data (only 2-D data are drawn)",
-                   out_dir);
-        return TRUE;
-      }
-    for (guint i = 0; i < opts->items->len; i++)
-      {
-        const FigureItem *it = g_ptr_array_index (opts->items, i);
-        gboolean ok;
-        if (strcmp (it->name, "fig2") == 0)
-          ok = render_fig2 (dir, opts, it, cells, written, error);
-        else if (strcmp (it->name, "cells") == 0)
-          ok = render_cells (dir, cells, written, error);
-        else
-          ok = render_rows (dir, it->name, opts, it, cells, written, error);
-        if (!ok)
-          return FALSE;
-      }
-    return TRUE;
-  }
-#endif
+  g_autoptr (GPtrArray) cells = load_cells (out_dir);
+  g_autofree char *dir = g_build_filename (out_dir, "figures", NULL);
+  if (cells->len == 0)
+    {
+      g_message ("figures: no captured cells in %s/figures/data (only 2-D data are drawn)",
+                 out_dir);
+      return TRUE;
+    }
+  for (guint i = 0; i < opts->items->len; i++)
+    {
+      const FigureItem *it = g_ptr_array_index (opts->items, i);
+      gboolean ok;
+      if (strcmp (it->name, "fig2") == 0)
+        ok = render_fig2 (dir, opts, it, cells, written, error);
+      else if (strcmp (it->name, "cells") == 0)
+        ok = render_cells (dir, cells, written, error);
+      else
+        ok = render_rows (dir, it->name, opts, it, cells, written, error);
+      if (!ok)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static const FgFigureRenderer renderer = {
+  sizeof (FgFigureRenderer),
+  PACKAGE_VERSION,
+  sizeof (FgFigureOptions),
+  render,
+};
+
+/* The module's one exported symbol (see figure-private.h). */
+__attribute__ ((visibility ("default"))) const FgFigureRenderer *fg_figure_renderer_query (void);
+
+const FgFigureRenderer *
+fg_figure_renderer_query (void)
+{
+  return &renderer;
 }

@@ -398,6 +398,38 @@ test_bad_input (void)
       g_assert_null (ds);
       ds_assert_error (error, cases[i].code, cases[i].expect, NULL);
     }
+  /* A NUL byte inside a numeric cell is not part of a number. */
+  {
+    static const char text[] = "a,y\n1,0\n2\0junk,1\n3,1\n";
+    g_autofree char *path = ds_write ("nul.csv", text, sizeof text - 1);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (FgDataset) ds = load_csv (path, &error);
+    g_assert_null (ds);
+    ds_assert_error (error, FG_ERROR_DATA, "nul.csv:3:1: non-numeric cell", NULL);
+  }
+  /* One stray huge label would make the class count (and per-class arrays) enormous. */
+  {
+    g_autofree char *path = ds_write_text ("huge-label.csv", "a,y\n1,0\n2,2147483646\n3,1\n");
+    g_autoptr (GError) error = NULL;
+    g_autoptr (FgDataset) ds = load_csv (path, &error);
+    g_assert_null (ds);
+    ds_assert_error (error, FG_ERROR_DATA, "huge-label.csv: ", NULL);
+    g_assert_nonnull (strstr (error->message, "label 2147483646 (training part, row 2"));
+  }
+  /* A 2 MB field: refused at once (it took libcsv's 128-byte growth minutes to read). */
+  {
+    g_autoptr (GString) text = g_string_new ("a,y\n1,0\n");
+    g_autofree char *path = NULL;
+    g_autoptr (GError) error = NULL;
+    g_autoptr (FgDataset) ds = NULL;
+    for (guint i = 0; i < (2u << 20); i++)
+      g_string_append_c (text, '1');
+    g_string_append (text, ",1\n");
+    path = ds_write ("long-field.csv", text->str, text->len);
+    ds = load_csv (path, &error);
+    g_assert_null (ds);
+    ds_assert_error (error, FG_ERROR_DATA, "long-field.csv:3:1: a field of 2097152 bytes", NULL);
+  }
   /* a missing file */
   {
     g_autoptr (GError) error = NULL;

@@ -402,10 +402,34 @@ fg_dataset_finish (FgDataset *ds, GError **error)
                    ds->name);
       return FALSE;
     }
-  for (int p = 0; p < FG_N_PARTS; p++)
-    if (ds->y[p] != NULL)
-      for (gsize i = 0; i < ds->parts[p].n; i++)
-        max_label = MAX (max_label, ds->y[p][i]);
+  {
+    static const char *const part_names[FG_N_PARTS] = { "training", "validation", "test" };
+    gsize n_rows = 0, max_row = 0;
+    int max_part = 0;
+    for (int p = 0; p < FG_N_PARTS; p++)
+      if (ds->y[p] != NULL)
+        for (gsize i = 0; i < ds->parts[p].n; i++)
+          {
+            n_rows++;
+            if (ds->y[p][i] > max_label)
+              {
+                max_label = ds->y[p][i];
+                max_part = p;
+                max_row = i;
+              }
+          }
+    /* The class count is the largest label + 1: a stray huge label would make it (and every
+     * per-class array) enormous.  Labels are class indices, so K cannot exceed the rows. */
+    if (ds->n_classes == 0 && (gsize) max_label >= MAX (n_rows, (gsize) 2))
+      {
+        g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                     "%s: label %d (%s part, row %" G_GSIZE_FORMAT ", counting from 1) is not a "
+                     "class index: labels are 0 .. K-1 with K at most the %" G_GSIZE_FORMAT
+                     " labeled rows",
+                     ds->name, max_label, part_names[max_part], max_row + 1, n_rows);
+        return FALSE;
+      }
+  }
   if (ds->n_classes == 0)
     ds->n_classes = (guint) (max_label + 1);
   else if (max_label >= (gint32) ds->n_classes)

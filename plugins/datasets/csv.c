@@ -97,6 +97,9 @@ is_missing_word (const char *s)
   return FALSE;
 }
 
+/* The longest field accepted: longer ones are mistakes (an unclosed quote, a binary file). */
+#define CSV_MAX_FIELD (1 << 20)
+
 static NumStatus
 parse_float_slow (const char *p, const char *end, float *out)
 {
@@ -106,6 +109,9 @@ parse_float_slow (const char *p, const char *end, float *out)
   char *s, *e;
   double v;
 
+  /* A NUL byte would end the number early for strtod: "1\0junk" is not a number. */
+  if (memchr (p, '\0', n) != NULL)
+    return NUM_TEXT;
   if (n < sizeof stack)
     {
       memcpy (stack, p, n);
@@ -701,6 +707,13 @@ on_field (void *s, size_t len, void *data)
   CsvFile *f = data;
   if (f->stop)
     return;
+  if (G_UNLIKELY (len > CSV_MAX_FIELD))
+    {
+      file_error_at (f, FG_ERROR_DATA, f->field + 1,
+                     "a field of %" G_GSIZE_FORMAT " bytes; fields are at most %d bytes (is a "
+                     "quote or a line end missing?)", (gsize) len, CSV_MAX_FIELD);
+      return;
+    }
   if (f->whitespace && s == NULL)
     return;
   if (f->line <= f->skip_rows)
@@ -881,6 +894,9 @@ read_file (CsvFile *f, GError **error)
       g_set_error (error, FG_ERROR, FG_ERROR_MEMORY, "%s: cannot set up the CSV parser", f->path);
       return FALSE;
     }
+  /* libcsv grows a field's buffer by its block size (128 bytes by default): one long field
+   * would cost a quadratic number of copies.  Grow by a megabyte, and cap fields below. */
+  csv_set_blk_size (&parser, 1 << 20);
   csv_set_delim (&parser, delim);
   csv_set_space_func (&parser, delim == '\t' ? is_space_space
                                : delim == ' ' ? is_space_tab

@@ -207,6 +207,60 @@ test_error_bad_range (void)
                      "k = 0..3\n", FG_EXPERIMENT_ERROR_BAD_RANGE, "method:m", "k");
 }
 
+/* Input that used to be taken silently (or crash): each is an error naming file and line. */
+static void
+test_error_file_defects (void)
+{
+  g_autoptr (FgRegistry) reg = test_registry ();
+  static const struct {
+    const char *text;
+    FgExperimentError code;
+    const char *expect;
+  } cases[] = {
+    /* A value that is not UTF-8 would make a result line no JSON reader accepts. */
+    { DATASET METHOD "label = caf\xe9\n", FG_EXPERIMENT_ERROR_BAD_VALUE,
+      "bad.exp:5: [method:m] 'label = caf" },
+    { DATASET METHOD "shrink = 0\nshrink = 0.5\n", FG_EXPERIMENT_ERROR_BAD_VALUE,
+      "bad.exp:6: [method:m] key 'shrink' is set twice (first at line 5)" },
+    { DATASET METHOD DATASET, FG_EXPERIMENT_ERROR_BAD_VALUE,
+      "bad.exp:5: [dataset:d] appears twice (first at line 1)" },
+    { DATASET METHOD "shrink = 0;0.5;0\n", FG_EXPERIMENT_ERROR_BAD_VALUE,
+      "bad.exp:5: [method:m] key 'shrink': '0' is listed twice" },
+    { DATASET "oops\n" METHOD, FG_EXPERIMENT_ERROR_PARSE,
+      "bad.exp:3: 'oops' is not a [group], a key = value line or a # comment" },
+    { "plugin = x\n" DATASET METHOD, FG_EXPERIMENT_ERROR_PARSE,
+      "bad.exp:1: 'plugin = x' comes before any [group]" },
+    { DATASET "[method:m\n", FG_EXPERIMENT_ERROR_PARSE, "bad.exp:3: '[method:m' opens a group" },
+    { "[dataset:d]\nplugin = good-data\n[method:m]\nplugin = good-baseline\n"
+      "k = -9223372036854775808..9223372036854775807\n", FG_EXPERIMENT_ERROR_BAD_RANGE,
+      "bad.exp:5: [method:m] key 'k': range '-9223372036854775808..9223372036854775807' has "
+      "more than" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (FgExperiment) exp = fg_experiment_load_data (cases[i].text, -1, "bad.exp", NULL,
+                                                              reg, &error);
+      g_assert_null (exp);
+      g_assert_error (error, FG_EXPERIMENT_ERROR, (gint) cases[i].code);
+      if (!g_str_has_prefix (error->message, cases[i].expect))
+        g_error ("case %u: '%s' does not start with '%s'", i, error->message, cases[i].expect);
+    }
+  /* A range whose bounds are the extremes of int64: no overflow, every point. */
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (FgExperiment) exp = fg_experiment_load_data (
+        "[dataset:d]\nplugin = x\n[method:m]\nplugin = y\n"
+        "k = -9223372036854775808..9223372036854775807:4611686018427387904\n",
+        -1, "range.exp", NULL, NULL, &error);
+    FgCellInfo info;
+    g_assert_no_error (error);
+    g_assert_cmpuint (fg_experiment_get_n_cells (exp), ==, 4);
+    g_assert_true (fg_experiment_get_cell (exp, 3, &info));
+    g_assert_cmpstr (info.grid, ==, "k=4611686018427387904");
+  }
+}
+
 static void
 test_error_missing_plugin (void)
 {
@@ -1371,6 +1425,7 @@ main (int argc, char **argv)
   g_test_add_func ("/experiment/errors/unknown-key", test_error_unknown_key);
   g_test_add_func ("/experiment/errors/bad-type", test_error_bad_type);
   g_test_add_func ("/experiment/errors/bad-range", test_error_bad_range);
+  g_test_add_func ("/experiment/errors/file-defects", test_error_file_defects);
   g_test_add_func ("/experiment/errors/missing-plugin", test_error_missing_plugin);
   g_test_add_func ("/experiment/errors/unknown-plugin", test_error_unknown_plugin);
   g_test_add_func ("/experiment/errors/grid-in-dataset", test_error_grid_in_dataset);

@@ -98,11 +98,15 @@ typedef struct {
   char         *data_dir;   /* [experiment] data_dir made absolute, or NULL */
 } ParseCtx;
 
-/* Line numbers of group headers and keys: GKeyFile does not keep them, so scan the text. */
+/* Line numbers of group headers and keys: GKeyFile does not keep them, so scan the text.  The
+ * scan also refuses what GKeyFile would take silently or report without a line: a line that is
+ * neither a [group], a key = value nor a comment; a key outside any group; a group or a key of
+ * a group given twice (GKeyFile keeps the last); and text that is not UTF-8 (a record holding
+ * it could not be stored as JSON).  NULL with the error naming the file and line. */
 static GHashTable *
-index_lines (const char *text)
+index_lines (const char *text, const char *path, GError **error)
 {
-  GHashTable *lines = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GHashTable) lines = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_auto (GStrv) all = g_strsplit (text, "\n", -1);
   g_autofree char *group = NULL;
 
@@ -110,28 +114,69 @@ index_lines (const char *text)
     {
       char *line = g_strstrip (all[i]);
       const char *eq;
+      const char *bad;
+      guint first;
+      if (line[0] == '\0' || line[0] == '#')
+        continue;
+      if (!g_utf8_validate (line, -1, &bad))
+        {
+          g_autofree char *shown = g_utf8_make_valid (line, (gssize) MIN (strlen (line), 60));
+          g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_BAD_VALUE,
+                       "%s:%u:%s%s%s '%s': not valid UTF-8 (byte 0x%02x at column %u); "
+                       "experiment files are UTF-8 text", path, i + 1, group ? " [" : "",
+                       group ? group : "", group ? "]" : "", shown, (guchar) *bad,
+                       (guint) (bad - line) + 1);
+          return NULL;
+        }
       if (line[0] == '[')
         {
           char *end = strrchr (line, ']');
-          if (end != NULL)
+          if (end == NULL)
             {
-              g_free (group);
-              group = g_strndup (line + 1, (gsize) (end - line - 1));
-              if (!g_hash_table_contains (lines, group))
-                g_hash_table_insert (lines, g_strdup (group), GUINT_TO_POINTER (i + 1));
+              g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_PARSE,
+                           "%s:%u: '%s' opens a group without closing it with ']'", path, i + 1,
+                           line);
+              return NULL;
             }
+          g_free (group);
+          group = g_strndup (line + 1, (gsize) (end - line - 1));
+          if ((first = GPOINTER_TO_UINT (g_hash_table_lookup (lines, group))) != 0)
+            {
+              g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_BAD_VALUE,
+                           "%s:%u: [%s] appears twice (first at line %u): merge the two",
+                           path, i + 1, group, first);
+              return NULL;
+            }
+          g_hash_table_insert (lines, g_strdup (group), GUINT_TO_POINTER (i + 1));
           continue;
         }
-      if (group == NULL || line[0] == '#' || (eq = strchr (line, '=')) == NULL)
-        continue;
+      if ((eq = strchr (line, '=')) == NULL)
+        {
+          g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_PARSE,
+                       "%s:%u: '%s' is not a [group], a key = value line or a # comment", path,
+                       i + 1, line);
+          return NULL;
+        }
+      if (group == NULL)
+        {
+          g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_PARSE,
+                       "%s:%u: '%s' comes before any [group]", path, i + 1, line);
+          return NULL;
+        }
       {
         g_autofree char *key = g_strstrip (g_strndup (line, (gsize) (eq - line)));
-        /* GKeyFile keeps the last of duplicate keys: so do we. */
-        g_hash_table_replace (lines, g_strconcat (group, "\n", key, NULL),
-                              GUINT_TO_POINTER (i + 1));
+        g_autofree char *id = g_strconcat (group, "\n", key, NULL);
+        if ((first = GPOINTER_TO_UINT (g_hash_table_lookup (lines, id))) != 0)
+          {
+            g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_BAD_VALUE,
+                         "%s:%u: [%s] key '%s' is set twice (first at line %u)", path, i + 1,
+                         group, key, first);
+            return NULL;
+          }
+        g_hash_table_insert (lines, g_steal_pointer (&id), GUINT_TO_POINTER (i + 1));
       }
     }
-  return lines;
+  return g_steal_pointer (&lines);
 }
 
 static guint
@@ -317,7 +362,8 @@ parse_range (const char *item, gint64 *lo, gint64 *hi, gint64 *step, char **why)
       *why = g_strdup_printf ("range '%s' is empty (its start is after its end)", item);
       return RANGE_BAD_RANGE;
     }
-  if ((guint64) (*hi - *lo) / (guint64) *step >= MAX_AXIS_VALUES)
+  /* hi - lo in unsigned arithmetic: it may not fit a gint64 (-9223372036854775808..1). */
+  if (((guint64) *hi - (guint64) *lo) / (guint64) *step >= MAX_AXIS_VALUES)
     {
       *why = g_strdup_printf ("range '%s' has more than %u values", item, MAX_AXIS_VALUES);
       return RANGE_BAD_RANGE;
@@ -361,10 +407,11 @@ parse_values (ParseCtx *ctx, const char *group, const char *key, const char *nor
           break;
         case RANGE_OK:
           *is_grid = TRUE;
-          for (gint64 v = lo; v <= hi; v += step)
+          for (gint64 v = lo;; v += step)
             {
               g_ptr_array_add (values, g_strdup_printf ("%" G_GINT64_FORMAT, v));
-              if (hi - v < step)
+              /* Stop before v + step could pass hi (or overflow). */
+              if ((guint64) hi - (guint64) v < (guint64) step)
                 break;
             }
           break;
@@ -381,6 +428,18 @@ parse_values (ParseCtx *ctx, const char *group, const char *key, const char *nor
                      "more than %u values", MAX_AXIS_VALUES);
           return NULL;
         }
+    }
+  /* The same value twice would run (and store) the same cells twice. */
+  if (values->len > 1)
+    {
+      g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+      for (guint i = 0; i < values->len; i++)
+        if (!g_hash_table_add (seen, g_ptr_array_index (values, i)))
+          {
+            exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, group, key,
+                       "'%s' is listed twice", (const char *) g_ptr_array_index (values, i));
+            return NULL;
+          }
     }
   return g_steal_pointer (&values);
 }
@@ -1454,6 +1513,9 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
                    "%s: not an experiment file (it contains NUL bytes)", exp->path);
       return NULL;
     }
+  ctx.lines = index_lines (exp->contents, exp->path, error);
+  if (ctx.lines == NULL)
+    return NULL;
   if (!g_key_file_load_from_data (kf, exp->contents, exp->length, G_KEY_FILE_NONE, &local))
     {
       g_set_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_PARSE,
@@ -1464,7 +1526,6 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
 
   ctx.exp = exp;
   ctx.kf = kf;
-  ctx.lines = index_lines (exp->contents);
   {
     g_autofree char *base = g_path_get_basename (exp->path);
     exp->title = strip_exp_suffix (base);

@@ -231,6 +231,11 @@ test_error_file_defects (void)
     { "plugin = x\n" DATASET METHOD, FG_EXPERIMENT_ERROR_PARSE,
       "bad.exp:1: 'plugin = x' comes before any [group]" },
     { DATASET "[method:m\n", FG_EXPERIMENT_ERROR_PARSE, "bad.exp:3: '[method:m' opens a group" },
+    { "[experiment]\nfigures = fig1:nosuch\n" DATASET METHOD, FG_EXPERIMENT_ERROR_BAD_VALUE,
+      "bad.exp:2: [experiment] key 'figures': no [dataset:NAME] group named 'nosuch'" },
+    { "[experiment]\nfigures = fig2\nfigure_methods = m;zz\n" DATASET METHOD,
+      FG_EXPERIMENT_ERROR_BAD_VALUE,
+      "bad.exp:3: [experiment] key 'figure_methods': no [method:NAME] group named 'zz'" },
     { "[dataset:d]\nplugin = good-data\n[method:m]\nplugin = good-baseline\n"
       "k = -9223372036854775808..9223372036854775807\n", FG_EXPERIMENT_ERROR_BAD_RANGE,
       "bad.exp:5: [method:m] key 'k': range '-9223372036854775808..9223372036854775807' has "

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "experiment/experiment-private.h"
+#include "experiment/figure-private.h"
 
 /* Guards against a typo such as "1..1000000000" eating the machine. */
 #define MAX_AXIS_VALUES 100000u
@@ -1642,6 +1643,19 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
     fg_figure_options_set_defaults (exp->figures, (const char *const *) dnames->pdata,
                                     (const char *const *) mnames->pdata,
                                     g_array_index (exp->seeds, guint64, 0));
+    {
+      const char *key = NULL, *name = NULL;
+      if (!_fg_figure_options_check_names (exp->figures, (const char *const *) dnames->pdata,
+                                           (const char *const *) mnames->pdata, &key, &name))
+        {
+          gboolean method = strcmp (key, "figure_methods") == 0;
+          exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                     "no %s named '%s' in this experiment", method ? "[method:NAME] group"
+                                                                   : "[dataset:NAME] group",
+                     name);
+          goto out;
+        }
+    }
   }
   ok = TRUE;
 

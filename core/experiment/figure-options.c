@@ -322,6 +322,50 @@ fg_figure_options_set_defaults (FgFigureOptions *opts, const char *const *datase
   opts->default_seed = first_seed;
 }
 
+/* The first name of `names` not in `known`, or NULL. */
+static const char *
+unknown_name (char **names, const char *const *known)
+{
+  for (guint i = 0; names != NULL && names[i] != NULL; i++)
+    if (known == NULL || !g_strv_contains (known, names[i]))
+      return names[i];
+  return NULL;
+}
+
+/**
+ * _fg_figure_options_check_names:
+ * @opts: options
+ * @datasets: (array zero-terminated=1): the experiment's data sets
+ * @methods: (array zero-terminated=1): its methods
+ * @key: (out): the key holding an unknown name
+ * @name: (out): that name
+ *
+ * Returns: %FALSE when a figure names a data set or method the experiment does not have
+ *   (`figures = fig1:nosuch`), with the key and the name.
+ */
+gboolean
+_fg_figure_options_check_names (const FgFigureOptions *opts, const char *const *datasets,
+                                const char *const *methods, const char **key,
+                                const char **name)
+{
+  for (guint i = 0; i < opts->items->len; i++)
+    {
+      const FigureItem *it = g_ptr_array_index (opts->items, i);
+      if ((*name = unknown_name (it->datasets, datasets)) != NULL)
+        {
+          *key = "figures";
+          return FALSE;
+        }
+    }
+  *key = "figure_datasets";
+  if ((*name = unknown_name (opts->datasets, datasets)) != NULL)
+    return FALSE;
+  *key = "figure_methods";
+  if ((*name = unknown_name (opts->methods, methods)) != NULL)
+    return FALSE;
+  return TRUE;
+}
+
 /**
  * fg_figure_options_enabled:
  * @opts: (nullable): options

@@ -36,6 +36,13 @@ struct _FgFigureOptions {
   double     temperature;
 };
 
+/* figure-options.c: FALSE with the key and the name when a figure key names a data set or
+ * method the experiment lacks. */
+gboolean _fg_figure_options_check_names (const FgFigureOptions *opts,
+                                         const char *const *datasets,
+                                         const char *const *methods, const char **key,
+                                         const char **name);
+
 /* "<dataset>__<method>__s<seed>__p<point>": the name of a cell's data file and row figure. */
 static inline char *
 _fg_figure_cell_file_base (const char *dataset, const char *method, guint64 seed, guint point)

@@ -539,8 +539,9 @@ ref_activation (FgActivation act, double x, double s)
 }
 
 /* The naive reference of a case, in double. */
+/* The reference result of the elementwise ops: binary (with broadcasting), mask, unary; NULL for another op. */
 static Dense *
-case_reference (const Case *c, Dense *const *in)
+ref_elementwise (const Case *c, Dense *const *in)
 {
   const Dense *a = in[0], *b = in[1];
   const gsize R = shp_rows (&a->shape), C = shp_cols (&a->shape);
@@ -589,6 +590,23 @@ case_reference (const Case *c, Dense *const *in)
       for (gsize k = 0; k < R * C; k++)
         o->d[k] = ref_unary (c->op, a->d[k], c->s);
       break;
+    default:
+      break;
+    }
+  return o;
+}
+
+/* The reference result of the reductions along an axis, softmax and gather; NULL for another
+ * op. */
+static Dense *
+ref_reduce (const Case *c, Dense *const *in)
+{
+  const Dense *a = in[0];
+  const gsize R = shp_rows (&a->shape), C = shp_cols (&a->shape);
+  Dense *o = NULL;
+
+  switch (c->op)
+    {
     case OP_SUM:
     case OP_MEAN:
       {
@@ -644,6 +662,22 @@ case_reference (const Case *c, Dense *const *in)
           }
         break;
       }
+    default:
+      break;
+    }
+  return o;
+}
+
+/* The reference result of the products: matmul, the linear ops, squared distances; NULL for another op. */
+static Dense *
+ref_products (const Case *c, Dense *const *in)
+{
+  const Dense *a = in[0], *b = in[1];
+  const gsize R = shp_rows (&a->shape), C = shp_cols (&a->shape);
+  Dense *o = NULL;
+
+  switch (c->op)
+    {
     case OP_MATMUL:
     case OP_MATMUL_SELF:
       {
@@ -730,6 +764,22 @@ case_reference (const Case *c, Dense *const *in)
             }
         break;
       }
+    default:
+      break;
+    }
+  return o;
+}
+
+/* The reference result of the shape ops and conv2d; NULL for another op. */
+static Dense *
+ref_shape (const Case *c, Dense *const *in)
+{
+  const Dense *a = in[0], *b = in[1];
+  const gsize R = shp_rows (&a->shape), C = shp_cols (&a->shape);
+  Dense *o = NULL;
+
+  switch (c->op)
+    {
     case OP_CONCAT:
       {
         Shp s = a->shape;
@@ -818,7 +868,22 @@ case_reference (const Case *c, Dense *const *in)
                 }
         break;
       }
+    default:
+      break;
     }
+  return o;
+}
+
+static Dense *
+case_reference (const Case *c, Dense *const *in)
+{
+  Dense *o = ref_elementwise (c, in);
+  if (o == NULL)
+    o = ref_reduce (c, in);
+  if (o == NULL)
+    o = ref_products (c, in);
+  if (o == NULL)
+    o = ref_shape (c, in);
   return o;
 }
 

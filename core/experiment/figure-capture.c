@@ -157,6 +157,304 @@ sample_all (const FgBaselineVTable *vt, gpointer self, guint K, gsize m, gboolea
   return TRUE;
 }
 
+/* What one capture works on: the fitted method, the cell's points and what goes to the file. */
+typedef struct {
+  const FgFigureOptions *opts;
+  const FgFigureCell    *cell;
+  const FgBaselineVTable *vt;
+  gpointer               self;
+  const FgSplit         *split;
+  const FgDataPart      *test;
+  guint                  K;
+  FgRng                  rng;     /* the cell seed's own stream: capturing changes no result */
+  double                 box[4];  /* the data box: every point, test included */
+  float                 *lab_xy;  /* the labeled points */
+  float                 *unl_xy;  /* at most MAX_DRAWN_POINTS unlabeled and validation points */
+  gsize                  n_unl, n_unl_total;
+  JsonBuilder           *b;
+} Capture;
+
+static void
+capture_clear (Capture *c)
+{
+  g_free (c->lab_xy);
+  g_free (c->unl_xy);
+  g_clear_object (&c->b);
+}
+
+/* The points: labeled; unlabeled and validation (drawn as unlabeled, a random subset of at most
+ * MAX_DRAWN_POINTS); test (box only).  The box is square and padded around all of them. */
+static void
+capture_points (Capture *c)
+{
+  const FgSplit *split = c->split;
+  const FgDataPart *unl_parts[2] = { &split->unlabeled, &split->validation };
+  gsize n_all;
+  g_autofree float *all = NULL;
+  g_autofree guint32 *perm = NULL;
+  const float *src;
+
+  c->n_unl_total = split->unlabeled.n + split->validation.n;
+  all = g_new (float, 2 * (split->labeled.n + c->n_unl_total + (c->test ? c->test->n : 0) + 1));
+  copy_rows (&split->labeled, all);
+  n_all = split->labeled.n;
+  for (int p = 0; p < 2; p++)
+    if (unl_parts[p]->n > 0)
+      {
+        copy_rows (unl_parts[p], all + 2 * n_all);
+        n_all += unl_parts[p]->n;
+      }
+  if (c->test != NULL && c->test->n > 0)
+    {
+      copy_rows (c->test, all + 2 * n_all);
+      n_all += c->test->n;
+    }
+  square_box (all, n_all, 0.08, c->box);
+
+  c->lab_xy = g_new (float, 2 * MAX (split->labeled.n, 1));
+  copy_rows (&split->labeled, c->lab_xy);
+  c->n_unl = MIN (c->n_unl_total, (gsize) MAX_DRAWN_POINTS);
+  c->unl_xy = g_new (float, 2 * MAX (c->n_unl, 1));
+  src = all + 2 * split->labeled.n;
+  if (c->n_unl < c->n_unl_total)
+    {
+      perm = g_new (guint32, c->n_unl_total);
+      fg_rng_permutation (&c->rng, perm, c->n_unl_total);
+    }
+  for (gsize i = 0; i < c->n_unl; i++)
+    {
+      gsize r = perm ? perm[i] : i;
+      c->unl_xy[2 * i] = src[2 * r];
+      c->unl_xy[2 * i + 1] = src[2 * r + 1];
+    }
+}
+
+/* Class probabilities on a G × G grid of nodes spanning the box (row j = y, column i = x),
+ * quantised to 1/255: newly allocated, G·G·K bytes. */
+static guint8 *
+capture_grid (const Capture *c, guint G, GError **error)
+{
+  const double *box = c->box;
+  gsize nodes = (gsize) G * G;
+  g_autofree float *grid_xy = g_new (float, 2 * nodes);
+  g_autofree gint32 *grid_y = g_new (gint32, nodes);
+  g_autofree float *grid_p = g_new (float, nodes * c->K);
+  guint8 *grid_u8;
+  for (guint j = 0; j < G; j++)
+    for (guint i = 0; i < G; i++)
+      {
+        grid_xy[2 * ((gsize) j * G + i)] = (float) (box[0] + (box[1] - box[0]) * i / (G - 1));
+        grid_xy[2 * ((gsize) j * G + i) + 1] = (float) (box[2] + (box[3] - box[2]) * j / (G - 1));
+      }
+  if (!predict_points (c->vt, c->self, grid_xy, nodes, c->K, grid_y, grid_p, error))
+    return NULL;
+  grid_u8 = g_new (guint8, nodes * c->K);
+  for (gsize i = 0; i < nodes * c->K; i++)
+    grid_u8[i] = (guint8) lround (CLAMP (grid_p[i], 0.0f, 1.0f) * 255.0f);
+  return grid_u8;
+}
+
+/* What identifies the cell, and its number of classes. */
+static void
+add_identity (Capture *c)
+{
+  JsonBuilder *b = c->b;
+  const FgFigureCell *cell = c->cell;
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, FG_FIGURE_FORMAT);
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, FG_FIGURE_FORMAT_VERSION);
+  json_builder_set_member_name (b, "dataset");
+  json_builder_add_string_value (b, cell->dataset);
+  json_builder_set_member_name (b, "method");
+  json_builder_add_string_value (b, cell->method);
+  json_builder_set_member_name (b, "seed");
+  json_builder_add_int_value (b, (gint64) cell->seed);
+  json_builder_set_member_name (b, "point");
+  json_builder_add_int_value (b, cell->point);
+  if (cell->key)
+    {
+      json_builder_set_member_name (b, "key");
+      json_builder_add_string_value (b, cell->key);
+    }
+  if (cell->grid && *cell->grid)
+    {
+      json_builder_set_member_name (b, "grid_point");
+      json_builder_add_string_value (b, cell->grid);
+    }
+  json_builder_set_member_name (b, "n_classes");
+  json_builder_add_int_value (b, c->K);
+}
+
+/* Test accuracy, for the titles. */
+static gboolean
+add_test_accuracy (Capture *c, GError **error)
+{
+  const FgDataPart *test = c->test;
+  g_autofree float *txy = NULL;
+  g_autofree gint32 *test_y = NULL;
+  gsize right = 0;
+  if (test == NULL || test->n == 0 || test->y == NULL)
+    return TRUE;
+  txy = g_new (float, 2 * test->n);
+  test_y = g_new (gint32, test->n);
+  copy_rows (test, txy);
+  if (!predict_points (c->vt, c->self, txy, test->n, c->K, test_y, NULL, error))
+    return FALSE;
+  for (gsize i = 0; i < test->n; i++)
+    right += test_y[i] == test->y[i];
+  json_builder_set_member_name (c->b, "test_accuracy");
+  json_builder_add_double_value (c->b, (double) right / test->n);
+  return TRUE;
+}
+
+/* (a): the box, the grid's probabilities and the points. */
+static void
+add_data_panel (Capture *c, guint G, const guint8 *grid_u8)
+{
+  JsonBuilder *b = c->b;
+  g_autofree char *b64 = g_base64_encode (grid_u8, (gsize) G * G * c->K);
+  add_double_array (b, "box", c->box, 4);
+  json_builder_set_member_name (b, "grid");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "n");
+  json_builder_add_int_value (b, G);
+  json_builder_set_member_name (b, "proba_u8");
+  json_builder_add_string_value (b, b64);
+  json_builder_end_object (b);
+
+  json_builder_set_member_name (b, "labeled");
+  json_builder_begin_object (b);
+  add_f32_array (b, "xy_f32", c->lab_xy, 2 * c->split->labeled.n);
+  add_int_array (b, "y", c->split->labeled.y, c->split->labeled.n);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "unlabeled");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "n_total");
+  json_builder_add_int_value (b, (gint64) c->n_unl_total);
+  add_f32_array (b, "xy_f32", c->unl_xy, 2 * c->n_unl);
+  json_builder_end_object (b);
+}
+
+/* (b): the points in the latent space, when the method has `embed`. */
+static void
+add_latent_points (Capture *c)
+{
+  gsize n_lab = c->split->labeled.n;
+  g_autoptr (GError) local = NULL;
+  g_autofree float *zl = NULL, *zu = NULL;
+  FgTensor xl, xu;
+  if (!FG_VTABLE_HAS (c->vt, FgBaselineVTable, embed))
+    return;
+  zl = g_new (float, 2 * MAX (n_lab, 1));
+  zu = g_new (float, 2 * MAX (c->n_unl, 1));
+  xl = fg_tensor_wrap_2d (c->lab_xy, n_lab, 2);
+  xu = fg_tensor_wrap_2d (c->unl_xy, c->n_unl, 2);
+  if ((n_lab == 0 || c->vt->embed (c->self, &xl, zl, &local))
+      && (c->n_unl == 0 || c->vt->embed (c->self, &xu, zu, &local)))
+    {
+      json_builder_set_member_name (c->b, "latent");
+      json_builder_begin_object (c->b);
+      add_f32_array (c->b, "labeled_f32", zl, 2 * n_lab);
+      add_f32_array (c->b, "unlabeled_f32", zu, 2 * c->n_unl);
+      json_builder_end_object (c->b);
+    }
+  else
+    g_message ("figure: %s/%s: embed failed, no latent panel: %s", c->cell->dataset,
+               c->cell->method, local ? local->message : "no reason given");
+}
+
+/* The latent Gaussians that the latent panels' regions come from: mean and isotropic variance
+ * of LATENT_FIT_SAMPLES samples of each class. */
+static void
+add_latent_fit (Capture *c)
+{
+  guint K = c->K;
+  g_autoptr (GError) local = NULL;
+  g_autofree float *fit = g_new (float, (gsize) K * LATENT_FIT_SAMPLES * 2);
+  g_autofree double *means = NULL, *vars = NULL;
+  if (!sample_all (c->vt, c->self, K, LATENT_FIT_SAMPLES, TRUE, 1.0, &c->rng, fit, &local))
+    {
+      g_message ("figure: %s/%s: latent sample failed: %s", c->cell->dataset, c->cell->method,
+                 local ? local->message : "no reason given");
+      return;
+    }
+  means = g_new0 (double, 2 * K);
+  vars = g_new0 (double, K);
+  for (guint k = 0; k < K; k++)
+    {
+      const float *s = fit + (gsize) k * LATENT_FIT_SAMPLES * 2;
+      double sx = 0, sy = 0, ss = 0, n = 0;
+      for (gsize i = 0; i < LATENT_FIT_SAMPLES; i++)
+        if (isfinite (s[2 * i]) && isfinite (s[2 * i + 1]))
+          sx += s[2 * i], sy += s[2 * i + 1], n++;
+      means[2 * k] = n ? sx / n : 0.0;
+      means[2 * k + 1] = n ? sy / n : 0.0;
+      for (gsize i = 0; i < LATENT_FIT_SAMPLES; i++)
+        if (isfinite (s[2 * i]) && isfinite (s[2 * i + 1]))
+          ss += pow (s[2 * i] - means[2 * k], 2) + pow (s[2 * i + 1] - means[2 * k + 1], 2);
+      vars[k] = n > 1 ? MAX (ss / (2 * (n - 1)), 1e-12) : 1.0;
+    }
+  json_builder_set_member_name (c->b, "latent_fit");
+  json_builder_begin_object (c->b);
+  add_double_array (c->b, "means", means, 2 * K);
+  add_double_array (c->b, "vars", vars, K);
+  json_builder_end_object (c->b);
+}
+
+/* (c) or (d): `samples` per class at the figure temperature, in the latent or the data space.
+ * A failure is logged when `report` (the latent samples' is not: the latent fit's was). */
+static void
+add_samples (Capture *c, const char *member, gboolean latent, gboolean report)
+{
+  gsize m = c->opts->samples;
+  g_autoptr (GError) local = NULL;
+  g_autofree float *xy = g_new (float, (gsize) c->K * m * 2);
+  if (!sample_all (c->vt, c->self, c->K, m, latent, c->opts->temperature, &c->rng, xy, &local))
+    {
+      if (report)
+        g_message ("figure: %s/%s: sample failed: %s", c->cell->dataset, c->cell->method,
+                   local ? local->message : "no reason given");
+      return;
+    }
+  json_builder_set_member_name (c->b, member);
+  json_builder_begin_object (c->b);
+  json_builder_set_member_name (c->b, "per_class");
+  json_builder_add_int_value (c->b, (gint64) m);
+  json_builder_set_member_name (c->b, "temperature");
+  json_builder_add_double_value (c->b, c->opts->temperature);
+  add_f32_array (c->b, "xy_f32", xy, (gsize) c->K * m * 2);
+  json_builder_end_object (c->b);
+}
+
+/* `out_dir`/figures/data/<cell>.json, written atomically. */
+static gboolean
+write_capture (const Capture *c, const char *out_dir, GError **error)
+{
+  g_autoptr (JsonNode) root = json_builder_get_root (c->b);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autofree char *text = NULL, *dir = NULL, *base = NULL, *path = NULL;
+  json_generator_set_root (gen, root);
+  text = json_generator_to_data (gen, NULL);
+  dir = g_build_filename (out_dir, "figures", "data", NULL);
+  if (g_mkdir_with_parents (dir, 0777) != 0)
+    {
+      int errsv = errno;
+      g_set_error (error, FG_ERROR, FG_ERROR_IO, "figure: cannot create %s: %s", dir,
+                   g_strerror (errsv));
+      return FALSE;
+    }
+  base = _fg_figure_cell_file_base (c->cell->dataset, c->cell->method, c->cell->seed,
+                                    c->cell->point);
+  path = g_strdup_printf ("%s/%s.json", dir, base);
+  if (!g_file_set_contents (path, text, -1, error))
+    {
+      g_prefix_error (error, "figure: ");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /**
  * fg_figure_capture_cell:
  * @out_dir: the experiment's output directory
@@ -181,19 +479,10 @@ fg_figure_capture_cell (const char *out_dir, const FgFigureOptions *opts,
                         const FgSplit *split, const FgDataPart *test, GError **error)
 {
   g_autoptr (FgFigureOptions) defaults = NULL;
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonGenerator) gen = NULL;
-  g_autoptr (JsonNode) root = NULL;
-  g_autofree float *all = NULL, *grid_xy = NULL, *grid_p = NULL, *lab_xy = NULL, *unl_xy = NULL;
-  g_autofree gint32 *grid_y = NULL, *test_y = NULL;
-  g_autofree guint8 *grid_u8 = NULL;
-  g_autofree char *dir = NULL, *base = NULL, *path = NULL, *text = NULL, *b64 = NULL;
-  const FgDataPart *unl_parts[2];
-  gsize n_all = 0, n_unl = 0, n_unl_total, nodes;
-  guint K, G;
-  double box[4];
-  FgRng rng;
   g_autofree char *stream = NULL;
+  g_autofree guint8 *grid_u8 = NULL;
+  Capture c = { 0 };
+  gboolean ok = FALSE;
 
   g_return_val_if_fail (out_dir != NULL && cell != NULL && vt != NULL && split != NULL, FALSE);
   g_return_val_if_fail (cell->dataset != NULL && cell->method != NULL, FALSE);
@@ -205,242 +494,39 @@ fg_figure_capture_cell (const char *out_dir, const FgFigureOptions *opts,
                cell->dataset, split->dim);
       return TRUE;
     }
-  K = split->n_classes;
-  G = opts->grid;
+  c.opts = opts;
+  c.cell = cell;
+  c.vt = vt;
+  c.self = self;
+  c.split = split;
+  c.test = test;
+  c.K = split->n_classes;
   stream = g_strdup_printf ("figure/%s/%s/%u", cell->dataset, cell->method, cell->point);
-  fg_rng_init (&rng, cell->seed, fg_rng_stream_id (stream));
+  fg_rng_init (&c.rng, cell->seed, fg_rng_stream_id (stream));
 
-  /* The points: labeled; unlabeled and validation (drawn as unlabeled); test (box only). */
-  unl_parts[0] = &split->unlabeled;
-  unl_parts[1] = &split->validation;
-  n_unl_total = split->unlabeled.n + split->validation.n;
-  all = g_new (float, 2 * (split->labeled.n + n_unl_total + (test ? test->n : 0) + 1));
-  copy_rows (&split->labeled, all);
-  n_all = split->labeled.n;
-  for (int p = 0; p < 2; p++)
-    if (unl_parts[p]->n > 0)
-      {
-        copy_rows (unl_parts[p], all + 2 * n_all);
-        n_all += unl_parts[p]->n;
-      }
-  if (test != NULL && test->n > 0)
-    {
-      copy_rows (test, all + 2 * n_all);
-      n_all += test->n;
-    }
-  square_box (all, n_all, 0.08, box);
-
-  lab_xy = g_new (float, 2 * MAX (split->labeled.n, 1));
-  copy_rows (&split->labeled, lab_xy);
-  /* At most MAX_DRAWN_POINTS unlabeled points, a random subset when there are more. */
-  n_unl = MIN (n_unl_total, (gsize) MAX_DRAWN_POINTS);
-  unl_xy = g_new (float, 2 * MAX (n_unl, 1));
-  {
-    g_autofree guint32 *perm = NULL;
-    const float *src = all + 2 * split->labeled.n;
-    if (n_unl < n_unl_total)
-      {
-        perm = g_new (guint32, n_unl_total);
-        fg_rng_permutation (&rng, perm, n_unl_total);
-      }
-    for (gsize i = 0; i < n_unl; i++)
-      {
-        gsize r = perm ? perm[i] : i;
-        unl_xy[2 * i] = src[2 * r];
-        unl_xy[2 * i + 1] = src[2 * r + 1];
-      }
-  }
-
-  /* Class probabilities on a G × G grid of nodes spanning the box (row j = y, column i = x). */
-  nodes = (gsize) G * G;
-  grid_xy = g_new (float, 2 * nodes);
-  grid_y = g_new (gint32, nodes);
-  grid_p = g_new (float, nodes * K);
-  grid_u8 = g_new (guint8, nodes * K);
-  for (guint j = 0; j < G; j++)
-    for (guint i = 0; i < G; i++)
-      {
-        grid_xy[2 * ((gsize) j * G + i)] = (float) (box[0] + (box[1] - box[0]) * i / (G - 1));
-        grid_xy[2 * ((gsize) j * G + i) + 1] = (float) (box[2] + (box[3] - box[2]) * j / (G - 1));
-      }
-  if (!predict_points (vt, self, grid_xy, nodes, K, grid_y, grid_p, error))
-    return FALSE;
-  for (gsize i = 0; i < nodes * K; i++)
-    grid_u8[i] = (guint8) lround (CLAMP (grid_p[i], 0.0f, 1.0f) * 255.0f);
-
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "format");
-  json_builder_add_string_value (b, FG_FIGURE_FORMAT);
-  json_builder_set_member_name (b, "version");
-  json_builder_add_int_value (b, FG_FIGURE_FORMAT_VERSION);
-  json_builder_set_member_name (b, "dataset");
-  json_builder_add_string_value (b, cell->dataset);
-  json_builder_set_member_name (b, "method");
-  json_builder_add_string_value (b, cell->method);
-  json_builder_set_member_name (b, "seed");
-  json_builder_add_int_value (b, (gint64) cell->seed);
-  json_builder_set_member_name (b, "point");
-  json_builder_add_int_value (b, cell->point);
-  if (cell->key)
-    {
-      json_builder_set_member_name (b, "key");
-      json_builder_add_string_value (b, cell->key);
-    }
-  if (cell->grid && *cell->grid)
-    {
-      json_builder_set_member_name (b, "grid_point");
-      json_builder_add_string_value (b, cell->grid);
-    }
-  json_builder_set_member_name (b, "n_classes");
-  json_builder_add_int_value (b, K);
-
-  /* Test accuracy, for the titles. */
-  if (test != NULL && test->n > 0 && test->y != NULL)
-    {
-      g_autofree float *txy = g_new (float, 2 * test->n);
-      gsize right = 0;
-      test_y = g_new (gint32, test->n);
-      copy_rows (test, txy);
-      if (!predict_points (vt, self, txy, test->n, K, test_y, NULL, error))
-        return FALSE;
-      for (gsize i = 0; i < test->n; i++)
-        right += test_y[i] == test->y[i];
-      json_builder_set_member_name (b, "test_accuracy");
-      json_builder_add_double_value (b, (double) right / test->n);
-    }
-
-  add_double_array (b, "box", box, 4);
-  json_builder_set_member_name (b, "grid");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "n");
-  json_builder_add_int_value (b, G);
-  b64 = g_base64_encode (grid_u8, nodes * K);
-  json_builder_set_member_name (b, "proba_u8");
-  json_builder_add_string_value (b, b64);
-  json_builder_end_object (b);
-
-  json_builder_set_member_name (b, "labeled");
-  json_builder_begin_object (b);
-  add_f32_array (b, "xy_f32", lab_xy, 2 * split->labeled.n);
-  add_int_array (b, "y", split->labeled.y, split->labeled.n);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "unlabeled");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "n_total");
-  json_builder_add_int_value (b, (gint64) n_unl_total);
-  add_f32_array (b, "xy_f32", unl_xy, 2 * n_unl);
-  json_builder_end_object (b);
-
-  /* (b): the points in the latent space. */
-  if (FG_VTABLE_HAS (vt, FgBaselineVTable, embed))
-    {
-      g_autoptr (GError) local = NULL;
-      g_autofree float *zl = g_new (float, 2 * MAX (split->labeled.n, 1));
-      g_autofree float *zu = g_new (float, 2 * MAX (n_unl, 1));
-      FgTensor xl = fg_tensor_wrap_2d (lab_xy, split->labeled.n, 2);
-      FgTensor xu = fg_tensor_wrap_2d (unl_xy, n_unl, 2);
-      if ((split->labeled.n == 0 || vt->embed (self, &xl, zl, &local))
-          && (n_unl == 0 || vt->embed (self, &xu, zu, &local)))
-        {
-          json_builder_set_member_name (b, "latent");
-          json_builder_begin_object (b);
-          add_f32_array (b, "labeled_f32", zl, 2 * split->labeled.n);
-          add_f32_array (b, "unlabeled_f32", zu, 2 * n_unl);
-          json_builder_end_object (b);
-        }
-      else
-        g_message ("figure: %s/%s: embed failed, no latent panel: %s", cell->dataset,
-                   cell->method, local ? local->message : "no reason given");
-    }
-
+  capture_points (&c);
+  grid_u8 = capture_grid (&c, opts->grid, error);
+  if (grid_u8 == NULL)
+    goto out;
+  c.b = json_builder_new ();
+  json_builder_begin_object (c.b);
+  add_identity (&c);
+  if (!add_test_accuracy (&c, error))
+    goto out;
+  add_data_panel (&c, opts->grid, grid_u8);
+  add_latent_points (&c);
   /* (c), (d): samples per class in the latent and the data space; the latent regions. */
   if (FG_VTABLE_HAS (vt, FgBaselineVTable, sample))
     {
-      gsize m = opts->samples;
-      g_autoptr (GError) local = NULL;
-      g_autofree float *fit = g_new (float, (gsize) K * LATENT_FIT_SAMPLES * 2);
-      g_autofree float *ls = g_new (float, (gsize) K * m * 2);
-      g_autofree float *ds = g_new (float, (gsize) K * m * 2);
-
-      if (sample_all (vt, self, K, LATENT_FIT_SAMPLES, TRUE, 1.0, &rng, fit, &local))
-        {
-          /* The latent Gaussians: mean and isotropic variance of each class's samples. */
-          g_autofree double *means = g_new0 (double, 2 * K), *vars = g_new0 (double, K);
-          for (guint k = 0; k < K; k++)
-            {
-              const float *s = fit + (gsize) k * LATENT_FIT_SAMPLES * 2;
-              double sx = 0, sy = 0, ss = 0, n = 0;
-              for (gsize i = 0; i < LATENT_FIT_SAMPLES; i++)
-                if (isfinite (s[2 * i]) && isfinite (s[2 * i + 1]))
-                  sx += s[2 * i], sy += s[2 * i + 1], n++;
-              means[2 * k] = n ? sx / n : 0.0;
-              means[2 * k + 1] = n ? sy / n : 0.0;
-              for (gsize i = 0; i < LATENT_FIT_SAMPLES; i++)
-                if (isfinite (s[2 * i]) && isfinite (s[2 * i + 1]))
-                  ss += pow (s[2 * i] - means[2 * k], 2) + pow (s[2 * i + 1] - means[2 * k + 1], 2);
-              vars[k] = n > 1 ? MAX (ss / (2 * (n - 1)), 1e-12) : 1.0;
-            }
-          json_builder_set_member_name (b, "latent_fit");
-          json_builder_begin_object (b);
-          add_double_array (b, "means", means, 2 * K);
-          add_double_array (b, "vars", vars, K);
-          json_builder_end_object (b);
-        }
-      else
-        {
-          g_message ("figure: %s/%s: latent sample failed: %s", cell->dataset, cell->method,
-                     local ? local->message : "no reason given");
-          g_clear_error (&local);
-        }
-      if (sample_all (vt, self, K, m, TRUE, opts->temperature, &rng, ls, &local))
-        {
-          json_builder_set_member_name (b, "latent_samples");
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "per_class");
-          json_builder_add_int_value (b, (gint64) m);
-          json_builder_set_member_name (b, "temperature");
-          json_builder_add_double_value (b, opts->temperature);
-          add_f32_array (b, "xy_f32", ls, (gsize) K * m * 2);
-          json_builder_end_object (b);
-        }
-      g_clear_error (&local);
-      if (sample_all (vt, self, K, m, FALSE, opts->temperature, &rng, ds, &local))
-        {
-          json_builder_set_member_name (b, "samples");
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "per_class");
-          json_builder_add_int_value (b, (gint64) m);
-          json_builder_set_member_name (b, "temperature");
-          json_builder_add_double_value (b, opts->temperature);
-          add_f32_array (b, "xy_f32", ds, (gsize) K * m * 2);
-          json_builder_end_object (b);
-        }
-      else
-        g_message ("figure: %s/%s: sample failed: %s", cell->dataset, cell->method,
-                   local ? local->message : "no reason given");
+      add_latent_fit (&c);
+      add_samples (&c, "latent_samples", TRUE, FALSE);
+      add_samples (&c, "samples", FALSE, TRUE);
     }
-  json_builder_end_object (b);
-
-  root = json_builder_get_root (b);
-  gen = json_generator_new ();
-  json_generator_set_root (gen, root);
-  text = json_generator_to_data (gen, NULL);
-  dir = g_build_filename (out_dir, "figures", "data", NULL);
-  if (g_mkdir_with_parents (dir, 0777) != 0)
-    {
-      int errsv = errno;
-      g_set_error (error, FG_ERROR, FG_ERROR_IO, "figure: cannot create %s: %s", dir,
-                   g_strerror (errsv));
-      return FALSE;
-    }
-  base = _fg_figure_cell_file_base (cell->dataset, cell->method, cell->seed, cell->point);
-  path = g_strdup_printf ("%s/%s.json", dir, base);
-  if (!g_file_set_contents (path, text, -1, error))
-    {
-      g_prefix_error (error, "figure: ");
-      return FALSE;
-    }
-  return TRUE;
+  json_builder_end_object (c.b);
+  ok = write_capture (&c, out_dir, error);
+out:
+  capture_clear (&c);
+  return ok;
 }
 
 /**

@@ -508,176 +508,207 @@ set_part_or_free (FgDataset *ds, FgPart part, FgTensor *x, gint32 *y, GError **e
   return FALSE;
 }
 
+/* The shape parameters of `c->kind` into `c`, and a note that says what the classes are. */
+static gboolean
+read_shape (SynConfig *c, const FgParams *params, GString *note, GError **error)
+{
+  switch (c->kind)
+    {
+    case SYN_MOONS:
+      c->noise = fg_params_get_double (params, "noise");
+      g_string_printf (note, "sklearn make_moons (noise %g): class 0 = upper moon, class 1 = "
+                             "lower moon", c->noise);
+      break;
+    case SYN_CIRCLES:
+      c->noise = fg_params_get_double (params, "noise");
+      c->factor = fg_params_get_double (params, "factor");
+      if (c->factor >= 1.0)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "circles: factor = %g: the inner circle must be smaller (factor < 1)",
+                       c->factor);
+          return FALSE;
+        }
+      g_string_printf (note, "sklearn make_circles (noise %g, factor %g): class 0 = outer "
+                             "circle, class 1 = inner circle", c->noise, c->factor);
+      break;
+    case SYN_EIGHT_GAUSSIANS:
+      c->radius = fg_params_get_double (params, "radius");
+      c->noise = fg_params_get_double (params, "noise");
+      c->eight_clusters = g_strcmp0 (fg_params_get_string (params, "classes"), "clusters") == 0;
+      c->K = c->eight_clusters ? 8 : 3;
+      g_string_printf (note, "8 Gaussians at radius %g (std %g), angles j·45°: %s", c->radius,
+                       c->noise,
+                       c->eight_clusters ? "class j = cluster j"
+                                         : "class 0 = clusters at 180°,225°; class 1 = 270°,315°,"
+                                           "0°; class 2 = 45°,90°,135°");
+      break;
+    case SYN_PINWHEEL:
+      c->K = (guint) fg_params_get_int (params, "arms");
+      c->radial_std = fg_params_get_double (params, "radial_std");
+      c->tangential_std = fg_params_get_double (params, "tangential_std");
+      c->rate = fg_params_get_double (params, "rate");
+      c->scale = fg_params_get_double (params, "scale");
+      if (c->scale <= 0.0)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "pinwheel: scale must be positive");
+          return FALSE;
+        }
+      g_string_printf (note, "pinwheel, %u arms: class c = arm at angle 2πc/%u − %g·exp(r)",
+                       c->K, c->K, c->rate);
+      break;
+    }
+  return TRUE;
+}
+
+/* Where the training part comes from: generated, or the authors' file (eight-gaussians and
+ * pinwheel only), whose layout fixes the keys that do not apply to it. */
+typedef struct {
+  gboolean    from_authors;
+  const char *path;            /* the authors' file */
+  gboolean    label_unlabeled; /* label its unlabeled rows by the layout */
+} SynSource;
+
+static gboolean
+read_source (const SynConfig *c, const FgParams *params, SynSource *src, GError **error)
+{
+  const char *file = c->kind == SYN_PINWHEEL ? "pinwheel.csv" : "8gauss.csv";
+  memset (src, 0, sizeof *src);
+  if (c->kind != SYN_EIGHT_GAUSSIANS && c->kind != SYN_PINWHEEL)
+    return TRUE;
+  src->from_authors = g_strcmp0 (fg_params_get_string (params, "source"), "authors") == 0;
+  src->path = fg_params_get_string (params, "path");
+  src->label_unlabeled = fg_params_get_bool (params, "label_unlabeled");
+  if (!src->from_authors)
+    return TRUE;
+  if (src->path == NULL)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "%s: source = authors needs `path` (the authors' %s, e.g. "
+                   "shared/data/flowgmm-toy/%s)",
+                   kind_name (c->kind), file, file);
+      return FALSE;
+    }
+  if (c->kind == SYN_PINWHEEL && c->K != 5)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "pinwheel: the authors' set has 5 arms; arms = %u needs source = generate",
+                   c->K);
+      return FALSE;
+    }
+  if (c->eight_clusters)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "eight-gaussians: the authors' set has 3 classes; classes = clusters "
+                   "needs source = generate");
+      return FALSE;
+    }
+  if (!fg_params_is_default (params, "labeled_counts"))
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "%s: labeled_counts does not apply to source = authors (its labeled "
+                   "points are fixed; use the split keys with label_unlabeled = true)",
+                   kind_name (c->kind));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The training part from the authors' file; its labeled subset is what the file labels,
+ * before any labels inferred from the layout. */
+static gboolean
+load_authors_train (const SynConfig *c, const SynSource *src, FgDataset *ds, GString *note,
+                    GError **error)
+{
+  FgTensor *x = NULL;
+  gint32 *y = NULL;
+  g_autoptr (GArray) idx = g_array_new (FALSE, FALSE, sizeof (guint32));
+  if (!read_authors_csv (c, src->path, &x, &y, error))
+    return FALSE;
+  for (gsize i = 0; i < fg_tensor_rows (x); i++)
+    if (y[i] >= 0)
+      {
+        guint32 row = (guint32) i;
+        g_array_append_val (idx, row);
+      }
+  if (src->label_unlabeled)
+    for (gsize i = 0; i < fg_tensor_rows (x); i++)
+      if (y[i] < 0)
+        {
+          const float *row = fg_tensor_row (x, i);
+          y[i] = c->kind == SYN_PINWHEEL ? pinwheel_classify (c, row[0], row[1])
+                                         : eight_classify (c, row[0], row[1]);
+        }
+  if (!set_part_or_free (ds, FG_PART_TRAIN, x, y, error))
+    {
+      g_prefix_error (error, "%s: ", src->path);
+      return FALSE;
+    }
+  fg_dataset_set_labeled_indices (ds, (const guint32 *) idx->data, idx->len);
+  g_string_append_printf (note, "; training part: the authors' set %s%s", src->path,
+                          src->label_unlabeled ? " (unlabeled rows labeled by the layout)" : "");
+  return TRUE;
+}
+
+/* `n` fresh points with their true labels from the seed's stream `stream` as `part`. */
+static gboolean
+generate_part (const SynConfig *c, guint64 seed, const char *stream, gsize n, FgDataset *ds,
+               FgPart part, GError **error)
+{
+  g_autofree double *xy = g_new (double, 2 * n);
+  gint32 *y = g_new (gint32, n);
+  FgRng rng;
+  fg_rng_init (&rng, seed, fg_rng_stream_id (stream));
+  generate (c, &rng, n, xy, y);
+  return set_part_or_free (ds, part, to_tensor (xy, n), y, error);
+}
+
+/* A generated training part; its labeled subset is the first labeled_counts[k] points of each
+ * class k. */
+static gboolean
+generate_train (const SynConfig *c, const FgParams *params, guint64 seed, FgDataset *ds,
+                GError **error)
+{
+  gsize n_train = (gsize) fg_params_get_int (params, "n_train");
+  g_autofree guint *counts = g_new0 (guint, c->K);
+  g_autofree guint32 *labeled = NULL;
+  const FgDataPart *train;
+  gsize n_labeled = 0;
+  if (!parse_counts (c, fg_params_get_string (params, "labeled_counts"), counts, error)
+      || !generate_part (c, seed, "synthetic/train", n_train, ds, FG_PART_TRAIN, error))
+    return FALSE;
+  train = fg_dataset_get_part (ds, FG_PART_TRAIN);
+  labeled = first_rows_per_class (c, train->y, train->n, counts, &n_labeled, error);
+  if (labeled == NULL)
+    return FALSE;
+  fg_dataset_set_labeled_indices (ds, labeled, n_labeled);
+  return TRUE;
+}
+
 static FgDataset *
 synthetic_load (SynKind kind, const FgParams *params, GError **error)
 {
   SynConfig c = { kind, 2 };
-  gsize n_train = (gsize) fg_params_get_int (params, "n_train");
+  SynSource src;
   gsize n_test = (gsize) fg_params_get_int (params, "n_test");
   guint64 seed = (guint64) fg_params_get_int (params, "seed");
-  gboolean from_authors = FALSE, label_unlabeled = FALSE;
-  const char *path = NULL;
   g_autoptr (FgDataset) ds = fg_dataset_new (kind_name (kind));
-  g_autofree guint *counts = NULL;
-  g_autofree guint32 *labeled = NULL;
   g_autoptr (GString) note = g_string_new (NULL);
-  gsize n_labeled = 0;
-  const FgDataPart *train;
-  FgRng rng;
 
-  switch (kind)
-    {
-    case SYN_MOONS:
-      c.noise = fg_params_get_double (params, "noise");
-      g_string_printf (note, "sklearn make_moons (noise %g): class 0 = upper moon, class 1 = "
-                             "lower moon", c.noise);
-      break;
-    case SYN_CIRCLES:
-      c.noise = fg_params_get_double (params, "noise");
-      c.factor = fg_params_get_double (params, "factor");
-      if (c.factor >= 1.0)
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "circles: factor = %g: the inner circle must be smaller (factor < 1)",
-                       c.factor);
-          return NULL;
-        }
-      g_string_printf (note, "sklearn make_circles (noise %g, factor %g): class 0 = outer "
-                             "circle, class 1 = inner circle", c.noise, c.factor);
-      break;
-    case SYN_EIGHT_GAUSSIANS:
-      c.radius = fg_params_get_double (params, "radius");
-      c.noise = fg_params_get_double (params, "noise");
-      c.eight_clusters = g_strcmp0 (fg_params_get_string (params, "classes"), "clusters") == 0;
-      c.K = c.eight_clusters ? 8 : 3;
-      g_string_printf (note, "8 Gaussians at radius %g (std %g), angles j·45°: %s", c.radius,
-                       c.noise,
-                       c.eight_clusters ? "class j = cluster j"
-                                        : "class 0 = clusters at 180°,225°; class 1 = 270°,315°,"
-                                          "0°; class 2 = 45°,90°,135°");
-      break;
-    case SYN_PINWHEEL:
-      c.K = (guint) fg_params_get_int (params, "arms");
-      c.radial_std = fg_params_get_double (params, "radial_std");
-      c.tangential_std = fg_params_get_double (params, "tangential_std");
-      c.rate = fg_params_get_double (params, "rate");
-      c.scale = fg_params_get_double (params, "scale");
-      if (c.scale <= 0.0)
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "pinwheel: scale must be positive");
-          return NULL;
-        }
-      g_string_printf (note, "pinwheel, %u arms: class c = arm at angle 2πc/%u − %g·exp(r)", c.K,
-                       c.K, c.rate);
-      break;
-    }
-  if (kind == SYN_EIGHT_GAUSSIANS || kind == SYN_PINWHEEL)
-    {
-      from_authors = g_strcmp0 (fg_params_get_string (params, "source"), "authors") == 0;
-      path = fg_params_get_string (params, "path");
-      label_unlabeled = fg_params_get_bool (params, "label_unlabeled");
-      if (from_authors && path == NULL)
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "%s: source = authors needs `path` (the authors' %s, e.g. "
-                       "shared/data/flowgmm-toy/%s)",
-                       kind_name (kind), kind == SYN_PINWHEEL ? "pinwheel.csv" : "8gauss.csv",
-                       kind == SYN_PINWHEEL ? "pinwheel.csv" : "8gauss.csv");
-          return NULL;
-        }
-      if (from_authors && kind == SYN_PINWHEEL && c.K != 5)
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "pinwheel: the authors' set has 5 arms; arms = %u needs source = generate",
-                       c.K);
-          return NULL;
-        }
-      if (from_authors && c.eight_clusters)
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "eight-gaussians: the authors' set has 3 classes; classes = clusters "
-                       "needs source = generate");
-          return NULL;
-        }
-      if (from_authors && !fg_params_is_default (params, "labeled_counts"))
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "%s: labeled_counts does not apply to source = authors (its labeled "
-                       "points are fixed; use the split keys with label_unlabeled = true)",
-                       kind_name (kind));
-          return NULL;
-        }
-    }
-
-  counts = g_new0 (guint, c.K);
-  if (!from_authors && !parse_counts (&c, fg_params_get_string (params, "labeled_counts"), counts,
-                                      error))
+  if (!read_shape (&c, params, note, error) || !read_source (&c, params, &src, error))
     return NULL;
   fg_dataset_set_classes (ds, c.K, NULL);
   if (kind == SYN_MOONS)
     fg_dataset_set_classes (ds, 2, (const char *const[]){ "upper", "lower" });
   else if (kind == SYN_CIRCLES)
     fg_dataset_set_classes (ds, 2, (const char *const[]){ "outer", "inner" });
-
-  /* Training part. */
-  if (from_authors)
-    {
-      FgTensor *x = NULL;
-      gint32 *y = NULL;
-      g_autoptr (GArray) idx = g_array_new (FALSE, FALSE, sizeof (guint32));
-      if (!read_authors_csv (&c, path, &x, &y, error))
-        return NULL;
-      /* The labeled subset is what the file labels, before any inferred labels. */
-      for (gsize i = 0; i < fg_tensor_rows (x); i++)
-        if (y[i] >= 0)
-          {
-            guint32 row = (guint32) i;
-            g_array_append_val (idx, row);
-          }
-      if (label_unlabeled)
-        for (gsize i = 0; i < fg_tensor_rows (x); i++)
-          if (y[i] < 0)
-            {
-              const float *row = fg_tensor_row (x, i);
-              y[i] = kind == SYN_PINWHEEL ? pinwheel_classify (&c, row[0], row[1])
-                                          : eight_classify (&c, row[0], row[1]);
-            }
-      n_labeled = idx->len;
-      labeled = (guint32 *) g_array_free (g_steal_pointer (&idx), FALSE);
-      if (!set_part_or_free (ds, FG_PART_TRAIN, x, y, error))
-        {
-          g_prefix_error (error, "%s: ", path);
-          return NULL;
-        }
-      g_string_append_printf (note, "; training part: the authors' set %s%s", path,
-                              label_unlabeled ? " (unlabeled rows labeled by the layout)" : "");
-    }
-  else
-    {
-      g_autofree double *xy = g_new (double, 2 * n_train);
-      gint32 *y = g_new (gint32, n_train);
-      fg_rng_init (&rng, seed, fg_rng_stream_id ("synthetic/train"));
-      generate (&c, &rng, n_train, xy, y);
-      if (!set_part_or_free (ds, FG_PART_TRAIN, to_tensor (xy, n_train), y, error))
-        return NULL;
-      train = fg_dataset_get_part (ds, FG_PART_TRAIN);
-      labeled = first_rows_per_class (&c, train->y, train->n, counts, &n_labeled, error);
-      if (labeled == NULL)
-        return NULL;
-    }
-  fg_dataset_set_labeled_indices (ds, labeled, n_labeled);
-
+  if (src.from_authors ? !load_authors_train (&c, &src, ds, note, error)
+                       : !generate_train (&c, params, seed, ds, error))
+    return NULL;
   /* Test part: fresh points with true labels, from their own stream. */
-  if (n_test > 0)
-    {
-      g_autofree double *xy = g_new (double, 2 * n_test);
-      gint32 *y = g_new (gint32, n_test);
-      fg_rng_init (&rng, seed, fg_rng_stream_id ("synthetic/test"));
-      generate (&c, &rng, n_test, xy, y);
-      if (!set_part_or_free (ds, FG_PART_TEST, to_tensor (xy, n_test), y, error))
-        return NULL;
-    }
+  if (n_test > 0 && !generate_part (&c, seed, "synthetic/test", n_test, ds, FG_PART_TEST, error))
+    return NULL;
   fg_dataset_set_note (ds, note->str);
   if (!fg_dataset_finish (ds, error))
     return NULL;

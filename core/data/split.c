@@ -370,216 +370,237 @@ hash_set (GChecksum *sum, const char *tag, const IndexSet *s)
   g_checksum_update (sum, (const guchar *) s->idx, (gssize) (s->n * sizeof (guint32)));
 }
 
-/**
- * fg_split_data_new:
- * @ds: a finished data set
- * @split_params: values for fg_split_param_specs ()
- * @seed: the cell seed
- * @error: return location for a #GError
- *
- * Draws the split (see split.h for the order) and copies the rows of each set.
- *
- * Returns: (transfer full) (nullable): the split.
- */
-FgSplitData *
-fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GError **error)
-{
-  g_autoptr (FgSplitData) d = NULL;
+/* What drawing one split works on. */
+typedef struct {
+  FgSplitData      *d;
+  FgDataset        *ds;
+  const FgParams   *params;
+  guint64           seed;
   const FgDataPart *train, *val_part, *test_part;
-  g_autofree guint8 *state = NULL; /* 0 free, 1 test, 2 validation, 3 labeled */
-  gint64 labeled, per_class, unlabeled, validation, test;
-  const char *labeled_path, *val_path, *pool;
-  guint K;
-  FgRng rng;
-  g_autoptr (GChecksum) sum = NULL;
+  guint8           *state; /* per training row: 0 free, 1 test, 2 validation, 3 labeled */
+  guint             K;
+  gint64            labeled, per_class, unlabeled, validation, test;
+  const char       *labeled_path, *val_path;
+} SplitCtx;
 
-  g_return_val_if_fail (ds != NULL && split_params != NULL, NULL);
-  train = fg_dataset_get_part (ds, FG_PART_TRAIN);
-  g_return_val_if_fail (train != NULL && train->y != NULL, NULL);
-  val_part = fg_dataset_get_part (ds, FG_PART_VAL);
-  test_part = fg_dataset_get_part (ds, FG_PART_TEST);
-  K = fg_dataset_get_n_classes (ds);
-
-  labeled = fg_params_get_int (split_params, "labeled");
-  per_class = fg_params_get_int (split_params, "labeled_per_class");
-  labeled_path = fg_params_get_string (split_params, "labeled_indices");
-  unlabeled = fg_params_get_int (split_params, "unlabeled");
-  validation = fg_params_get_int (split_params, "validation");
-  val_path = fg_params_get_string (split_params, "validation_indices");
-  test = fg_params_get_int (split_params, "test");
-
-  if ((labeled_path != NULL) + (per_class > 0) + (labeled >= 0) > 1)
+/* The split keys, and the combinations that make no sense. */
+static gboolean
+read_split_keys (SplitCtx *s, GError **error)
+{
+  s->labeled = fg_params_get_int (s->params, "labeled");
+  s->per_class = fg_params_get_int (s->params, "labeled_per_class");
+  s->labeled_path = fg_params_get_string (s->params, "labeled_indices");
+  s->unlabeled = fg_params_get_int (s->params, "unlabeled");
+  s->validation = fg_params_get_int (s->params, "validation");
+  s->val_path = fg_params_get_string (s->params, "validation_indices");
+  s->test = fg_params_get_int (s->params, "test");
+  if ((s->labeled_path != NULL) + (s->per_class > 0) + (s->labeled >= 0) > 1)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
                    "split keys 'labeled', 'labeled_per_class' and 'labeled_indices' exclude "
                    "each other: set one");
-      return NULL;
+      return FALSE;
     }
-  if (labeled == 0)
+  if (s->labeled == 0)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
                    "split key 'labeled' = 0: a classifier needs labeled examples "
                    "(-1 takes the data set's own labeled subset or every label)");
-      return NULL;
+      return FALSE;
     }
+  return TRUE;
+}
 
-  d = g_new0 (FgSplitData, 1);
-  d->ds = fg_dataset_ref (ds);
-  state = g_new0 (guint8, train->n);
-
-  /* Labeled rows fixed in advance (a file, or the data set's own) are reserved first, so that
-   * the random test and validation draws can never take them. */
-  if (labeled_path != NULL)
+/* Labeled rows fixed in advance (a file, or the data set's own) are reserved first, so that
+ * the random test and validation draws can never take them. */
+static gboolean
+reserve_fixed_labeled (SplitCtx *s, GError **error)
+{
+  FgSplitData *d = s->d;
+  if (s->labeled_path != NULL)
     {
-      if (!read_index_file (labeled_path,
-                            fg_params_get_string (split_params, "labeled_indices_format"), seed,
-                            (guint32) train->n, "labeled_indices", &d->labeled, error)
-          || !claim_rows (&d->labeled, state, train->y, TRUE, "labeled", error))
-        return NULL;
-      mark_rows (&d->labeled, state, 3);
+      if (!read_index_file (s->labeled_path,
+                            fg_params_get_string (s->params, "labeled_indices_format"), s->seed,
+                            (guint32) s->train->n, "labeled_indices", &d->labeled, error)
+          || !claim_rows (&d->labeled, s->state, s->train->y, TRUE, "labeled", error))
+        return FALSE;
+      mark_rows (&d->labeled, s->state, 3);
     }
-  else if (per_class == 0 && labeled < 0)
+  else if (s->per_class == 0 && s->labeled < 0)
     {
       gsize n_own = 0;
-      const guint32 *own = fg_dataset_get_labeled_indices (ds, &n_own);
+      const guint32 *own = fg_dataset_get_labeled_indices (s->ds, &n_own);
       if (own != NULL)
         {
           d->labeled.n = n_own;
           d->labeled.idx = g_new (guint32, n_own);
           memcpy (d->labeled.idx, own, n_own * sizeof *own);
-          if (!claim_rows (&d->labeled, state, train->y, TRUE, "the data set's labeled", error))
-            return NULL;
-          mark_rows (&d->labeled, state, 3);
+          if (!claim_rows (&d->labeled, s->state, s->train->y, TRUE, "the data set's labeled",
+                           error))
+            return FALSE;
+          mark_rows (&d->labeled, s->state, 3);
         }
     }
+  return TRUE;
+}
 
-  /* 1. test */
-  if (test_part != NULL)
+/* 1. test: the data set's own test part, or `test` training rows held out (drawn from the
+ * data seed, so every cell seed shares them). */
+static gboolean
+choose_test (SplitCtx *s, GError **error)
+{
+  FgSplitData *d = s->d;
+  FgRng rng;
+  if (s->test_part != NULL)
     {
-      if (test > 0)
+      if (s->test > 0)
         {
           g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
                        "split key 'test' = %" G_GINT64_FORMAT ": the data set has its own test "
                        "part; remove the key",
-                       test);
-          return NULL;
+                       s->test);
+          return FALSE;
         }
-      d->test_rows = all_rows (test_part->n);
+      d->test_rows = all_rows (s->test_part->n);
       d->test_from_part = TRUE;
+      return TRUE;
     }
-  else
+  if (s->test <= 0)
     {
-      if (test <= 0)
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "split: data set '%s' has no test part; set test = N to hold N training "
-                       "points out",
-                       fg_dataset_get_name (ds));
-          return NULL;
-        }
-      fg_rng_init (&rng, (guint64) fg_params_get_int (split_params, "data_seed"),
-                   fg_rng_stream_id ("split/test"));
-      if (!draw_random (&rng, state, train->y, train->n, (gsize) test, TRUE, "test", &d->test_rows,
-                        error))
-        return NULL;
-      mark_rows (&d->test_rows, state, 1);
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "split: data set '%s' has no test part; set test = N to hold N training "
+                   "points out",
+                   fg_dataset_get_name (s->ds));
+      return FALSE;
     }
+  fg_rng_init (&rng, (guint64) fg_params_get_int (s->params, "data_seed"),
+               fg_rng_stream_id ("split/test"));
+  if (!draw_random (&rng, s->state, s->train->y, s->train->n, (gsize) s->test, TRUE, "test",
+                    &d->test_rows, error))
+    return FALSE;
+  mark_rows (&d->test_rows, s->state, 1);
+  return TRUE;
+}
 
-  /* 2. validation */
+/* 2. validation: (a subset of) the data set's own part, a file, or drawn training rows. */
+static gboolean
+choose_validation (SplitCtx *s, GError **error)
+{
+  FgSplitData *d = s->d;
+  const FgDataPart *val_part = s->val_part;
+  FgRng rng;
   if (val_part != NULL)
     {
       d->val_from_part = TRUE;
-      if (val_path != NULL)
+      if (s->val_path != NULL)
         {
           g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
                        "split key 'validation_indices': the data set has its own validation "
                        "part");
-          return NULL;
+          return FALSE;
         }
-      if (validation > 0 && (gsize) validation < val_part->n)
+      if (s->validation > 0 && (gsize) s->validation < val_part->n)
         {
           g_autofree guint8 *none = g_new0 (guint8, val_part->n);
-          fg_rng_init (&rng, seed, fg_rng_stream_id ("split/validation"));
-          if (!draw_random (&rng, none, val_part->y, val_part->n, (gsize) validation, TRUE,
+          fg_rng_init (&rng, s->seed, fg_rng_stream_id ("split/validation"));
+          if (!draw_random (&rng, none, val_part->y, val_part->n, (gsize) s->validation, TRUE,
                             "validation", &d->validation, error))
-            return NULL;
+            return FALSE;
         }
       else
         d->validation = all_rows (val_part->n);
     }
-  else if (val_path != NULL)
+  else if (s->val_path != NULL)
     {
-      if (!read_index_file (val_path, "list", seed, (guint32) train->n, "validation_indices",
-                            &d->validation, error)
-          || !claim_rows (&d->validation, state, train->y, TRUE, "validation", error))
-        return NULL;
-      mark_rows (&d->validation, state, 2);
+      if (!read_index_file (s->val_path, "list", s->seed, (guint32) s->train->n,
+                            "validation_indices", &d->validation, error)
+          || !claim_rows (&d->validation, s->state, s->train->y, TRUE, "validation", error))
+        return FALSE;
+      mark_rows (&d->validation, s->state, 2);
     }
-  else if (validation > 0)
+  else if (s->validation > 0)
     {
-      fg_rng_init (&rng, seed, fg_rng_stream_id ("split/validation"));
-      if (!draw_random (&rng, state, train->y, train->n, (gsize) validation, TRUE, "validation",
-                        &d->validation, error))
-        return NULL;
-      mark_rows (&d->validation, state, 2);
+      fg_rng_init (&rng, s->seed, fg_rng_stream_id ("split/validation"));
+      if (!draw_random (&rng, s->state, s->train->y, s->train->n, (gsize) s->validation, TRUE,
+                        "validation", &d->validation, error))
+        return FALSE;
+      mark_rows (&d->validation, s->state, 2);
     }
+  return TRUE;
+}
 
-  /* 3. labeled (unless reserved above) */
-  fg_rng_init (&rng, seed, fg_rng_stream_id ("split/labeled"));
+/* 3. labeled (unless reserved above): balanced over the classes, or every labeled row left. */
+static gboolean
+choose_labeled (SplitCtx *s, GError **error)
+{
+  FgSplitData *d = s->d;
+  const FgDataPart *train = s->train;
+  FgRng rng;
+  fg_rng_init (&rng, s->seed, fg_rng_stream_id ("split/labeled"));
   if (d->labeled.idx != NULL)
     ; /* from a file or the data set */
-  else if (per_class > 0 || labeled > 0)
+  else if (s->per_class > 0 || s->labeled > 0)
     {
-      g_autofree gsize *want = g_new0 (gsize, K);
-      const char *key = per_class > 0 ? "labeled_per_class" : "labeled";
-      gsize asked = (gsize) (per_class > 0 ? per_class : labeled);
-      if (per_class > 0)
-        for (guint k = 0; k < K; k++)
-          want[k] = (gsize) per_class;
+      g_autofree gsize *want = g_new0 (gsize, s->K);
+      const char *key = s->per_class > 0 ? "labeled_per_class" : "labeled";
+      gsize asked = (gsize) (s->per_class > 0 ? s->per_class : s->labeled);
+      if (s->per_class > 0)
+        for (guint k = 0; k < s->K; k++)
+          want[k] = (gsize) s->per_class;
       else
         {
           /* Equal shares; the remainder goes to randomly chosen classes. */
-          g_autofree guint32 *order = g_new (guint32, K);
-          for (guint k = 0; k < K; k++)
-            want[k] = (gsize) labeled / K;
-          fg_rng_permutation (&rng, order, K);
-          for (guint k = 0; k < (gsize) labeled % K; k++)
+          g_autofree guint32 *order = g_new (guint32, s->K);
+          for (guint k = 0; k < s->K; k++)
+            want[k] = (gsize) s->labeled / s->K;
+          fg_rng_permutation (&rng, order, s->K);
+          for (guint k = 0; k < (gsize) s->labeled % s->K; k++)
             want[order[k]]++;
         }
-      if (!draw_balanced (&rng, ds, state, train->y, train->n, want, key, asked, &d->labeled,
-                          error))
-        return NULL;
+      if (!draw_balanced (&rng, s->ds, s->state, train->y, train->n, want, key, asked,
+                          &d->labeled, error))
+        return FALSE;
     }
   else
     {
       d->labeled.idx = g_new (guint32, train->n);
       for (gsize r = 0; r < train->n; r++)
-        if (state[r] == 0 && train->y[r] >= 0)
+        if (s->state[r] == 0 && train->y[r] >= 0)
           d->labeled.idx[d->labeled.n++] = (guint32) r;
     }
-  mark_rows (&d->labeled, state, 3);
+  mark_rows (&d->labeled, s->state, 3);
   if (d->labeled.n == 0)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_DATA, "split: no labeled training rows are left");
-      return NULL;
+      return FALSE;
     }
+  return TRUE;
+}
 
-  /* 4. unlabeled */
-  if (unlabeled >= 0)
+/* 4. unlabeled: `unlabeled` drawn rows, or every row left. */
+static gboolean
+choose_unlabeled (SplitCtx *s, GError **error)
+{
+  FgSplitData *d = s->d;
+  FgRng rng;
+  if (s->unlabeled >= 0)
     {
-      fg_rng_init (&rng, seed, fg_rng_stream_id ("split/unlabeled"));
-      if (!draw_random (&rng, state, train->y, train->n, (gsize) unlabeled, FALSE, "unlabeled",
-                        &d->unlabeled, error))
-        return NULL;
+      fg_rng_init (&rng, s->seed, fg_rng_stream_id ("split/unlabeled"));
+      return draw_random (&rng, s->state, s->train->y, s->train->n, (gsize) s->unlabeled, FALSE,
+                          "unlabeled", &d->unlabeled, error);
     }
-  else
-    {
-      d->unlabeled.idx = g_new (guint32, train->n);
-      for (gsize r = 0; r < train->n; r++)
-        if (state[r] == 0)
-          d->unlabeled.idx[d->unlabeled.n++] = (guint32) r;
-    }
+  d->unlabeled.idx = g_new (guint32, s->train->n);
+  for (gsize r = 0; r < s->train->n; r++)
+    if (s->state[r] == 0)
+      d->unlabeled.idx[d->unlabeled.n++] = (guint32) r;
+  return TRUE;
+}
 
+/* The rows of each set, in row order, copied out. */
+static void
+copy_sets (SplitCtx *s)
+{
+  FgSplitData *d = s->d;
   index_set_sort (&d->labeled);
   index_set_sort (&d->unlabeled);
   if (!d->val_from_part)
@@ -587,20 +608,20 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
   if (!d->test_from_part)
     index_set_sort (&d->test_rows);
 
-  set_out_part (d, 0, &d->split.labeled, train, &d->labeled, TRUE);
-  set_out_part (d, 1, &d->split.unlabeled, train, &d->unlabeled, FALSE);
+  set_out_part (d, 0, &d->split.labeled, s->train, &d->labeled, TRUE);
+  set_out_part (d, 1, &d->split.unlabeled, s->train, &d->unlabeled, FALSE);
   if (d->validation.n > 0)
-    set_out_part (d, 2, &d->split.validation, d->val_from_part ? val_part : train,
+    set_out_part (d, 2, &d->split.validation, d->val_from_part ? s->val_part : s->train,
                   &d->validation, TRUE);
-  set_out_part (d, 3, &d->test, d->test_from_part ? test_part : train, &d->test_rows, TRUE);
+  set_out_part (d, 3, &d->test, d->test_from_part ? s->test_part : s->train, &d->test_rows,
+                TRUE);
+}
 
-  /* 5. preprocessing, fitted on labeled + unlabeled (slots 0 and 1 of owned_x) */
-  if (!_fg_preprocess_apply (split_params, seed, d->owned_x, &d->pp, error))
-    return NULL;
-
-  /* 6. the unlabeled pool: labeled and validation inputs appended after preprocessing, so the
-   * fitted statistics do not depend on the pool. */
-  pool = fg_params_get_string (split_params, "unlabeled_pool");
+/* 6. the unlabeled pool: labeled and validation inputs appended after preprocessing, so the
+ * fitted statistics do not depend on the pool. */
+static void
+extend_pool (FgSplitData *d, const char *pool)
+{
   if (g_str_has_prefix (pool, "train"))
     {
       extend_unlabeled (d, d->owned_x[0], d->pp.logdet[FG_PP_LABELED]);
@@ -619,8 +640,13 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
   if (d->owned_x[2] != NULL)
     d->split.validation.x = *d->owned_x[2];
   d->test.x = *d->owned_x[3];
+}
 
-  sum = g_checksum_new (G_CHECKSUM_SHA256);
+/* A digest of the rows of every set (and of the pool), identical for identical splits. */
+static void
+set_fingerprint (FgSplitData *d, const char *pool)
+{
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
   hash_set (sum, "labeled", &d->labeled);
   hash_set (sum, "unlabeled", &d->unlabeled);
   if (strcmp (pool, "rest") != 0)
@@ -628,10 +654,18 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
   hash_set (sum, d->val_from_part ? "validation-part" : "validation", &d->validation);
   hash_set (sum, d->test_from_part ? "test-part" : "test", &d->test_rows);
   d->fingerprint = g_strndup (g_checksum_get_string (sum), 16);
+}
 
-  d->split.n_classes = K;
-  d->split.shape = *fg_dataset_get_sample_shape (ds);
-  d->split.dim = fg_dataset_get_dim (ds);
+/* The examples' shape after preprocessing, and the augmentation keys, which need image-shaped
+ * examples as loaded. */
+static gboolean
+describe_examples (SplitCtx *s, GError **error)
+{
+  FgSplitData *d = s->d;
+  const char *key;
+  d->split.n_classes = s->K;
+  d->split.shape = *fg_dataset_get_sample_shape (s->ds);
+  d->split.dim = fg_dataset_get_dim (s->ds);
   if (d->pp.reshaped)
     {
       memset (&d->split.shape, 0, sizeof d->split.shape);
@@ -640,30 +674,81 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
       d->split.dim = d->pp.out_dim;
     }
   d->split.preprocessing = &d->pp.info;
-  d->augment.crop_pad = (guint) fg_params_get_int (split_params, "augment_crop_pad");
-  d->augment.flip = fg_params_get_bool (split_params, "augment_flip");
-  if (fg_augment_active (&d->augment))
+  d->augment.crop_pad = (guint) fg_params_get_int (s->params, "augment_crop_pad");
+  d->augment.flip = fg_params_get_bool (s->params, "augment_flip");
+  if (!fg_augment_active (&d->augment))
+    return TRUE;
+  key = d->augment.crop_pad > 0 ? "augment_crop_pad" : "augment_flip";
+  if (d->split.shape.ndim != 3)
     {
-      const char *key = d->augment.crop_pad > 0 ? "augment_crop_pad" : "augment_flip";
-      if (d->split.shape.ndim != 3)
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "split key '%s': needs image-shaped examples (C×H×W); this data set's "
-                       "examples are %" G_GSIZE_FORMAT "-vectors",
-                       key, d->split.dim);
-          return NULL;
-        }
-      if (g_strcmp0 (d->pp.info.description, "none") != 0)
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "split key '%s': augmentation works on the pixels as loaded (crops pad "
-                       "with black), so it cannot follow the preprocessing '%s'; let the flow "
-                       "dequantise instead (e.g. realnvp-conv)",
-                       key, d->pp.info.description);
-          return NULL;
-        }
-      d->split.augment = &d->augment;
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "split key '%s': needs image-shaped examples (C×H×W); this data set's "
+                   "examples are %" G_GSIZE_FORMAT "-vectors",
+                   key, d->split.dim);
+      return FALSE;
     }
+  if (g_strcmp0 (d->pp.info.description, "none") != 0)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "split key '%s': augmentation works on the pixels as loaded (crops pad "
+                   "with black), so it cannot follow the preprocessing '%s'; let the flow "
+                   "dequantise instead (e.g. realnvp-conv)",
+                   key, d->pp.info.description);
+      return FALSE;
+    }
+  d->split.augment = &d->augment;
+  return TRUE;
+}
+
+/**
+ * fg_split_data_new:
+ * @ds: a finished data set
+ * @split_params: values for fg_split_param_specs ()
+ * @seed: the cell seed
+ * @error: return location for a #GError
+ *
+ * Draws the split (see split.h for the order) and copies the rows of each set.
+ *
+ * Returns: (transfer full) (nullable): the split.
+ */
+FgSplitData *
+fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GError **error)
+{
+  g_autoptr (FgSplitData) d = NULL;
+  g_autofree guint8 *state = NULL;
+  SplitCtx s = { 0 };
+  const char *pool;
+
+  g_return_val_if_fail (ds != NULL && split_params != NULL, NULL);
+  s.train = fg_dataset_get_part (ds, FG_PART_TRAIN);
+  g_return_val_if_fail (s.train != NULL && s.train->y != NULL, NULL);
+  s.ds = ds;
+  s.params = split_params;
+  s.seed = seed;
+  s.val_part = fg_dataset_get_part (ds, FG_PART_VAL);
+  s.test_part = fg_dataset_get_part (ds, FG_PART_TEST);
+  s.K = fg_dataset_get_n_classes (ds);
+  if (!read_split_keys (&s, error))
+    return NULL;
+
+  d = g_new0 (FgSplitData, 1);
+  d->ds = fg_dataset_ref (ds);
+  s.d = d;
+  s.state = state = g_new0 (guint8, s.train->n);
+  if (!reserve_fixed_labeled (&s, error) || !choose_test (&s, error)
+      || !choose_validation (&s, error) || !choose_labeled (&s, error)
+      || !choose_unlabeled (&s, error))
+    return NULL;
+  copy_sets (&s);
+
+  /* 5. preprocessing, fitted on labeled + unlabeled (slots 0 and 1 of owned_x) */
+  if (!_fg_preprocess_apply (split_params, seed, d->owned_x, &d->pp, error))
+    return NULL;
+  pool = fg_params_get_string (split_params, "unlabeled_pool");
+  extend_pool (d, pool);
+  set_fingerprint (d, pool);
+  if (!describe_examples (&s, error))
+    return NULL;
   d->split.fingerprint = d->fingerprint;
   d->split.seed = seed;
   return g_steal_pointer (&d);

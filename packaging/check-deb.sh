@@ -72,6 +72,11 @@ changes=$(ls "$work"/deb/flowgmm_*.changes | head -n 1)
 for p in libflowgmm0 libflowgmm-dev flowgmm; do
   ls "$work"/deb/${p}_*.deb >/dev/null 2>&1 && pass "package $p built" || fail "package $p built"
 done
+lib_deps=$(dpkg-deb -f "$work"/deb/libflowgmm0_*.deb Depends 2>/dev/null)
+case "$lib_deps" in
+  *cairo*) fail "libflowgmm0 does not depend on cairo (Depends: $lib_deps)" ;;
+  *) pass "libflowgmm0 does not depend on cairo (the figure renderer is in flowgmm)" ;;
+esac
 
 # 3. lintian.
 lintian -I --pedantic --tag-display-limit 0 "$changes" >"$work/lintian.log" 2>&1

@@ -51,8 +51,12 @@ libdir=$(pc --variable=libdir)
 check "plugins installed in the versioned directory plugins-$abi (ABI in plugin.h)" \
   sh -c "[ \"\$(basename '$plugindir')\" = plugins-$abi ] && ls '$plugindir'/*.so &&
          grep -q '^#define FG_PLUGIN_ABI_VERSION ${abi}u' '$top/core/include/flowgmm/plugin.h'"
-check "no libtool .la files in the plugin directory" \
-  sh -c "! ls '$plugindir' | grep '\\.la\$'"
+check "no libtool .la files in the plugin and module directories; both versioned" \
+  sh -c "! ls '$plugindir' | grep '\\.la\$' &&
+         for d in '$(dirname "$plugindir")'/modules*; do
+           [ -e \"\$d\" ] || continue
+           [ \"\$(basename \"\$d\")\" = modules-$abi ] && ! ls \"\$d\" | grep '\\.la\$' || exit 1
+         done"
 check "pkg-config --cflags flowgmm names no private dependency" \
   sh -c "! pkg-config --cflags flowgmm | grep -e json-glib -e openblas -e cairo"
 check "LICENSE, NEWS and the plugin guide are installed" \

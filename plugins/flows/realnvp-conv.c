@@ -65,6 +65,9 @@ static const FgParamSpec conv_params[] = {
   FG_PARAM_SPEC_DOUBLE ("bn_momentum", "0.1", 0.0, 1.0,
                         "batch-norm running-statistics momentum (PyTorch 0.1)"),
   FG_PARAM_SPEC_DOUBLE ("bn_eps", "1e-5", 0.0, 1.0, "batch-norm epsilon (PyTorch 1e-5)"),
+  FG_PARAM_SPEC_INT ("eval_chunk", "16", 1, 1 << 20,
+                     "images per pass of a gradient-free evaluation (memory: the activations of "
+                     "one pass; the values do not depend on it)"),
   FG_PARAM_SPEC_STRING ("structure", NULL,
                         "instead of the multi-scale architecture, this comma-separated layer "
                         "list (tests, experiments): logit, checker, checker-r, channel, "
@@ -118,6 +121,7 @@ typedef struct {
   /* split */
   gsize keep;
   gsize z_offset;       /* where the factored piece goes in z */
+  gsize z_before;       /* values factored out before this layer */
   /* actnorm */
   FgWeight *an_shift, *an_logs; /* y = (x + shift) · exp (logs) */
   /* 1×1 convolution */
@@ -133,6 +137,8 @@ typedef struct {
   gboolean dequant_mid;
   float bn_momentum, bn_eps;
   gboolean initializing; /* inside init: ActNorm layers set themselves from the data */
+  gsize eval_chunk;      /* images per pass of a gradient-free evaluation */
+  FgTape *scratch;       /* the tape those passes run on (created on first use) */
 } ConvFlow;
 
 /* ======================================================================================== */
@@ -601,13 +607,13 @@ actnorm_init_from (Layer *L, const FgTensor *X)
     }
 }
 
-/* Forward through layers [0, n_layers): cur and the running log-det; factored pieces collected
- * in `pieces` (n_pieces). */
+/* Forward through layers [0, end): cur and the running log-det; factored pieces collected in
+ * `pieces` (n_pieces). */
 static FgVar *
-layers_forward (ConvFlow *self, FgTape *tape, FgVar *cur, gboolean train, FgRng *rng,
+layers_forward (ConvFlow *self, FgTape *tape, FgVar *cur, guint end, gboolean train, FgRng *rng,
                 FgVar **ld, FgVar **pieces, guint *n_pieces)
 {
-  for (guint l = 0; l < self->n_layers && cur != NULL; l++)
+  for (guint l = 0; l < end && cur != NULL; l++)
     {
       Layer *L = &self->layers[l];
       const gsize HW = L->H * L->W;
@@ -667,14 +673,25 @@ layers_forward (ConvFlow *self, FgTape *tape, FgVar *cur, gboolean train, FgRng 
   return cur;
 }
 
-static FgVar *
-conv_forward (gpointer data, FgTape *tape, FgVar *x, const FgFlowRun *run, FgVar **logdet,
-              GError **error)
+/* The state after layers [0, end): the activation entering layer `end` (the final one when
+ * end = n_layers) and the pieces factored out before it.  While nothing has been factored out it
+ * is that activation; afterwards the pieces and the activation flattened and concatenated (as z),
+ * [N, D] (x's shape at end = n_layers). */
+static gboolean
+state_is_packed (const ConvFlow *self, guint end)
 {
-  ConvFlow *self = data;
+  for (guint l = 0; l < end; l++)
+    if (self->layers[l].kind == L_SPLIT)
+      return TRUE;
+  return end == self->n_layers;
+}
+
+static FgVar *
+forward_direct (ConvFlow *self, FgTape *tape, FgVar *x, guint end, const FgFlowRun *run,
+                FgVar **logdet, GError **error)
+{
   const gboolean train = run != NULL && run->train;
   FgRng *rng = run != NULL ? run->rng : NULL;
-  *logdet = NULL;
   if (x == NULL || fg_tensor_cols (&x->value) != self->D)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_DATA,
@@ -695,22 +712,40 @@ conv_forward (gpointer data, FgTape *tape, FgVar *x, const FgFlowRun *run, FgVar
   FgVar *ld = fg_op_zeros (tape, 2, (gsize[]){ N, 1 });
   FgVar **pieces = fg_tape_alloc (tape, (self->n_layers + 1) * sizeof (FgVar *));
   guint n_pieces = 0;
-  cur = layers_forward (self, tape, cur, train, rng, &ld, pieces, &n_pieces);
-  pieces[n_pieces++] = cur;
-  FgVar *z = cur == NULL ? NULL : pack_op (tape, pieces, n_pieces, x->value.ndim, x->value.shape);
-  if (z == NULL || ld == NULL)
+  cur = layers_forward (self, tape, cur, end, train, rng, &ld, pieces, &n_pieces);
+  FgVar *out = cur;
+  if (cur != NULL && state_is_packed (self, end))
+    {
+      pieces[n_pieces++] = cur;
+      out = end == self->n_layers
+                ? pack_op (tape, pieces, n_pieces, x->value.ndim, x->value.shape)
+                : pack_op (tape, pieces, n_pieces, 2, (gsize[]){ N, self->D });
+    }
+  if (out == NULL || ld == NULL)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "realnvp-conv: forward failed (see the log)");
       return NULL;
     }
-  *logdet = ld;
-  return z;
+  if (logdet != NULL)
+    *logdet = ld;
+  return out;
 }
 
+static FgVar *forward_until (ConvFlow *self, FgTape *tape, FgVar *x, guint end,
+                             const FgFlowRun *run, FgVar **logdet, GError **error);
+
 static FgVar *
-conv_inverse (gpointer data, FgTape *tape, FgVar *z, GError **error)
+conv_forward (gpointer data, FgTape *tape, FgVar *x, const FgFlowRun *run, FgVar **logdet,
+              GError **error)
 {
-  ConvFlow *self = data;
+  *logdet = NULL;
+  return forward_until (data, tape, x, ((ConvFlow *) data)->n_layers, run, logdet, error);
+}
+
+/* x from the state after layers [0, end) (see state_is_packed), evaluation mode. */
+static FgVar *
+inverse_direct (ConvFlow *self, FgTape *tape, FgVar *z, guint end, GError **error)
+{
   if (z == NULL || fg_tensor_cols (&z->value) != self->D)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_DATA,
@@ -719,8 +754,22 @@ conv_inverse (gpointer data, FgTape *tape, FgVar *z, GError **error)
       return NULL;
     }
   const FgTensor *Z = &z->value;
-  FgVar *cur = unpack_piece (tape, Z, self->final_offset, self->fC, self->fH, self->fW);
-  for (guint l = self->n_layers; l-- > 0 && cur != NULL;)
+  FgVar *cur;
+  if (end == self->n_layers)
+    cur = unpack_piece (tape, Z, self->final_offset, self->fC, self->fH, self->fW);
+  else if (state_is_packed (self, end))
+    {
+      const Layer *E = &self->layers[end];
+      cur = unpack_piece (tape, Z, E->z_before, E->C, E->H, E->W);
+    }
+  else
+    {
+      const Layer *E = &self->layers[end];
+      cur = z->value.ndim == 4 && z->value.shape[1] == E->C
+                ? z
+                : unpack_piece (tape, Z, 0, E->C, E->H, E->W);
+    }
+  for (guint l = end; l-- > 0 && cur != NULL;)
     {
       Layer *L = &self->layers[l];
       switch (L->kind)
@@ -769,11 +818,124 @@ conv_inverse (gpointer data, FgTape *tape, FgVar *z, GError **error)
           }
         }
     }
-  if (cur != NULL && (z->value.ndim != 4 || !fg_tensor_same_shape (&cur->value, &z->value)))
+  /* the full inverse returns z's shape; a partial one the input's N×C×H×W */
+  if (cur != NULL && end == self->n_layers
+      && (z->value.ndim != 4 || !fg_tensor_same_shape (&cur->value, &z->value)))
     cur = fg_op_reshape (tape, cur, z->value.ndim, z->value.shape);
   if (cur == NULL)
     g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "realnvp-conv: inverse failed (see the log)");
   return cur;
+}
+
+/* A gradient-free evaluation pass keeps every activation of the pass in the caller's arena
+ * until it is reset: tens of megabytes per image for the authors' model.  Such passes run in
+ * chunks of eval_chunk images on a private tape, reset between chunks, and only the results
+ * are copied to the caller's tape.  Evaluation-mode batch norm treats each image alone and the
+ * dequantisation noise is drawn in the same order, so the values are those of one pass.
+ * Training-mode passes (batch statistics) are never split. */
+static gboolean
+use_chunks (const ConvFlow *self, FgTape *tape, FgVar *x, gboolean train)
+{
+  return !train && !fg_tape_get_grad_enabled (tape) && x != NULL
+         && fg_tensor_rows (&x->value) > self->eval_chunk;
+}
+
+/* Rows [start, start + n) of v as a leaf on `tape` (a view of v's memory, no copy). */
+static FgVar *
+rows_leaf (FgTape *tape, FgVar *v, gsize start, gsize n)
+{
+  FgTensor t = fg_tensor_view_rows (&v->value, start, n);
+  return fg_tape_constant (tape, &t);
+}
+
+static void
+copy_rows_into (FgVar *dst, gsize start, const FgVar *src)
+{
+  const gsize cols = fg_tensor_cols (&src->value);
+  for (gsize i = 0; i < fg_tensor_rows (&src->value); i++)
+    memcpy (fg_tensor_row (&dst->value, start + i), fg_tensor_row (&src->value, i),
+            cols * sizeof (float));
+}
+
+static FgVar *
+forward_until (ConvFlow *self, FgTape *tape, FgVar *x, guint end, const FgFlowRun *run,
+               FgVar **logdet, GError **error)
+{
+  const gboolean train = run != NULL && run->train;
+  if (!use_chunks (self, tape, x, train) || fg_tensor_cols (&x->value) != self->D)
+    return forward_direct (self, tape, x, end, run, logdet, error);
+  const gsize N = fg_tensor_rows (&x->value);
+  FgVar *out = NULL, *ld = fg_tape_empty (tape, 2, (gsize[]){ N, 1 });
+  if (self->scratch == NULL)
+    self->scratch = fg_tape_new ();
+  fg_tape_set_grad_enabled (self->scratch, FALSE);
+  for (gsize start = 0; start < N; start += self->eval_chunk)
+    {
+      const gsize n = MIN (self->eval_chunk, N - start);
+      FgVar *cld = NULL;
+      fg_tape_reset (self->scratch);
+      FgVar *c = forward_direct (self, self->scratch, rows_leaf (self->scratch, x, start, n), end,
+                                 run, &cld, error);
+      if (c == NULL)
+        {
+          fg_tape_reset (self->scratch);
+          return NULL;
+        }
+      if (out == NULL)
+        {
+          gsize shape[FG_TENSOR_MAX_DIMS];
+          memcpy (shape, c->value.shape, sizeof shape);
+          shape[0] = N;
+          out = fg_tape_empty (tape, c->value.ndim, shape);
+        }
+      copy_rows_into (out, start, c);
+      copy_rows_into (ld, start, cld);
+    }
+  fg_tape_reset (self->scratch);
+  if (logdet != NULL)
+    *logdet = ld;
+  return out;
+}
+
+static FgVar *
+inverse_from (ConvFlow *self, FgTape *tape, FgVar *z, guint end, GError **error)
+{
+  if (!use_chunks (self, tape, z, FALSE) || fg_tensor_cols (&z->value) != self->D)
+    return inverse_direct (self, tape, z, end, error);
+  const gsize N = fg_tensor_rows (&z->value);
+  FgVar *out = NULL;
+  if (self->scratch == NULL)
+    self->scratch = fg_tape_new ();
+  fg_tape_set_grad_enabled (self->scratch, FALSE);
+  for (gsize start = 0; start < N; start += self->eval_chunk)
+    {
+      const gsize n = MIN (self->eval_chunk, N - start);
+      fg_tape_reset (self->scratch);
+      FgVar *c = inverse_direct (self, self->scratch, rows_leaf (self->scratch, z, start, n), end,
+                                 error);
+      if (c == NULL)
+        {
+          fg_tape_reset (self->scratch);
+          return NULL;
+        }
+      if (out == NULL)
+        {
+          gsize shape[FG_TENSOR_MAX_DIMS];
+          memcpy (shape, c->value.shape, sizeof shape);
+          shape[0] = N;
+          out = fg_tape_empty (tape, c->value.ndim, shape);
+        }
+      copy_rows_into (out, start, c);
+    }
+  fg_tape_reset (self->scratch);
+  return out;
+}
+
+static FgVar *
+conv_inverse (gpointer data, FgTape *tape, FgVar *z, GError **error)
+{
+  ConvFlow *self = data;
+  return inverse_from (self, tape, z, self->n_layers, error);
 }
 
 /* Data-dependent initialisation: one pass over the batch in which each ActNorm layer sets its
@@ -829,6 +991,7 @@ conv_destroy (gpointer data)
       g_free (self->layers[l].cond_mask.data);
     }
   g_free (self->layers);
+  g_clear_pointer (&self->scratch, fg_tape_free);
   g_free (self);
 }
 
@@ -1013,6 +1176,7 @@ append_layer (ConvFlow *self, Builder *b, GArray *layers, LayerKind kind, gboole
   L.C = *C;
   L.H = *H;
   L.W = *W;
+  L.z_before = *z_off;
   g_snprintf (prefix, sizeof prefix, "layer%u", layers->len);
   switch (kind)
     {
@@ -1213,6 +1377,7 @@ conv_create (const FgParams *params, const FgSampleShape *shape, FgWeightSet *we
   self->dequant_mid = g_strcmp0 (fg_params_get_string (params, "dequant_eval"), "mid") == 0;
   self->bn_momentum = (float) fg_params_get_double (params, "bn_momentum");
   self->bn_eps = (float) fg_params_get_double (params, "bn_eps");
+  self->eval_chunk = (gsize) fg_params_get_int (params, "eval_chunk");
   GArray *layers = g_array_new (FALSE, TRUE, sizeof (Layer));
 
   if (structure != NULL && *structure != '\0')

@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include <flowgmm/flowgmm.h>
+#ifdef HAVE_MPI
+#include <flowgmm/mpi.h>
+#endif
 
 #define EXIT_USAGE 2
 #define EXIT_CELLS_FAILED 3
@@ -246,6 +249,19 @@ cmd_run (int argc, char **argv)
   options.cancel = &cancel_requested;
   install_sigint_handler ();
 
+#ifdef HAVE_MPI
+  /* Started by mpirun (or srun): the ranks share the cells; rank 0 stores and prints. */
+  if (fg_mpi_launched ())
+    {
+      if (fg_mpi_get_rank () != 0)
+        options.quiet = TRUE;
+      if (!fg_experiment_run_mpi (exp, &options, &summary, &error))
+        return fail (g_steal_pointer (&error));
+      if (fg_mpi_get_rank () != 0)
+        return EXIT_SUCCESS;
+    }
+  else
+#endif
   if (!fg_experiment_run (exp, &options, &summary, &error))
     return fail (g_steal_pointer (&error));
 
@@ -518,5 +534,13 @@ main (int argc, char **argv)
   cmd = find_command (argv[1]);
   if (cmd == NULL)
     return usage_error (NULL, "unknown command '%s'", argv[1]);
+#ifdef HAVE_MPI
+  if (cmd->run == cmd_run && fg_mpi_init (&argc, &argv))
+    {
+      int rc = cmd->run (argc - 1, argv + 1);
+      fg_mpi_finalize ();
+      return rc;
+    }
+#endif
   return cmd->run (argc - 1, argv + 1);
 }

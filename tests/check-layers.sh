@@ -16,11 +16,11 @@ layer_of_folder () {
 }
 layer_of_header () {
   case "$1" in
-    error|vecmath|parallel|tensor|rng|weights|tape|optim) echo 1 ;;
+    error|vecmath|parallel|tensor|rng|weights|tape|optim|group) echo 1 ;;
     params|dataset|split|io) echo 2 ;;
     plugin|registry) echo 3 ;;
     gmm|loss|neighbors) echo 4 ;;
-    experiment|figure|flowgmm) echo 5 ;;
+    experiment|figure|flowgmm|mpi) echo 5 ;;
     *) echo 99 ;;
   esac
 }

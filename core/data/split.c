@@ -947,3 +947,30 @@ fg_split_data_set_hooks (FgSplitData *data, const FgFitHooks *hooks)
   data->hooks = *hooks;
   data->split.hooks = &data->hooks;
 }
+
+/**
+ * fg_split_get_group:
+ * @split: a split
+ *
+ * Returns: (nullable) (transfer none): the group of processes fitting @split together, each on
+ *   its share of every batch (data-parallel training), or %NULL when the fit runs alone.
+ */
+const FgGroup *
+fg_split_get_group (const FgSplit *split)
+{
+  g_return_val_if_fail (split != NULL, NULL);
+  return split->group;
+}
+
+/**
+ * fg_split_data_set_group:
+ * @data: a split
+ * @group: (nullable): the group of processes that fit the split together (borrowed: it must
+ *   outlive the fit), or %NULL
+ */
+void
+fg_split_data_set_group (FgSplitData *data, const FgGroup *group)
+{
+  g_return_if_fail (data != NULL);
+  data->split.group = group;
+}

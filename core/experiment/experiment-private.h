@@ -13,6 +13,7 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <flowgmm/flowgmm.h>
+#include <flowgmm/group.h>
 
 G_BEGIN_DECLS
 
@@ -115,6 +116,7 @@ struct _FgExperiment {
   gboolean      rows_are_methods;
   guint         table_field;      /* FG_FIELD () shown in the table */
   gboolean      metrics[FG_N_METRICS];
+  guint         ranks_per_cell;   /* MPI ranks training one cell together (1: none) */
 
   GPtrArray    *datasets;  /* FgExpDataset, in run/table order */
   GPtrArray    *methods;   /* FgExpMethod, in run/table order */
@@ -177,6 +179,10 @@ typedef struct {
                         const char *what);
   gboolean (*cancelled) (gpointer user_data);
   gpointer   user_data;
+  /* Not a hook: the group of processes that fit the cell together (data parallelism over MPI,
+   * flowgmm/group.h), handed to the method with the split; NULL: this process alone.  Only its
+   * first member writes figure data. */
+  const FgGroup *group;
 } FgCellHooks;
 
 /* Runs `cell` from its data set to its record; stores nothing (the record is the caller's). */
@@ -213,6 +219,19 @@ typedef struct {
 gboolean _fg_workers_run (FgExperiment *exp, const char *out_dir, GPtrArray *todo, guint jobs,
                           const FgWorkerSink *sink, GError **error);
 
+/* runner.c: a run in pieces, for schedulers that spread cells over processes of their own
+ * (mpi-runner.c).  _fg_run_begin opens the store when `store` (claims the output directory and
+ * lists the cells to run in *todo), else makes a run that only computes cells (an MPI rank
+ * other than 0: no store, no progress); the sink stores, counts and reports results;
+ * _fg_run_end writes the table and figures (`outputs`) and frees the run. */
+typedef struct _FgRun FgRun;
+FgRun              *_fg_run_begin (FgExperiment *exp, const FgRunOptions *options,
+                                   FgRunSummary *summary, gboolean store, GPtrArray **todo,
+                                   GError **error);
+const FgWorkerSink *_fg_run_get_sink (FgRun *run);
+const char         *_fg_run_get_out_dir (FgRun *run);
+gboolean            _fg_run_end (FgRun *run, gboolean outputs, GError **error);
+
 /* results.c: the results store OUT/results.jsonl.
  *
  * One JSON object per line, appended with one write () each and flushed to disk; a torn last
@@ -228,6 +247,8 @@ void            _fg_results_close (FgResultsStore *store);
 JsonObject     *_fg_results_lookup (FgResultsStore *store, const char *key);
 /* Append one record (thread-safe). */
 gboolean        _fg_results_append (FgResultsStore *store, JsonObject *record, GError **error);
+/* The store of a run begun with store = TRUE (runner.c). */
+FgResultsStore *_fg_run_get_store (FgRun *run);
 /* Double member, NAN when absent or null. */
 double          _fg_json_get_double (JsonObject *obj, const char *name);
 const char     *_fg_json_get_string (JsonObject *obj, const char *name);

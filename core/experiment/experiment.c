@@ -612,6 +612,26 @@ handle_select (ParseCtx *ctx, const char *key, GError **error)
   return TRUE;
 }
 
+/* Data-parallel training: the ranks of an MPI run that train one cell together (doc/mpi.md).
+ * Not part of any cell key: the result differs only by the order of a sum. */
+static gboolean
+handle_ranks_per_cell (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *v = get_single (ctx, EXPERIMENT_GROUP, key, error);
+  gint64 n;
+  if (v == NULL)
+    return FALSE;
+  if (!parse_int64 (v, &n))
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_TYPE, EXPERIMENT_GROUP, key,
+                      "'%s' is not an integer (expected a number of MPI ranks >= 1)", v);
+  if (n < 1 || n > 1 << 20)
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_RANGE, EXPERIMENT_GROUP, key,
+                      "%s is out of range (expected a number of MPI ranks from 1 to 1048576)",
+                      v);
+  ctx->exp->ranks_per_cell = (guint) n;
+  return TRUE;
+}
+
 /* "rows:method columns:dataset metric:test_accuracy", any subset, any order. */
 static gboolean
 handle_table (ParseCtx *ctx, const char *key, GError **error)
@@ -762,6 +782,7 @@ static const struct {
   { "checkpoint_every", handle_resume_key },
   { "checkpoint_minutes", handle_resume_key },
   { "run_steps", handle_resume_key },
+  { "ranks_per_cell", handle_ranks_per_cell },
 };
 
 static gboolean
@@ -1496,6 +1517,7 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
   exp->reg = reg;
   exp->seeds = g_array_new (FALSE, FALSE, sizeof (guint64));
   exp->select = FG_SELECT_BEST_VALIDATION;
+  exp->ranks_per_cell = 1;
   exp->rows_are_methods = TRUE;
   exp->table_field = FG_FIELD (1, FG_METRIC_ACCURACY);
   for (guint i = 0; i < FG_N_METRICS; i++)

@@ -682,6 +682,7 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
         g_warning ("%s: cannot create %s (%s): the cell cannot resume if interrupted",
                    cell->label, rdir, g_strerror (errno));
     }
+  fg_split_data_set_group (sd, hooks->group);
   split = fg_split_data_get_split (sd);
   o.have_sizes = TRUE;
   o.fingerprint = split->fingerprint;
@@ -733,7 +734,8 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
     goto done;
   o.ok = TRUE;
   cell_phase (hooks, cell, FG_CELL_PHASE_FIGURE);
-  capture_figure_data (exp, out_dir, cell, vt, self, sd);
+  if (fg_group_get_rank (hooks->group) == 0)
+    capture_figure_data (exp, out_dir, cell, vt, self, sd);
 
 done:
   if (self != NULL)
@@ -752,16 +754,20 @@ done:
 
 /* ---- a run in this process (threads) --------------------------------------------------------- */
 
-typedef struct {
+struct _FgRun {
   FgExperiment       *exp;
-  const char         *out_dir;
+  char               *out_dir;
   const FgRunOptions *options;
-  FgResultsStore     *store;
+  FgRunOptions        default_options;
+  FgResultsStore     *store;     /* NULL in a run that only computes cells */
   FgProgress         *progress;
   GMutex              lock;      /* summary and store_error */
   FgRunSummary       *summary;
+  FgRunSummary        local_summary;
   GError             *store_error; /* the first failed append: the run cannot go on */
-} RunCtx;
+  FgWorkerSink        sink;
+};
+typedef FgRun RunCtx;
 
 typedef struct {
   RunCtx *run;
@@ -954,6 +960,125 @@ is_done (const FgExperiment *exp, const char *out_dir, const FgCell *cell, JsonO
 }
 
 /**
+ * _fg_run_begin:
+ * @exp: an experiment loaded with a registry
+ * @options: (nullable): how to run
+ * @summary: (out) (optional): what was done, counted as results reach the sink
+ * @store: whether this process stores the results: open and lock the store, claim the output
+ *   directory and list the cells to run in @todo; otherwise the run only computes cells (an
+ *   MPI rank other than 0)
+ * @todo: (out) (optional): with @store, the cells to run, in file order
+ * @error: return location for a #GError
+ *
+ * Returns: (transfer full): the run, to end with _fg_run_end (), or %NULL on error.
+ */
+FgRun *
+_fg_run_begin (FgExperiment *exp, const FgRunOptions *options, FgRunSummary *summary,
+               gboolean store, GPtrArray **todo, GError **error)
+{
+  g_autoptr (GPtrArray) cells = g_ptr_array_new ();
+  RunCtx *run;
+
+  g_return_val_if_fail (exp != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  if (exp->reg == NULL)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_UNSUPPORTED,
+                   "%s: loaded without plugins (syntax only): it cannot be run", exp->path);
+      return NULL;
+    }
+  run = g_new0 (RunCtx, 1);
+  g_mutex_init (&run->lock);
+  run->exp = exp;
+  run->options = options != NULL ? options : &run->default_options;
+  run->summary = summary != NULL ? summary : &run->local_summary;
+  memset (run->summary, 0, sizeof *run->summary);
+  run->summary->n_cells = exp->cells->len;
+  run->out_dir = run->options->out_dir ? g_strdup (run->options->out_dir)
+                                       : fg_experiment_default_out_dir (exp);
+  run->sink = (FgWorkerSink){ run_should_stop, run_cancelled, run_cell_started,
+                              run_cell_progress, run_cell_finished, run_cell_not_run, run };
+  if (store)
+    {
+      run->store = _fg_results_open (run->out_dir, TRUE, error);
+      if (run->store == NULL || !_fg_results_claim_dir (exp, run->out_dir, error))
+        {
+          _fg_run_end (run, FALSE, NULL);
+          return NULL;
+        }
+      for (guint i = 0; i < exp->cells->len; i++)
+        {
+          FgCell *cell = g_ptr_array_index (exp->cells, i);
+          JsonObject *rec = _fg_results_lookup (run->store, cell->key);
+          gboolean stale = FALSE;
+          if (rec != NULL && is_done (exp, run->out_dir, cell, rec, run->options->retry_failed)
+              && (!(stale = _fg_provenance_is_stale (rec)) || !run->options->rerun_stale))
+            run->summary->n_skipped++;
+          else
+            g_ptr_array_add (cells, cell);
+          run->summary->n_stale += stale;
+        }
+    }
+  if (exp->cache == NULL)
+    exp->cache = dataset_cache_new ();
+  run->progress = _fg_progress_new (cells->len, run->options->quiet || !store);
+  if (todo != NULL)
+    *todo = g_steal_pointer (&cells);
+  return run;
+}
+
+/* The callbacks that store, count and report the run's results (in the storing process). */
+const FgWorkerSink *
+_fg_run_get_sink (FgRun *run)
+{
+  return &run->sink;
+}
+
+const char *
+_fg_run_get_out_dir (FgRun *run)
+{
+  return run->out_dir;
+}
+
+FgResultsStore *
+_fg_run_get_store (FgRun *run)
+{
+  return run->store;
+}
+
+/**
+ * _fg_run_end:
+ * @run: (transfer full): a run
+ * @outputs: write the table and figures (a run that stores, when its cells were scheduled)
+ * @error: return location for a #GError, or %NULL
+ *
+ * Ends @run: reports the first failed append, writes the outputs, frees @run.
+ *
+ * Returns: %FALSE when a result could not be stored or the outputs not written.
+ */
+gboolean
+_fg_run_end (FgRun *run, gboolean outputs, GError **error)
+{
+  gboolean ok = TRUE;
+  if (run->progress != NULL)
+    _fg_progress_done (run->progress);
+  if (run->store_error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&run->store_error));
+      ok = FALSE;
+    }
+  else if (outputs && run->store != NULL)
+    ok = _fg_outputs_write (run->exp, run->store, run->out_dir, NULL, error);
+  g_clear_pointer (&run->progress, _fg_progress_free);
+  g_clear_pointer (&run->store, _fg_results_close);
+  g_clear_error (&run->store_error);
+  g_mutex_clear (&run->lock);
+  g_free (run->out_dir);
+  g_free (run);
+  return ok;
+}
+
+/**
  * fg_experiment_run:
  * @exp: an experiment loaded with a registry
  * @options: (nullable): how to run (default: one cell at a time into the default directory)
@@ -973,83 +1098,26 @@ gboolean
 fg_experiment_run (FgExperiment *exp, const FgRunOptions *options, FgRunSummary *summary,
                    GError **error)
 {
-  FgRunOptions defaults = { 0 };
-  FgRunSummary local_summary = { 0 };
-  g_autofree char *out_dir = NULL;
-  g_autoptr (GPtrArray) todo = g_ptr_array_new ();
-  RunCtx run = { 0 };
+  g_autoptr (GPtrArray) todo = NULL;
+  RunCtx *run;
   guint jobs;
-  gboolean ok = FALSE;
+  gboolean ok;
 
   g_return_val_if_fail (exp != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  if (exp->reg == NULL)
+  run = _fg_run_begin (exp, options, summary, TRUE, &todo, error);
+  if (run == NULL)
+    return FALSE;
+  jobs = MAX (run->options->jobs, 1u);
+  jobs = MIN (jobs, MAX (todo->len, 1u));
+  if (run->options->no_isolate)
+    ok = run_in_process (run, todo, jobs, error);
+  else
+    ok = _fg_workers_run (exp, run->out_dir, todo, jobs, &run->sink, error);
+  if (!ok)
     {
-      g_set_error (error, FG_ERROR, FG_ERROR_UNSUPPORTED,
-                   "%s: loaded without plugins (syntax only): it cannot be run", exp->path);
+      _fg_run_end (run, FALSE, NULL);
       return FALSE;
     }
-  if (options == NULL)
-    options = &defaults;
-  if (summary == NULL)
-    summary = &local_summary;
-  memset (summary, 0, sizeof *summary);
-  summary->n_cells = exp->cells->len;
-  out_dir = options->out_dir ? g_strdup (options->out_dir) : fg_experiment_default_out_dir (exp);
-
-  run.exp = exp;
-  run.out_dir = out_dir;
-  run.options = options;
-  run.summary = summary;
-  g_mutex_init (&run.lock);
-  run.store = _fg_results_open (out_dir, TRUE, error);
-  if (run.store == NULL)
-    goto out;
-  if (!_fg_results_claim_dir (exp, out_dir, error))
-    goto out;
-
-  for (guint i = 0; i < exp->cells->len; i++)
-    {
-      FgCell *cell = g_ptr_array_index (exp->cells, i);
-      JsonObject *rec = _fg_results_lookup (run.store, cell->key);
-      gboolean stale = FALSE;
-      if (rec != NULL && is_done (exp, out_dir, cell, rec, options->retry_failed)
-          && (!(stale = _fg_provenance_is_stale (rec)) || !options->rerun_stale))
-        summary->n_skipped++;
-      else
-        g_ptr_array_add (todo, cell);
-      summary->n_stale += stale;
-    }
-
-  if (exp->cache == NULL)
-    exp->cache = dataset_cache_new ();
-  run.progress = _fg_progress_new (todo->len, options->quiet);
-  jobs = MAX (options->jobs, 1u);
-  jobs = MIN (jobs, MAX (todo->len, 1u));
-  if (options->no_isolate)
-    ok = run_in_process (&run, todo, jobs, error);
-  else
-    {
-      FgWorkerSink sink = { run_should_stop, run_cancelled, run_cell_started, run_cell_progress,
-                            run_cell_finished, run_cell_not_run, &run };
-      ok = _fg_workers_run (exp, out_dir, todo, jobs, &sink, error);
-    }
-  if (!ok)
-    goto out;
-  ok = FALSE;
-  _fg_progress_done (run.progress);
-
-  if (run.store_error != NULL)
-    {
-      g_propagate_error (error, g_steal_pointer (&run.store_error));
-      goto out;
-    }
-  ok = _fg_outputs_write (exp, run.store, out_dir, NULL, error);
-
-out:
-  g_clear_pointer (&run.progress, _fg_progress_free);
-  g_clear_pointer (&run.store, _fg_results_close);
-  g_clear_error (&run.store_error);
-  g_mutex_clear (&run.lock);
-  return ok;
+  return _fg_run_end (run, TRUE, error);
 }

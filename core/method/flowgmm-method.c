@@ -778,6 +778,70 @@ flow_init_from_batch (Trainer *self, const FgTensor *x, GError **error)
   return ok;
 }
 
+/* Data-parallel step, after each rank's backward on its slice: agree on the loss and on whether
+ * to go on (a rank whose loss or backward failed, or an interrupted run, stops every rank at the
+ * same step), then sum the gradients over the group.  `value` is this rank's share of the loss
+ * (NaN when it failed, with `local` saying why); *total the whole batch's loss. */
+static gboolean
+group_step (Trainer *self, const FgGroup *group, const FgSplit *split, double value,
+            GError **local, gsize step, gsize steps_per_epoch, float *scratch,
+            gboolean gmm_trainable, double *total, GError **error)
+{
+  double agree[3];
+  agree[0] = isnan (value) ? 0.0 : value;
+  agree[1] = isnan (value) ? 1.0 : 0.0;
+  agree[2] = fg_split_cancelled (split) ? 1.0 : 0.0;
+  if (!fg_group_sum_doubles (group, agree, 3, error))
+    {
+      g_clear_error (local);
+      return FALSE;
+    }
+  if (agree[2] > 0)
+    {
+      g_clear_error (local);
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "cancelled at iteration %" G_GSIZE_FORMAT,
+                   step + 1);
+      return FALSE;
+    }
+  if (agree[1] > 0)
+    {
+      if (*local != NULL)
+        g_propagate_prefixed_error (error, g_steal_pointer (local),
+                                    "loss '%s' at iteration %" G_GSIZE_FORMAT ": ",
+                                    self->loss_c->name, step + 1);
+      else
+        g_set_error (error, FG_ERROR, FG_ERROR_FAILED,
+                     "loss '%s' at iteration %" G_GSIZE_FORMAT ": failed on %g other rank(s) "
+                     "of the data-parallel group", self->loss_c->name, step + 1, agree[1]);
+      return FALSE;
+    }
+  *total = agree[0];
+  if (!check_finite_step (self, *total, "loss", step, steps_per_epoch, error))
+    return FALSE;
+  if (!fg_group_sum_grads (group, self->flow_weights, scratch, error)
+      || (gmm_trainable && !fg_group_sum_grads (group, self->gmm_weights, scratch, error)))
+    return FALSE;
+  return TRUE;
+}
+
+/* FNV-1a over the bits of every weight: equal on every rank of a data-parallel group. */
+static guint64
+weights_checksum (const Trainer *self)
+{
+  const FgWeightSet *sets[2] = { self->flow_weights, self->gmm_weights };
+  guint64 h = G_GUINT64_CONSTANT (14695981039346656037);
+  for (guint s = 0; s < 2; s++)
+    for (guint i = 0; i < fg_weight_set_len (sets[s]); i++)
+      {
+        const FgWeight *w = fg_weight_set_get (sets[s], i);
+        const guint8 *p = (const guint8 *) w->value.data;
+        const gsize n = fg_tensor_numel (&w->value) * sizeof (float);
+        for (gsize k = 0; k < n; k++)
+          h = (h ^ p[k]) * G_GUINT64_CONSTANT (1099511628211);
+      }
+  return h;
+}
+
 static gboolean
 trainer_fit (gpointer data, const FgSplit *split, GError **error)
 {
@@ -791,6 +855,9 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
   g_autoptr (FgOptimizer) opt = NULL, gmm_opt = NULL;
   g_autoptr (FgLossBatch) batch = NULL;
   FgRng order_rng, batch_rng;
+  const FgGroup *group = fg_split_get_group (split);
+  const guint n_ranks = fg_group_get_size (group), rank = fg_group_get_rank (group);
+  g_autofree float *grad_scratch = NULL;
   FgOptimConfig cfg;
   FgSchedule sched;
   Pool pool = { NULL, 0 };
@@ -873,6 +940,19 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
   fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-noise"), &batch_rng);
   if (aug != NULL)
     fg_rng_fork (&self->rng, fg_rng_stream_id ("augment"), &aug_rng);
+  if (n_ranks > 1)
+    {
+      /* Data-parallel: every rank draws the same batches (order_rng) and takes its slice; the
+       * slices get their own dropout masks and noise; gradients are summed over the group
+       * before each step, so the norm is taken after that sum. */
+      FgRng base = batch_rng;
+      if (rank > 0)
+        fg_rng_fork (&base, rank, &batch_rng);
+      fg_tape_set_track_grad_norms (self->tape, FALSE);
+      grad_scratch = g_new (float, MAX (MAX (fg_weight_set_numel (self->flow_weights),
+                                             fg_weight_set_numel (self->gmm_weights)),
+                                        1));
+    }
 
   fg_optim_config_init (&cfg, self->optimizer);
   cfg.weight_decay = self->weight_decay;
@@ -908,6 +988,13 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
     {
       if (!state_load (self, &ts, opt, gmm_opt, state_path, error))
         return FALSE;
+      if (rank > 0)
+        {
+          /* The state is rank 0's (it writes it): this rank's masks and noise go on from a
+           * stream of their own forked from it (exact only for flows that draw none). */
+          FgRng base = batch_rng;
+          fg_rng_fork (&base, rank, &batch_rng);
+        }
       g_message ("flowgmm: resuming at step %" G_GUINT64_FORMAT " of %" G_GSIZE_FORMAT
                  " from %s", ts.step, total_steps, state_path);
     }
@@ -925,7 +1012,7 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
       GError *local = NULL;
       double value, norm;
 
-      if (fg_split_cancelled (split))
+      if (n_ranks == 1 && fg_split_cancelled (split))
         {
           /* Keep what was done: the next run goes on from here. */
           if (state_path != NULL && step > start_step)
@@ -998,15 +1085,43 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
         return FALSE;
 
       fg_tape_reset (self->tape);
-      fg_loss_batch_begin (batch, self->tape, &x, nl, ybuf);
-      if (aug != NULL)
+      if (n_ranks > 1)
         {
-          FgTensor x2 = fg_tensor_wrap (x2buf, self->shape.ndim + 1, shape);
-          fg_loss_batch_set_second_view (batch, &x2);
+          /* This rank's slice: rows [a, e) of the step's nl + nu rows (labeled first), so each
+           * rank holds at least one row as long as the batch has as many rows as the group. */
+          const gsize n_all = nl + nu;
+          const gsize a = n_all * rank / n_ranks, e = n_all * (rank + 1) / n_ranks;
+          FgTensor slice;
+          if (n_all < n_ranks)
+            {
+              g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                           "flowgmm: a batch of %" G_GSIZE_FORMAT " rows cannot be split over %u "
+                           "ranks (ranks_per_cell)", n_all, n_ranks);
+              return FALSE;
+            }
+          slice = fg_tensor_view_rows (&x, a, e - a);
+          fg_loss_batch_begin (batch, self->tape, &slice, a < nl ? MIN (nl, e) - a : 0,
+                               a < nl ? ybuf + a : NULL);
+          if (aug != NULL)
+            {
+              FgTensor x2 = fg_tensor_wrap (x2buf, self->shape.ndim + 1, shape);
+              FgTensor slice2 = fg_tensor_view_rows (&x2, a, e - a);
+              fg_loss_batch_set_second_view (batch, &slice2);
+            }
+          fg_loss_batch_set_group (batch, group, nl, nu);
+        }
+      else
+        {
+          fg_loss_batch_begin (batch, self->tape, &x, nl, ybuf);
+          if (aug != NULL)
+            {
+              FgTensor x2 = fg_tensor_wrap (x2buf, self->shape.ndim + 1, shape);
+              fg_loss_batch_set_second_view (batch, &x2);
+            }
         }
       fg_loss_batch_set_progress (batch, step, epoch, (double) total_steps / steps_per_epoch);
       loss = loss_vt (self)->compute (self->loss, batch, &local);
-      if (loss == NULL)
+      if (loss == NULL && n_ranks == 1)
         {
           if (local == NULL)
             g_set_error (&local, FG_ERROR, FG_ERROR_FAILED, "the loss gave no result");
@@ -1016,8 +1131,8 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
                                       self->loss_c->name, step / steps_per_epoch + 1, b + 1);
           return FALSE;
         }
-      value = loss->value.data[0];
-      if (!check_finite_step (self, value, "loss", step, steps_per_epoch, error))
+      value = loss != NULL ? loss->value.data[0] : NAN;
+      if (n_ranks == 1 && !check_finite_step (self, value, "loss", step, steps_per_epoch, error))
         return FALSE;
       {
         const double nll = fg_loss_batch_get_mean_nll (batch);
@@ -1030,17 +1145,29 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
 
       /* The flow's gradients are zero here: cleared before the loop, then by each update. */
       fg_weight_set_zero_grad (self->gmm_weights);
-      if (!fg_tape_backward (self->tape, loss, &local))
+      if (loss != NULL && !fg_tape_backward (self->tape, loss, &local))
         {
-          g_propagate_prefixed_error (error, local, "backward at iteration %" G_GSIZE_FORMAT ": ",
-                                      step + 1);
-          return FALSE;
+          if (n_ranks == 1)
+            {
+              g_propagate_prefixed_error (error, local,
+                                          "backward at iteration %" G_GSIZE_FORMAT ": ", step + 1);
+              return FALSE;
+            }
+          loss = NULL;
         }
-      /* Clip, update and clear in one pass over the weights: the backward pass has taken the
-       * gradient norm (a non-finite norm updates nothing and stops the run). */
+      if (n_ranks > 1)
+        {
+          if (!group_step (self, group, split, loss != NULL ? value : NAN, &local, step,
+                           steps_per_epoch, grad_scratch, gmm_opt != NULL, &value, error))
+            return FALSE;
+          norm = fg_weight_set_grad_norm (self->flow_weights);
+        }
+      else
+        norm = fg_tape_grad_norm (self->tape, self->flow_weights);
+      /* Clip, update and clear in one pass over the weights: the backward pass (or the group's
+       * sum) has given the gradient norm (a non-finite norm updates nothing and stops the run). */
       norm = fg_optimizer_step_clip_norm (opt, self->lr * fg_schedule_factor (&sched, (double) step),
-                                          fg_tape_grad_norm (self->tape, self->flow_weights),
-                                          self->clip, TRUE);
+                                          norm, self->clip, TRUE);
       if (!check_finite_step (self, norm, "flow's gradient norm", step, steps_per_epoch, error))
         return FALSE;
       if (gmm_opt != NULL)
@@ -1096,7 +1223,8 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
         /* Save the training state at the end of a step (everything of the next one is in it). */
         stop = state_path != NULL && rs->run_steps > 0 && done - start_step >= rs->run_steps
                && done < total_steps;
-        if (state_path != NULL
+        /* In a data-parallel group every rank holds the same state: the first one writes it. */
+        if (state_path != NULL && rank == 0
             && (stop || done == total_steps
                 || (rs->every_steps > 0 && done % rs->every_steps == 0)
                 || (rs->every_minutes > 0
@@ -1124,7 +1252,11 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
   fg_tape_reset (self->tape);
   self->fitted = TRUE;
 
-  if (self->checkpoint != NULL)
+  if (n_ranks > 1)
+    g_debug ("flowgmm: rank %u of %u: parameters checksum %016" G_GINT64_MODIFIER "x", rank,
+             n_ranks, weights_checksum (self));
+  /* In a data-parallel group every rank holds the same weights: the first one writes them. */
+  if (self->checkpoint != NULL && rank == 0)
     {
       g_autofree char *path = fg_path_expand_seed (self->checkpoint, split->seed);
       if (!save_checkpoint (self, path, error))

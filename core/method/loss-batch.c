@@ -26,6 +26,11 @@ struct _FgLossBatch {
 
   guint64 step;
   double epoch, total_epochs;
+
+  /* Data-parallel training: the group and the rows of each set over all its members. */
+  const FgGroup *group;
+  gsize n_total[2];
+  gboolean have_totals;
 };
 
 /**
@@ -122,6 +127,65 @@ fg_loss_batch_set_progress (FgLossBatch *batch, guint64 step, double epoch, doub
   batch->step = step;
   batch->epoch = epoch;
   batch->total_epochs = total_epochs;
+}
+
+/**
+ * fg_loss_batch_set_group:
+ * @batch: a batch
+ * @group: (nullable): the group of processes that each hold a slice of the step's batch
+ *   (borrowed), or %NULL
+ * @n_labeled_total: labeled rows of the step over the whole group
+ * @n_unlabeled_total: unlabeled rows of the step over the whole group
+ *
+ * Makes the batch one slice of a data-parallel step: fg_loss_batch_get_n_total () returns the
+ * totals, and flows see @group in FgFlowRun.group.  Set it after fg_loss_batch_begin ().
+ */
+void
+fg_loss_batch_set_group (FgLossBatch *batch, const FgGroup *group, gsize n_labeled_total,
+                         gsize n_unlabeled_total)
+{
+  g_return_if_fail (batch != NULL);
+  batch->group = group;
+  batch->n_total[FG_LOSS_SET_LABELED] = n_labeled_total;
+  batch->n_total[FG_LOSS_SET_UNLABELED] = n_unlabeled_total;
+  batch->have_totals = TRUE;
+}
+
+/**
+ * fg_loss_batch_get_group:
+ * @batch: a batch
+ *
+ * Returns: (nullable) (transfer none): the group whose slices make the step's batch, or %NULL
+ *   when this process holds the whole batch.
+ */
+const FgGroup *
+fg_loss_batch_get_group (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, NULL);
+  return batch->group;
+}
+
+/**
+ * fg_loss_batch_get_n_total:
+ * @batch: a batch
+ * @set: which rows
+ *
+ * The rows of @set in the whole step: over every process of a data-parallel group, or
+ * fg_loss_batch_get_n () when this process holds the whole batch.  A loss that averages a term
+ * over a set divides by this, so that the group's summed gradient is the gradient of the whole
+ * batch's mean.
+ *
+ * Returns: the number of rows.
+ */
+gsize
+fg_loss_batch_get_n_total (FgLossBatch *batch, FgLossSet set)
+{
+  g_return_val_if_fail (batch != NULL, 0);
+  if (!batch->have_totals)
+    return fg_loss_batch_get_n (batch, set);
+  if (set == FG_LOSS_SET_ALL)
+    return batch->n_total[FG_LOSS_SET_LABELED] + batch->n_total[FG_LOSS_SET_UNLABELED];
+  return batch->n_total[set];
 }
 
 /**
@@ -357,6 +421,7 @@ fg_loss_batch_forward (FgLossBatch *batch, FgVar *x, guint flags, FgVar **logdet
   memset (&run, 0, sizeof run);
   run.train = !(flags & FG_LOSS_FORWARD_EVAL);
   run.rng = batch->rng;
+  run.group = batch->group;
   z = batch->flow_vt->forward (batch->flow, batch->tape, x, &run, logdet, error);
 
   fg_tape_set_grad_enabled (batch->tape, grad_was);

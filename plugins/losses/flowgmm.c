@@ -253,6 +253,9 @@ loss_compute (gpointer data, FgLossBatch *batch, GError **error)
   const gsize n_l = fg_loss_batch_get_n (batch, FG_LOSS_SET_LABELED);
   const gsize n_u = fg_loss_batch_get_n (batch, FG_LOSS_SET_UNLABELED);
   const gsize N = n_l + n_u;
+  /* Means over the whole step's sets (over a data-parallel group, larger than n_l and n_u). */
+  const gsize n_l_all = fg_loss_batch_get_n_total (batch, FG_LOSS_SET_LABELED);
+  const gsize n_u_all = fg_loss_batch_get_n_total (batch, FG_LOSS_SET_UNLABELED);
   const gint32 *labels = fg_loss_batch_get_labels (batch);
   const guint perturb = self->kind == LOSS_CONS ? FG_LOSS_FORWARD_PERTURB : 0;
   FgVar *z, *ld, *comp;
@@ -278,11 +281,11 @@ loss_compute (gpointer data, FgLossBatch *batch, GError **error)
   for (gsize i = 0; i < n_l; i++)
     {
       r->y[i] = labels[i];
-      r->alpha[i] = self->label_weight / (double) n_l;
+      r->alpha[i] = self->label_weight / (double) n_l_all;
     }
   if (n_u > 0)
     {
-      const double a = self->unlabeled_weight / (double) n_u;
+      const double a = self->unlabeled_weight / (double) n_u_all;
       switch (self->kind)
         {
         case LOSS_NLL:
@@ -294,7 +297,7 @@ loss_compute (gpointer data, FgLossBatch *batch, GError **error)
             /* ŷ from a second, independently perturbed pass, without gradient (eq. 7): of the
              * second augmentation x″ of the rows when the method augments (TransformTwice). */
             FgVar *ld2, *z2;
-            const double w = cons_weight_now (self, batch) / (double) n_u;
+            const double w = cons_weight_now (self, batch) / (double) n_u_all;
             z2 = fg_loss_batch_forward (batch,
                                         fg_loss_batch_get_x_second (batch, FG_LOSS_SET_UNLABELED),
                                         FG_LOSS_FORWARD_PERTURB | FG_LOSS_FORWARD_NO_GRAD, &ld2,

@@ -8,6 +8,7 @@
 
 #include <glib.h>
 #include <flowgmm/tensor.h>
+#include <flowgmm/group.h>
 
 G_BEGIN_DECLS
 
@@ -144,11 +145,17 @@ typedef struct {
    * offers nothing. */
   const struct _FgAugment *augment;
   const struct _FgResume  *resume;
-  gpointer      reserved[1];
+  /* ABI 1, added for data-parallel training (took the last reserved slot): the group of
+   * processes that fit this split together, each on its share of every batch
+   * (flowgmm/group.h); NULL when the fit runs in one process.  Read it with
+   * fg_split_get_group (). */
+  const FgGroup *group;
 } FgSplit;
 
 /* Call the hooks if present. */
 FG_API void     fg_split_report_progress (const FgSplit *split, double fraction, const char *what);
 FG_API gboolean fg_split_cancelled (const FgSplit *split);
+/* The group fitting the split together (NULL: this process alone). */
+FG_API const FgGroup *fg_split_get_group (const FgSplit *split);
 
 G_END_DECLS

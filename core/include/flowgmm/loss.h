@@ -57,6 +57,14 @@ FG_API double        fg_loss_batch_get_epoch (FgLossBatch *batch);
 FG_API double        fg_loss_batch_get_total_epochs (FgLossBatch *batch);
 /* The batch's generator (dropout masks, noise; a loss may draw from it too). */
 FG_API FgRng        *fg_loss_batch_get_rng (FgLossBatch *batch);
+/* Data-parallel training (flowgmm/group.h): this batch may be one slice of the step's batch,
+ * the other slices held by the other processes of a group.  fg_loss_batch_get_n_total () is
+ * the number of rows of a set over the whole step (= fg_loss_batch_get_n () without a group):
+ * divide a mean over a set by it, so the gradients the group sums are those of the whole
+ * batch.  fg_loss_batch_get_group () is the group (NULL: alone), for a loss that needs a
+ * statistic of the whole batch (fg_group_sum_doubles). */
+FG_API gsize          fg_loss_batch_get_n_total (FgLossBatch *batch, FgLossSet set);
+FG_API const FgGroup *fg_loss_batch_get_group (FgLossBatch *batch);
 
 /* ---- For the trainer and tests ------------------------------------------------------------ */
 /* A batch over `flow` (an instance of `flow_vtable`) and `gmm`, drawing from `rng`; all
@@ -79,5 +87,9 @@ FG_API void fg_loss_batch_set_second_view (FgLossBatch *batch, const FgTensor *x
 /* Mean −log p(x) (mixture, with the flow's log-det) of the step's first training forward of
  * all rows; NAN when there was none.  For progress lines (bits/dim). */
 FG_API double fg_loss_batch_get_mean_nll (FgLossBatch *batch);
+/* Make the batch one slice of a data-parallel step over `group`, whose slices hold
+ * n_labeled_total labeled and n_unlabeled_total unlabeled rows in all (after begin). */
+FG_API void fg_loss_batch_set_group (FgLossBatch *batch, const FgGroup *group,
+                                     gsize n_labeled_total, gsize n_unlabeled_total);
 
 G_END_DECLS

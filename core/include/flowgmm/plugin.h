@@ -58,7 +58,12 @@ typedef struct {
 typedef struct {
   gboolean train; /* dropout and other train-only behaviour on */
   FgRng   *rng;   /* for stochastic layers; never NULL when train is TRUE */
-  gpointer reserved[2];
+  /* ABI 1, added for data-parallel training (took one reserved slot): in training mode, the
+   * group of processes whose batch slices together make the step's batch, or NULL (alone).  A
+   * layer with batch statistics (batch norm) sums them over it with fg_group_sum_doubles ()
+   * in forward and backward (flowgmm/group.h); other layers ignore it. */
+  const FgGroup *group;
+  gpointer reserved[1];
 } FgFlowRun;
 
 typedef struct {

@@ -67,5 +67,7 @@ FG_API gboolean fg_augment_active (const FgAugment *aug);
  * inactive `aug`: a plain copy, no draw. */
 FG_API void     fg_augment_apply (const FgAugment *aug, const FgSampleShape *shape,
                                   const float *src, float *dst, FgRng *rng);
+/* The group of processes that fit this split together (borrowed; NULL: none). */
+FG_API void fg_split_data_set_group (FgSplitData *data, const FgGroup *group);
 
 G_END_DECLS

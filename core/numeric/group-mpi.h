@@ -1,0 +1,20 @@
+/* flowgmm — groups over MPI communicators (built with --with-mpi only). */
+#pragma once
+
+#include <mpi.h>
+#include "numeric/group-private.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+  /* Sums in rank order (alltoall of slices, ordered sum, allgather): reproducible bits,
+   * independent of the MPI library's algorithms.  The default. */
+  FG_GROUP_REDUCE_ORDERED = 0,
+  /* MPI_Allreduce (MPI_SUM) on floats: the library's algorithm (for comparison). */
+  FG_GROUP_REDUCE_ALLREDUCE = 1,
+} FgGroupReduce;
+
+/* A group over `comm` (duplicated; the group frees its copy). */
+FgGroup *_fg_group_new_mpi (MPI_Comm comm, FgGroupReduce reduce);
+
+G_END_DECLS

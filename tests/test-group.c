@@ -121,7 +121,8 @@ check_grads (FgGroup *group)
   memcpy (b->grad.data, v + 15, 7 * sizeof (float));
   if (!fg_group_sum_grads (group, set, NULL, &error))
     FAIL ("sum of gradients: %s", error->message);
-  if (memcmp (a->grad.data, ref_a, sizeof ref_a) != 0 || memcmp (b->grad.data, ref_b, sizeof ref_b) != 0)
+  if (memcmp (a->grad.data, ref_a, sizeof ref_a) != 0
+      || memcmp (b->grad.data, ref_b, sizeof ref_b) != 0)
     FAIL ("summed gradients differ from the sum in rank order");
 }
 

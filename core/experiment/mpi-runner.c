@@ -100,7 +100,7 @@ fg_mpi_get_size (void)
   return (guint) n;
 }
 
-/* ---- results as messages ---------------------------------------------------------------------- */
+/* ---- results as messages --------------------------------------------------------------------- */
 
 static char *
 result_to_json (guint cell, const FgCellResult *res)
@@ -166,7 +166,7 @@ result_from_json (const char *text, gsize len, guint *cell, FgCellResult *res, G
   return TRUE;
 }
 
-/* ---- the order of the cells: largest first ---------------------------------------------------- */
+/* ---- the order of the cells: largest first --------------------------------------------------- */
 
 /* Training length from the method's parameters: `iterations` when set, else `epochs`, else 1. */
 static double
@@ -263,7 +263,7 @@ order_largest_first (FgExperiment *exp, FgResultsStore *store, GPtrArray *todo)
     g_ptr_array_index (todo, i) = (gpointer) r[i].cell;
 }
 
-/* ---- the groups ------------------------------------------------------------------------------- */
+/* ---- the groups ------------------------------------------------------------------------------ */
 
 typedef struct {
   FgExperiment *exp;
@@ -281,18 +281,6 @@ typedef struct {
   guint cell;
   FgCellResult res;
 } LocalResult;
-
-static gboolean
-mpi_error (int rc, const char *what, GError **error)
-{
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  if (rc == MPI_SUCCESS)
-    return FALSE;
-  MPI_Error_string (rc, text, &len);
-  g_set_error (error, FG_ERROR, FG_ERROR_IO, "MPI: %s: %.*s", what, len, text);
-  return TRUE;
-}
 
 static gboolean
 cancelled (gpointer user_data)
@@ -318,8 +306,9 @@ member_loop (Ctx *ctx, GError **error)
 {
   const gboolean leader = ctx->grank == 0;
   int dummy = 0;
-  if (leader && mpi_error (MPI_Send (&dummy, 1, MPI_INT, 0, TAG_READY, MPI_COMM_WORLD), "send",
-                           error))
+  if (leader
+      && _fg_mpi_failed (MPI_Send (&dummy, 1, MPI_INT, 0, TAG_READY, MPI_COMM_WORLD), "send",
+                         error))
     return FALSE;
   for (;;)
     {
@@ -329,14 +318,14 @@ member_loop (Ctx *ctx, GError **error)
       if (leader)
         {
           MPI_Status st;
-          if (mpi_error (MPI_Recv (&index, 1, MPI_INT, 0, MPI_ANY_TAG, MPI_COMM_WORLD, &st),
+          if (_fg_mpi_failed (MPI_Recv (&index, 1, MPI_INT, 0, MPI_ANY_TAG, MPI_COMM_WORLD, &st),
                          "receive", error))
             return FALSE;
           if (st.MPI_TAG == TAG_STOP)
             index = -1;
         }
       if (ctx->gsize > 1
-          && mpi_error (MPI_Bcast (&index, 1, MPI_INT, 0, ctx->gcomm), "broadcast", error))
+          && _fg_mpi_failed (MPI_Bcast (&index, 1, MPI_INT, 0, ctx->gcomm), "broadcast", error))
         return FALSE;
       if (index < 0)
         return TRUE;
@@ -344,7 +333,7 @@ member_loop (Ctx *ctx, GError **error)
       if (leader)
         {
           text = result_to_json ((guint) index, &res);
-          if (mpi_error (MPI_Send (text, (int) strlen (text), MPI_CHAR, 0, TAG_RESULT,
+          if (_fg_mpi_failed (MPI_Send (text, (int) strlen (text), MPI_CHAR, 0, TAG_RESULT,
                                    MPI_COMM_WORLD),
                          "send", error))
             {
@@ -410,7 +399,7 @@ schedule (Ctx *ctx, GPtrArray *todo, const int *leaders, guint n_leaders, gboole
       MPI_Status st;
       LocalResult *lr;
 
-      if (mpi_error (MPI_Iprobe (MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st),
+      if (_fg_mpi_failed (MPI_Iprobe (MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st),
                      "probe", error))
         {
           ok = FALSE;
@@ -429,7 +418,7 @@ schedule (Ctx *ctx, GPtrArray *todo, const int *leaders, guint n_leaders, gboole
               g_autoptr (GError) local_error = NULL;
               MPI_Get_count (&st, MPI_CHAR, &len);
               text = g_malloc ((gsize) len + 1);
-              if (mpi_error (MPI_Recv (text, len, MPI_CHAR, src, TAG_RESULT, MPI_COMM_WORLD,
+              if (_fg_mpi_failed (MPI_Recv (text, len, MPI_CHAR, src, TAG_RESULT, MPI_COMM_WORLD,
                                        MPI_STATUS_IGNORE),
                              "receive", error))
                 {

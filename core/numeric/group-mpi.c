@@ -22,8 +22,9 @@ typedef struct {
   gsize recv_bytes;
 } MpiGroup;
 
-static gboolean
-mpi_failed (int rc, const char *what, GError **error)
+/* TRUE (with FG_ERROR_IO naming `what` and MPI's message) when an MPI call failed. */
+gboolean
+_fg_mpi_failed (int rc, const char *what, GError **error)
 {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -81,7 +82,7 @@ mpi_sum_floats (gpointer data, float *buf, gsize n, guint64 *bytes, GError **err
     {
       if (n > (gsize) G_MAXINT)
         return set_slices (g, n, error);
-      if (mpi_failed (MPI_Allreduce (MPI_IN_PLACE, buf, (int) n, MPI_FLOAT, MPI_SUM, g->comm),
+      if (_fg_mpi_failed (MPI_Allreduce (MPI_IN_PLACE, buf, (int) n, MPI_FLOAT, MPI_SUM, g->comm),
                       "allreduce", error))
         return FALSE;
       *bytes += 2 * n * (gsize) (g->size - 1) / (gsize) g->size * sizeof (float);
@@ -91,7 +92,7 @@ mpi_sum_floats (gpointer data, float *buf, gsize n, guint64 *bytes, GError **err
     return FALSE;
   mine = g->counts[g->rank];
   recv = recv_buffer (g, MAX ((gsize) mine * (gsize) g->size, 1) * sizeof (float));
-  if (mpi_failed (MPI_Alltoallv (buf, g->counts, g->displs, MPI_FLOAT, recv, g->rcounts,
+  if (_fg_mpi_failed (MPI_Alltoallv (buf, g->counts, g->displs, MPI_FLOAT, recv, g->rcounts,
                                  g->rdispls, MPI_FLOAT, g->comm),
                   "alltoallv", error))
     return FALSE;
@@ -102,7 +103,7 @@ mpi_sum_floats (gpointer data, float *buf, gsize n, guint64 *bytes, GError **err
         acc += (double) recv[(gsize) q * (gsize) mine + (gsize) i];
       buf[g->displs[g->rank] + i] = (float) acc;
     }
-  if (mpi_failed (MPI_Allgatherv (MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, g->counts, g->displs,
+  if (_fg_mpi_failed (MPI_Allgatherv (MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, g->counts, g->displs,
                                   MPI_FLOAT, g->comm),
                   "allgatherv", error))
     return FALSE;
@@ -127,7 +128,7 @@ mpi_sum_doubles (gpointer data, double *buf, gsize n, guint64 *bytes, GError **e
       return FALSE;
     }
   all = recv_buffer (g, n * (gsize) g->size * sizeof (double));
-  if (mpi_failed (MPI_Allgather (buf, (int) n, MPI_DOUBLE, all, (int) n, MPI_DOUBLE, g->comm),
+  if (_fg_mpi_failed (MPI_Allgather (buf, (int) n, MPI_DOUBLE, all, (int) n, MPI_DOUBLE, g->comm),
                   "allgather", error))
     return FALSE;
   for (gsize i = 0; i < n; i++)

@@ -14,6 +14,9 @@ typedef enum {
   FG_GROUP_REDUCE_ALLREDUCE = 1,
 } FgGroupReduce;
 
+/* TRUE (with FG_ERROR_IO naming `what` and MPI's message) when an MPI call failed. */
+gboolean _fg_mpi_failed (int rc, const char *what, GError **error);
+
 /* A group over `comm` (duplicated; the group frees its copy). */
 FgGroup *_fg_group_new_mpi (MPI_Comm comm, FgGroupReduce reduce);
 

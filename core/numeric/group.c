@@ -75,6 +75,23 @@ mutable_group (const FgGroup *group)
   return (FgGroup *) group;
 }
 
+/* Times a sum and counts its bytes; a group of one has nothing to do. */
+static gboolean
+timed_sum (const FgGroup *group, gboolean floats, gpointer buf, gsize n, GError **error)
+{
+  FgGroup *g = mutable_group (group);
+  gint64 t0;
+  gboolean ok;
+
+  if (group == NULL || group->size == 1)
+    return TRUE;
+  t0 = g_get_monotonic_time ();
+  ok = floats ? group->impl->sum_floats (group->data, buf, n, &g->bytes, error)
+              : group->impl->sum_doubles (group->data, buf, n, &g->bytes, error);
+  g->usec += g_get_monotonic_time () - t0;
+  return ok;
+}
+
 /**
  * fg_group_sum_floats:
  * @group: (nullable): a group
@@ -91,17 +108,8 @@ mutable_group (const FgGroup *group)
 gboolean
 fg_group_sum_floats (const FgGroup *group, float *buf, gsize n, GError **error)
 {
-  FgGroup *g = mutable_group (group);
-  gint64 t0;
-  gboolean ok;
-
   g_return_val_if_fail (buf != NULL || n == 0, FALSE);
-  if (group == NULL || group->size == 1)
-    return TRUE;
-  t0 = g_get_monotonic_time ();
-  ok = group->impl->sum_floats (group->data, buf, n, &g->bytes, error);
-  g->usec += g_get_monotonic_time () - t0;
-  return ok;
+  return timed_sum (group, TRUE, buf, n, error);
 }
 
 /**
@@ -118,17 +126,8 @@ fg_group_sum_floats (const FgGroup *group, float *buf, gsize n, GError **error)
 gboolean
 fg_group_sum_doubles (const FgGroup *group, double *buf, gsize n, GError **error)
 {
-  FgGroup *g = mutable_group (group);
-  gint64 t0;
-  gboolean ok;
-
   g_return_val_if_fail (buf != NULL || n == 0, FALSE);
-  if (group == NULL || group->size == 1)
-    return TRUE;
-  t0 = g_get_monotonic_time ();
-  ok = group->impl->sum_doubles (group->data, buf, n, &g->bytes, error);
-  g->usec += g_get_monotonic_time () - t0;
-  return ok;
+  return timed_sum (group, FALSE, buf, n, error);
 }
 
 /**

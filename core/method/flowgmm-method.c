@@ -842,40 +842,57 @@ weights_checksum (const Trainer *self)
   return h;
 }
 
-static gboolean
-trainer_fit (gpointer data, const FgSplit *split, GError **error)
-{
-  Trainer *self = data;
-  const gsize n_l = split->labeled.n;
-  gsize n_lb, n_ub, steps_per_epoch, total_steps, dim;
-  g_autofree const float **pool_rows = NULL;
-  g_autofree guint32 *lperm = NULL, *uperm = NULL;
-  g_autofree float *xbuf = NULL;
-  g_autofree gint32 *ybuf = NULL;
-  g_autoptr (FgOptimizer) opt = NULL, gmm_opt = NULL;
-  g_autoptr (FgLossBatch) batch = NULL;
-  FgRng order_rng, batch_rng;
-  const FgGroup *group = fg_split_get_group (split);
-  const guint n_ranks = fg_group_get_size (group), rank = fg_group_get_rank (group);
-  g_autofree float *grad_scratch = NULL;
-  FgOptimConfig cfg;
-  FgSchedule sched;
-  Pool pool = { NULL, 0 };
-  const FgAugment *aug = fg_augment_active (split->augment) ? split->augment : NULL;
-  FgRng aug_rng = { { 0 } };
-  g_autofree float *x2buf = NULL;
-  g_autofree const float **src_rows = NULL;
-  g_autofree char *state_path = NULL;
-  TrainState ts = { 0 };
-  gsize start_step;
-  gint64 t_start, t_last_save, t_last_report;
-  double nll_sum = 0.0;
-  gsize nll_n = 0, rows_done = 0;
-  const FgResume *rs = split->resume;
-  const gboolean show_bpd = split->preprocessing == NULL
-                            || g_strcmp0 (split->preprocessing->description, "none") == 0;
+/* Everything one fit () works on: the split, the step's buffers, the optimizers and the
+ * training state, all allocated before the first step. */
+typedef struct {
+  Trainer          *self;
+  const FgSplit    *split;
+  gsize             n_l, n_lb, n_ub, steps_per_epoch, total_steps, dim;
+  Pool              pool;
+  const float     **pool_rows;
+  guint32          *lperm, *uperm;
+  float            *xbuf, *x2buf;  /* the step's inputs x′ and, when augmenting, x″ */
+  const float     **src_rows;     /* the step's rows before augmentation */
+  gint32           *ybuf;
+  FgOptimizer      *opt, *gmm_opt;
+  FgLossBatch      *batch;
+  FgRng             order_rng, batch_rng, aug_rng;
+  FgSchedule        sched;
+  const FgAugment  *aug;
+  const FgGroup    *group;        /* data-parallel training over n_ranks > 1 */
+  guint             n_ranks, rank;
+  float            *grad_scratch; /* for the group's gradient sums */
+  const FgResume   *rs;
+  char             *state_path;   /* where the training state is saved, or NULL */
+  TrainState        ts;
+  gsize             start_step;
+  gint64            t_start, t_last_save, t_last_report;
+  double            nll_sum;      /* mean NLLs since the last progress line, for bits/dim */
+  gsize             nll_n, rows_done;
+  gboolean          show_bpd;
+} Fit;
 
-  g_return_val_if_fail (self != NULL && split != NULL, FALSE);
+static void
+fit_clear (Fit *f)
+{
+  g_free (f->pool_rows);
+  g_free (f->lperm);
+  g_free (f->uperm);
+  g_free (f->xbuf);
+  g_free (f->x2buf);
+  g_free (f->src_rows);
+  g_free (f->ybuf);
+  g_free (f->grad_scratch);
+  g_clear_pointer (&f->opt, fg_optimizer_free);
+  g_clear_pointer (&f->gmm_opt, fg_optimizer_free);
+  g_clear_pointer (&f->batch, fg_loss_batch_free);
+  g_free (f->state_path);
+}
+
+/* What fit () refuses before building anything. */
+static gboolean
+fit_check_split (const Trainer *self, const FgSplit *split, GError **error)
+{
   if (self->fitted)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: fit called twice");
@@ -886,386 +903,498 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
       g_set_error (error, FG_ERROR, FG_ERROR_DATA, "flowgmm: no classes or empty examples");
       return FALSE;
     }
-  if (n_l > 0 && (split->labeled.y == NULL || !check_labels (&split->labeled, split->n_classes,
-                                                             error)))
+  if (split->labeled.n > 0
+      && (split->labeled.y == NULL || !check_labels (&split->labeled, split->n_classes, error)))
     {
       if (error != NULL && *error == NULL)
         g_set_error (error, FG_ERROR, FG_ERROR_DATA, "flowgmm: labeled points without labels");
       return FALSE;
     }
-  if (!build_model (self, split, error))
-    return FALSE;
-  dim = self->D;
+  return TRUE;
+}
 
-  /* The unlabeled pool: the split's unlabeled set (its key unlabeled_pool adds the labeled and
-   * validation inputs, for every method alike). */
+/* The unlabeled pool (the split's unlabeled set: its key unlabeled_pool adds the labeled and
+ * validation inputs, for every method alike), the batch sizes and the length of training. */
+static gboolean
+fit_plan (Fit *f, GError **error)
+{
+  Trainer *self = f->self;
+  const FgSplit *split = f->split;
+  f->n_l = split->labeled.n;
   if (!self->labeled_only)
     {
-      pool_rows = g_new (const float *, MAX (split->unlabeled.n, 1));
-      pool.rows = pool_rows;
-      pool_add (&pool, &split->unlabeled);
+      f->pool_rows = g_new (const float *, MAX (split->unlabeled.n, 1));
+      f->pool.rows = f->pool_rows;
+      pool_add (&f->pool, &split->unlabeled);
     }
-  if (n_l == 0 && pool.n == 0)
+  if (f->n_l == 0 && f->pool.n == 0)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_DATA, "flowgmm: no training data (%s)",
                    self->labeled_only ? "labeled_only with no labeled point" : "empty split");
       return FALSE;
     }
-
-  /* Batch sizes and the length of training. */
-  n_lb = self->labeled_batch == 0 ? n_l : MIN (self->labeled_batch, n_l);
-  n_ub = pool.n == 0 ? 0
-         : self->order == ORDER_SAMPLE ? self->unlabeled_batch
-                                       : MIN (self->unlabeled_batch, pool.n);
-  if (pool.n > 0)
-    steps_per_epoch = (pool.n + self->unlabeled_batch - 1) / self->unlabeled_batch;
+  f->n_lb = self->labeled_batch == 0 ? f->n_l : MIN (self->labeled_batch, f->n_l);
+  f->n_ub = f->pool.n == 0 ? 0
+            : self->order == ORDER_SAMPLE ? self->unlabeled_batch
+                                          : MIN (self->unlabeled_batch, f->pool.n);
+  if (f->pool.n > 0)
+    f->steps_per_epoch = (f->pool.n + self->unlabeled_batch - 1) / self->unlabeled_batch;
   else
-    steps_per_epoch = (n_l + n_lb - 1) / n_lb;
-  total_steps = self->iterations > 0 ? (gsize) self->iterations
-                                     : (gsize) self->epochs * steps_per_epoch;
+    f->steps_per_epoch = (f->n_l + f->n_lb - 1) / f->n_lb;
+  f->total_steps = self->iterations > 0 ? (gsize) self->iterations
+                                        : (gsize) self->epochs * f->steps_per_epoch;
+  return TRUE;
+}
 
-  /* Buffers: everything a step touches is allocated here. */
-  xbuf = g_new (float, MAX ((n_lb + n_ub) * dim, 1));
-  src_rows = g_new (const float *, MAX (n_lb + n_ub, 1));
-  if (aug != NULL)
-    x2buf = g_new (float, MAX ((n_lb + n_ub) * dim, 1));
-  ybuf = g_new (gint32, MAX (n_lb, 1));
-  lperm = g_new (guint32, MAX (n_l, 1));
-  uperm = g_new (guint32, MAX (pool.n, 1));
-  for (gsize i = 0; i < n_l; i++)
-    lperm[i] = (guint32) i;
-  for (gsize i = 0; i < pool.n; i++)
-    uperm[i] = (guint32) i;
-  fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-order"), &order_rng);
-  fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-noise"), &batch_rng);
-  if (aug != NULL)
-    fg_rng_fork (&self->rng, fg_rng_stream_id ("augment"), &aug_rng);
-  if (n_ranks > 1)
+/* Buffers, random streams, optimizers, schedule and loss batch: everything a step touches. */
+static void
+fit_allocate (Fit *f)
+{
+  Trainer *self = f->self;
+  const gsize rows = f->n_lb + f->n_ub;
+  FgOptimConfig cfg;
+  f->xbuf = g_new (float, MAX (rows * f->dim, 1));
+  f->src_rows = g_new (const float *, MAX (rows, 1));
+  if (f->aug != NULL)
+    f->x2buf = g_new (float, MAX (rows * f->dim, 1));
+  f->ybuf = g_new (gint32, MAX (f->n_lb, 1));
+  f->lperm = g_new (guint32, MAX (f->n_l, 1));
+  f->uperm = g_new (guint32, MAX (f->pool.n, 1));
+  for (gsize i = 0; i < f->n_l; i++)
+    f->lperm[i] = (guint32) i;
+  for (gsize i = 0; i < f->pool.n; i++)
+    f->uperm[i] = (guint32) i;
+  fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-order"), &f->order_rng);
+  fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-noise"), &f->batch_rng);
+  if (f->aug != NULL)
+    fg_rng_fork (&self->rng, fg_rng_stream_id ("augment"), &f->aug_rng);
+  if (f->n_ranks > 1)
     {
       /* Data-parallel: every rank draws the same batches (order_rng) and takes its slice; the
        * slices get their own dropout masks and noise; gradients are summed over the group
        * before each step, so the norm is taken after that sum. */
-      FgRng base = batch_rng;
-      if (rank > 0)
-        fg_rng_fork (&base, rank, &batch_rng);
+      FgRng base = f->batch_rng;
+      if (f->rank > 0)
+        fg_rng_fork (&base, f->rank, &f->batch_rng);
       fg_tape_set_track_grad_norms (self->tape, FALSE);
-      grad_scratch = g_new (float, MAX (MAX (fg_weight_set_numel (self->flow_weights),
-                                             fg_weight_set_numel (self->gmm_weights)),
-                                        1));
+      f->grad_scratch = g_new (float, MAX (MAX (fg_weight_set_numel (self->flow_weights),
+                                                fg_weight_set_numel (self->gmm_weights)),
+                                           1));
     }
 
   fg_optim_config_init (&cfg, self->optimizer);
   cfg.weight_decay = self->weight_decay;
-  opt = fg_optimizer_new (&cfg, self->flow_weights);
+  f->opt = fg_optimizer_new (&cfg, self->flow_weights);
   if (self->means_trainable || self->sigma_trainable)
     {
       FgOptimConfig gcfg;
       fg_optim_config_init (&gcfg, FG_OPTIM_ADAM);
-      gmm_opt = fg_optimizer_new (&gcfg, self->gmm_weights);
+      f->gmm_opt = fg_optimizer_new (&gcfg, self->gmm_weights);
     }
-  fg_schedule_init (&sched, self->schedule, (double) total_steps);
-  sched.gamma = self->step_gamma;
+  fg_schedule_init (&f->sched, self->schedule, (double) f->total_steps);
+  f->sched.gamma = self->step_gamma;
   if (!isnan (self->lr_floor))
-    sched.floor = self->lr_floor;
+    f->sched.floor = self->lr_floor;
 
   fg_weight_set_zero_grad (self->flow_weights);
-  batch = fg_loss_batch_new (self->gmm, flow_vt (self), self->flow, &batch_rng);
-  fg_loss_batch_set_input_noise (batch, self->input_noise);
+  f->batch = fg_loss_batch_new (self->gmm, flow_vt (self), self->flow, &f->batch_rng);
+  fg_loss_batch_set_input_noise (f->batch, self->input_noise);
+}
 
-  /* Resume from the cell's saved training state, if any. */
-  ts.total_steps = total_steps;
-  ts.n_l = n_l;
-  ts.pool_n = pool.n;
-  ts.order_rng = &order_rng;
-  ts.batch_rng = &batch_rng;
-  ts.aug_rng = &aug_rng;
-  ts.lperm = lperm;
-  ts.uperm = uperm;
+/* Resume from the cell's saved training state, if any. */
+static gboolean
+fit_resume (Fit *f, GError **error)
+{
+  const FgResume *rs = f->rs;
+  TrainState *ts = &f->ts;
+  ts->total_steps = f->total_steps;
+  ts->n_l = f->n_l;
+  ts->pool_n = f->pool.n;
+  ts->order_rng = &f->order_rng;
+  ts->batch_rng = &f->batch_rng;
+  ts->aug_rng = &f->aug_rng;
+  ts->lperm = f->lperm;
+  ts->uperm = f->uperm;
   if (rs != NULL && rs->dir != NULL
       && (rs->every_steps > 0 || rs->every_minutes > 0 || rs->run_steps > 0))
-    state_path = g_build_filename (rs->dir, STATE_FILE, NULL);
-  if (state_path != NULL && g_file_test (state_path, G_FILE_TEST_EXISTS))
+    f->state_path = g_build_filename (rs->dir, STATE_FILE, NULL);
+  if (f->state_path != NULL && g_file_test (f->state_path, G_FILE_TEST_EXISTS))
     {
-      if (!state_load (self, &ts, opt, gmm_opt, state_path, error))
+      if (!state_load (f->self, ts, f->opt, f->gmm_opt, f->state_path, error))
         return FALSE;
-      if (rank > 0)
+      if (f->rank > 0)
         {
           /* The state is rank 0's (it writes it): this rank's masks and noise go on from a
            * stream of their own forked from it (exact only for flows that draw none). */
-          FgRng base = batch_rng;
-          fg_rng_fork (&base, rank, &batch_rng);
+          FgRng base = f->batch_rng;
+          fg_rng_fork (&base, f->rank, &f->batch_rng);
         }
       g_message ("flowgmm: resuming at step %" G_GUINT64_FORMAT " of %" G_GSIZE_FORMAT
-                 " from %s", ts.step, total_steps, state_path);
+                 " from %s", ts->step, f->total_steps, f->state_path);
     }
-  start_step = (gsize) ts.step;
-  t_start = t_last_save = t_last_report = g_get_monotonic_time ();
+  f->start_step = (gsize) ts->step;
+  f->t_start = f->t_last_save = f->t_last_report = g_get_monotonic_time ();
+  return TRUE;
+}
 
-  for (gsize step = start_step; step < total_steps; step++)
+/* The step's rows: the labeled ones (all of them, or the next n_lb of a reshuffled cycle: the
+ * authors' icycle) and the unlabeled ones (the next batch of the pool's order, or sampled).
+ * Returns the number of unlabeled rows. */
+static gsize
+fit_gather_rows (Fit *f, gsize b)
+{
+  const Trainer *self = f->self;
+  const FgDataPart *lab = &f->split->labeled;
+  const float **dst = f->src_rows + f->n_lb;
+  gsize nu = 0;
+  if (f->n_lb == f->n_l)
+    for (gsize i = 0; i < f->n_l; i++)
+      {
+        f->src_rows[i] = fg_tensor_row (&lab->x, i);
+        f->ybuf[i] = lab->y[i];
+      }
+  else
+    for (gsize i = 0; i < f->n_lb; i++)
+      {
+        if (f->ts.lpos == 0)
+          fg_rng_shuffle (&f->order_rng, f->lperm, f->n_l);
+        f->src_rows[i] = fg_tensor_row (&lab->x, f->lperm[f->ts.lpos]);
+        f->ybuf[i] = lab->y[f->lperm[f->ts.lpos]];
+        f->ts.lpos = (f->ts.lpos + 1) % f->n_l;
+      }
+  if (f->n_ub == 0)
+    return 0;
+  if (self->order == ORDER_SAMPLE)
     {
-      const gsize b = step % steps_per_epoch;
-      const double epoch = (double) step / (double) steps_per_epoch;
-      gsize nu = 0, nl = n_lb;
-      FgVar *loss;
-      FgTensor x;
-      gsize shape[FG_TENSOR_MAX_DIMS];
-      GError *local = NULL;
-      double value, norm;
+      nu = f->n_ub;
+      for (gsize i = 0; i < nu; i++)
+        dst[i] = f->pool.rows[fg_rng_below (&f->order_rng, f->pool.n)];
+    }
+  else
+    {
+      const gsize start = b * self->unlabeled_batch;
+      if (self->order == ORDER_SHUFFLE && b == 0)
+        fg_rng_shuffle (&f->order_rng, f->uperm, f->pool.n);
+      nu = MIN (self->unlabeled_batch, f->pool.n - start);
+      for (gsize i = 0; i < nu; i++)
+        dst[i] = f->pool.rows[f->uperm[start + i]];
+    }
+  return nu;
+}
 
-      if (n_ranks == 1 && fg_split_cancelled (split))
+/* The step's inputs, augmented when the split asks for it: x′ for training and, drawn after
+ * all of x′, an independent x″ of the same rows (the authors' TransformTwice).  `shape` gets
+ * the batch's tensor shape. */
+static FgTensor
+fit_fill_inputs (Fit *f, gsize n, gsize shape[FG_TENSOR_MAX_DIMS])
+{
+  const Trainer *self = f->self;
+  for (gsize i = 0; i < n; i++)
+    fg_augment_apply (f->aug, &self->shape, f->src_rows[i], f->xbuf + i * f->dim, &f->aug_rng);
+  if (f->aug != NULL)
+    for (gsize i = 0; i < n; i++)
+      fg_augment_apply (f->aug, &self->shape, f->src_rows[i], f->x2buf + i * f->dim,
+                        &f->aug_rng);
+  shape[0] = n;
+  for (guint d = 0; d < self->shape.ndim; d++)
+    shape[d + 1] = self->shape.dims[d];
+  return fg_tensor_wrap (f->xbuf, self->shape.ndim + 1, shape);
+}
+
+/* Hand the loss the step's batch (nl labeled rows first, then nu unlabeled), or this rank's
+ * slice of it in a data-parallel group. */
+static gboolean
+fit_begin_batch (Fit *f, const FgTensor *x, gsize nl, gsize nu, const gsize *shape,
+                 GError **error)
+{
+  Trainer *self = f->self;
+  if (f->n_ranks > 1)
+    {
+      /* This rank's slice: rows [a, e) of the step's nl + nu rows (labeled first), so each
+       * rank holds at least one row as long as the batch has as many rows as the group. */
+      const gsize n_all = nl + nu;
+      const gsize a = n_all * f->rank / f->n_ranks, e = n_all * (f->rank + 1) / f->n_ranks;
+      FgTensor slice;
+      if (n_all < f->n_ranks)
         {
-          /* Keep what was done: the next run goes on from here. */
-          if (state_path != NULL && step > start_step)
-            {
-              ts.step = step;
-              if (!state_save (self, &ts, opt, gmm_opt, state_path, error))
-                return FALSE;
-            }
-          g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "cancelled at iteration %" G_GSIZE_FORMAT,
-                       step + 1);
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "flowgmm: a batch of %" G_GSIZE_FORMAT " rows cannot be split over %u "
+                       "ranks (ranks_per_cell)", n_all, f->n_ranks);
           return FALSE;
         }
-
-      /* Labeled rows: all of them, or the next n_lb of a reshuffled cycle (authors' icycle). */
-      if (n_lb == n_l)
-        for (gsize i = 0; i < n_l; i++)
-          {
-            src_rows[i] = fg_tensor_row (&split->labeled.x, i);
-            ybuf[i] = split->labeled.y[i];
-          }
-      else
-        for (gsize i = 0; i < n_lb; i++)
-          {
-            if (ts.lpos == 0)
-              fg_rng_shuffle (&order_rng, lperm, n_l);
-            src_rows[i] = fg_tensor_row (&split->labeled.x, lperm[ts.lpos]);
-            ybuf[i] = split->labeled.y[lperm[ts.lpos]];
-            ts.lpos = (ts.lpos + 1) % n_l;
-          }
-
-      /* Unlabeled rows. */
-      if (n_ub > 0)
+      slice = fg_tensor_view_rows (x, a, e - a);
+      fg_loss_batch_begin (f->batch, self->tape, &slice, a < nl ? MIN (nl, e) - a : 0,
+                           a < nl ? f->ybuf + a : NULL);
+      if (f->aug != NULL)
         {
-          const float **dst = src_rows + nl;
-          if (self->order == ORDER_SAMPLE)
-            {
-              nu = n_ub;
-              for (gsize i = 0; i < nu; i++)
-                dst[i] = pool.rows[fg_rng_below (&order_rng, pool.n)];
-            }
-          else
-            {
-              const gsize start = b * self->unlabeled_batch;
-              if (self->order == ORDER_SHUFFLE && b == 0)
-                fg_rng_shuffle (&order_rng, uperm, pool.n);
-              nu = MIN (self->unlabeled_batch, pool.n - start);
-              for (gsize i = 0; i < nu; i++)
-                dst[i] = pool.rows[uperm[start + i]];
-            }
+          FgTensor x2 = fg_tensor_wrap (f->x2buf, self->shape.ndim + 1, shape);
+          FgTensor slice2 = fg_tensor_view_rows (&x2, a, e - a);
+          fg_loss_batch_set_second_view (f->batch, &slice2);
         }
+      fg_loss_batch_set_group (f->batch, f->group, nl, nu);
+    }
+  else
+    {
+      fg_loss_batch_begin (f->batch, self->tape, x, nl, f->ybuf);
+      if (f->aug != NULL)
+        {
+          FgTensor x2 = fg_tensor_wrap (f->x2buf, self->shape.ndim + 1, shape);
+          fg_loss_batch_set_second_view (f->batch, &x2);
+        }
+    }
+  return TRUE;
+}
 
-      /* The step's rows, augmented when the split asks for it: x′ for training and, drawn
-       * after all of x′, an independent x″ of the same rows (the authors' TransformTwice). */
-      for (gsize i = 0; i < nl + nu; i++)
-        fg_augment_apply (aug, &self->shape, src_rows[i], xbuf + i * dim, &aug_rng);
-      if (aug != NULL)
-        for (gsize i = 0; i < nl + nu; i++)
-          fg_augment_apply (aug, &self->shape, src_rows[i], x2buf + i * dim, &aug_rng);
+/* One optimisation step on the batch x (nl labeled rows first): the loss, its gradients
+ * (summed over a data-parallel group), the clipped flow update and the mixture's.  *value gets
+ * the loss. */
+static gboolean
+fit_update (Fit *f, gsize step, const FgTensor *x, gsize nl, gsize nu, const gsize *shape,
+            double *value, GError **error)
+{
+  Trainer *self = f->self;
+  const gsize b = step % f->steps_per_epoch;
+  const double epoch = (double) step / (double) f->steps_per_epoch;
+  GError *local = NULL;
+  FgVar *loss;
+  double norm, nll;
 
-      shape[0] = nl + nu;
-      for (guint d = 0; d < self->shape.ndim; d++)
-        shape[d + 1] = self->shape.dims[d];
-      x = fg_tensor_wrap (xbuf, self->shape.ndim + 1, shape);
+  fg_tape_reset (self->tape);
+  if (!fit_begin_batch (f, x, nl, nu, shape, error))
+    return FALSE;
+  fg_loss_batch_set_progress (f->batch, step, epoch, (double) f->total_steps / f->steps_per_epoch);
+  loss = loss_vt (self)->compute (self->loss, f->batch, &local);
+  if (loss == NULL && f->n_ranks == 1)
+    {
+      if (local == NULL)
+        g_set_error (&local, FG_ERROR, FG_ERROR_FAILED, "the loss gave no result");
+      g_propagate_prefixed_error (error, local,
+                                  "loss '%s' at epoch %" G_GSIZE_FORMAT " step %" G_GSIZE_FORMAT
+                                  ": ",
+                                  self->loss_c->name, step / f->steps_per_epoch + 1, b + 1);
+      return FALSE;
+    }
+  *value = loss != NULL ? loss->value.data[0] : NAN;
+  if (f->n_ranks == 1 && !check_finite_step (self, *value, "loss", step, f->steps_per_epoch,
+                                             error))
+    return FALSE;
+  nll = fg_loss_batch_get_mean_nll (f->batch);
+  if (isfinite (nll))
+    {
+      f->nll_sum += nll;
+      f->nll_n++;
+    }
 
+  /* The flow's gradients are zero here: cleared before the loop, then by each update. */
+  fg_weight_set_zero_grad (self->gmm_weights);
+  if (loss != NULL && !fg_tape_backward (self->tape, loss, &local))
+    {
+      if (f->n_ranks == 1)
+        {
+          g_propagate_prefixed_error (error, local,
+                                      "backward at iteration %" G_GSIZE_FORMAT ": ", step + 1);
+          return FALSE;
+        }
+      loss = NULL;
+    }
+  if (f->n_ranks > 1)
+    {
+      if (!group_step (self, f->group, f->split, loss != NULL ? *value : NAN, &local, step,
+                       f->steps_per_epoch, f->grad_scratch, f->gmm_opt != NULL, value, error))
+        return FALSE;
+      norm = fg_weight_set_grad_norm (self->flow_weights);
+    }
+  else
+    norm = fg_tape_grad_norm (self->tape, self->flow_weights);
+  /* Clip, update and clear in one pass over the weights: the backward pass (or the group's
+   * sum) has given the gradient norm (a non-finite norm updates nothing and stops the run). */
+  norm = fg_optimizer_step_clip_norm (f->opt,
+                                      self->lr * fg_schedule_factor (&f->sched, (double) step),
+                                      norm, self->clip, TRUE);
+  if (!check_finite_step (self, norm, "flow's gradient norm", step, f->steps_per_epoch, error))
+    return FALSE;
+  if (f->gmm_opt != NULL)
+    {
+      norm = fg_weight_set_grad_norm (self->gmm_weights);
+      if (!check_finite_step (self, norm, "mixture's gradient norm", step, f->steps_per_epoch,
+                              error))
+        return FALSE;
+      fg_optimizer_step (f->gmm_opt, self->gmm_lr);
+    }
+  return TRUE;
+}
+
+/* A progress line per epoch, and every few seconds within long epochs. */
+static void
+fit_report (Fit *f, gsize step, gint64 now)
+{
+  const gsize b = step % f->steps_per_epoch, done = step + 1, spe = f->steps_per_epoch;
+  const gboolean epoch_end = b == spe - 1 || done == f->total_steps;
+  char what[256], bpd[32] = "", rate[64] = "", left[32];
+  const double secs = (double) (now - f->t_start) / 1e6;
+  if (!epoch_end && now - f->t_last_report < 5000000)
+    return;
+  if (f->show_bpd && f->nll_n > 0)
+    g_snprintf (bpd, sizeof bpd, " bits/dim %.4f",
+                (f->nll_sum / (double) f->nll_n + (double) f->dim * log (256.0))
+                    / ((double) f->dim * G_LN2));
+  if (secs > 0 && done > f->start_step)
+    {
+      format_duration (left, sizeof left,
+                       secs / (double) (done - f->start_step)
+                           * (double) (f->total_steps - done));
+      g_snprintf (rate, sizeof rate, " %.1f samples/s, %s left", (double) f->rows_done / secs,
+                  left);
+    }
+  g_snprintf (what, sizeof what,
+              "step %" G_GSIZE_FORMAT "/%" G_GSIZE_FORMAT " epoch %" G_GSIZE_FORMAT
+              "/%.4g loss %.6g%s%s",
+              done, f->total_steps, step / spe + 1, (double) f->total_steps / spe,
+              f->ts.epoch_loss / (double) f->ts.epoch_steps, bpd, rate);
+  fg_split_report_progress (f->split, (double) done / (double) f->total_steps, what);
+  f->t_last_report = now;
+  f->nll_sum = 0.0;
+  f->nll_n = 0;
+  if (epoch_end)
+    {
+      f->ts.epoch_loss = 0.0;
+      f->ts.epoch_steps = 0;
+    }
+}
+
+/* Save the training state at the end of a step when it is due (everything of the next step is
+ * in it); stop with FG_ERROR_INTERRUPTED once this run has done its run_steps.  In a
+ * data-parallel group every rank holds the same state: the first one writes it. */
+static gboolean
+fit_save_state (Fit *f, gsize done, gint64 now, GError **error)
+{
+  const FgResume *rs = f->rs;
+  gboolean stop;
+  if (f->state_path == NULL)
+    return TRUE;
+  stop = rs->run_steps > 0 && done - f->start_step >= rs->run_steps && done < f->total_steps;
+  if (f->rank == 0
+      && (stop || done == f->total_steps || (rs->every_steps > 0 && done % rs->every_steps == 0)
+          || (rs->every_minutes > 0
+              && (double) (now - f->t_last_save) >= rs->every_minutes * 60e6)))
+    {
+      f->ts.step = done;
+      if (!state_save (f->self, &f->ts, f->opt, f->gmm_opt, f->state_path, error))
+        {
+          g_prefix_error (error, "flowgmm: ");
+          return FALSE;
+        }
+      f->t_last_save = g_get_monotonic_time ();
+    }
+  if (stop)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INTERRUPTED,
+                   "flowgmm: stopped after %" G_GUINT64_FORMAT " steps of this run "
+                   "(run_steps) at step %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
+                   "; the next run resumes from %s",
+                   rs->run_steps, done, f->total_steps, f->state_path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Cancelled: keep what was done (the next run goes on from here) and say so. */
+static gboolean
+fit_cancel (Fit *f, gsize step, GError **error)
+{
+  if (f->state_path != NULL && step > f->start_step)
+    {
+      f->ts.step = step;
+      if (!state_save (f->self, &f->ts, f->opt, f->gmm_opt, f->state_path, error))
+        return FALSE;
+    }
+  g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "cancelled at iteration %" G_GSIZE_FORMAT,
+               step + 1);
+  return FALSE;
+}
+
+/* The training loop, from the resumed step to the last.  A data-parallel group learns of a
+ * cancellation in its step (group_step), so that every rank stops at the same one. */
+static gboolean
+fit_loop (Fit *f, GError **error)
+{
+  Trainer *self = f->self;
+  for (gsize step = f->start_step; step < f->total_steps; step++)
+    {
+      gsize shape[FG_TENSOR_MAX_DIMS];
+      gsize nu;
+      FgTensor x;
+      double value;
+      gint64 now;
+
+      if (f->n_ranks == 1 && fg_split_cancelled (f->split))
+        return fit_cancel (f, step, error);
+      nu = fit_gather_rows (f, step % f->steps_per_epoch);
+      x = fit_fill_inputs (f, f->n_lb + nu, shape);
       /* A flow with a data-dependent initialisation sees the first batch once (not when its
        * weights come from a checkpoint). */
       if (step == 0 && self->init_checkpoint == NULL
           && FG_VTABLE_HAS (flow_vt (self), FgFlowVTable, init)
           && !flow_init_from_batch (self, &x, error))
         return FALSE;
-
-      fg_tape_reset (self->tape);
-      if (n_ranks > 1)
-        {
-          /* This rank's slice: rows [a, e) of the step's nl + nu rows (labeled first), so each
-           * rank holds at least one row as long as the batch has as many rows as the group. */
-          const gsize n_all = nl + nu;
-          const gsize a = n_all * rank / n_ranks, e = n_all * (rank + 1) / n_ranks;
-          FgTensor slice;
-          if (n_all < n_ranks)
-            {
-              g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                           "flowgmm: a batch of %" G_GSIZE_FORMAT " rows cannot be split over %u "
-                           "ranks (ranks_per_cell)", n_all, n_ranks);
-              return FALSE;
-            }
-          slice = fg_tensor_view_rows (&x, a, e - a);
-          fg_loss_batch_begin (batch, self->tape, &slice, a < nl ? MIN (nl, e) - a : 0,
-                               a < nl ? ybuf + a : NULL);
-          if (aug != NULL)
-            {
-              FgTensor x2 = fg_tensor_wrap (x2buf, self->shape.ndim + 1, shape);
-              FgTensor slice2 = fg_tensor_view_rows (&x2, a, e - a);
-              fg_loss_batch_set_second_view (batch, &slice2);
-            }
-          fg_loss_batch_set_group (batch, group, nl, nu);
-        }
-      else
-        {
-          fg_loss_batch_begin (batch, self->tape, &x, nl, ybuf);
-          if (aug != NULL)
-            {
-              FgTensor x2 = fg_tensor_wrap (x2buf, self->shape.ndim + 1, shape);
-              fg_loss_batch_set_second_view (batch, &x2);
-            }
-        }
-      fg_loss_batch_set_progress (batch, step, epoch, (double) total_steps / steps_per_epoch);
-      loss = loss_vt (self)->compute (self->loss, batch, &local);
-      if (loss == NULL && n_ranks == 1)
-        {
-          if (local == NULL)
-            g_set_error (&local, FG_ERROR, FG_ERROR_FAILED, "the loss gave no result");
-          g_propagate_prefixed_error (error, local,
-                                      "loss '%s' at epoch %" G_GSIZE_FORMAT " step %" G_GSIZE_FORMAT
-                                      ": ",
-                                      self->loss_c->name, step / steps_per_epoch + 1, b + 1);
-          return FALSE;
-        }
-      value = loss != NULL ? loss->value.data[0] : NAN;
-      if (n_ranks == 1 && !check_finite_step (self, value, "loss", step, steps_per_epoch, error))
+      if (!fit_update (f, step, &x, f->n_lb, nu, shape, &value, error))
         return FALSE;
-      {
-        const double nll = fg_loss_batch_get_mean_nll (batch);
-        if (isfinite (nll))
-          {
-            nll_sum += nll;
-            nll_n++;
-          }
-      }
-
-      /* The flow's gradients are zero here: cleared before the loop, then by each update. */
-      fg_weight_set_zero_grad (self->gmm_weights);
-      if (loss != NULL && !fg_tape_backward (self->tape, loss, &local))
-        {
-          if (n_ranks == 1)
-            {
-              g_propagate_prefixed_error (error, local,
-                                          "backward at iteration %" G_GSIZE_FORMAT ": ", step + 1);
-              return FALSE;
-            }
-          loss = NULL;
-        }
-      if (n_ranks > 1)
-        {
-          if (!group_step (self, group, split, loss != NULL ? value : NAN, &local, step,
-                           steps_per_epoch, grad_scratch, gmm_opt != NULL, &value, error))
-            return FALSE;
-          norm = fg_weight_set_grad_norm (self->flow_weights);
-        }
-      else
-        norm = fg_tape_grad_norm (self->tape, self->flow_weights);
-      /* Clip, update and clear in one pass over the weights: the backward pass (or the group's
-       * sum) has given the gradient norm (a non-finite norm updates nothing and stops the run). */
-      norm = fg_optimizer_step_clip_norm (opt, self->lr * fg_schedule_factor (&sched, (double) step),
-                                          norm, self->clip, TRUE);
-      if (!check_finite_step (self, norm, "flow's gradient norm", step, steps_per_epoch, error))
+      f->ts.epoch_loss += value;
+      f->ts.epoch_steps++;
+      f->rows_done += f->n_lb + nu;
+      now = g_get_monotonic_time ();
+      fit_report (f, step, now);
+      if (!fit_save_state (f, step + 1, now, error))
         return FALSE;
-      if (gmm_opt != NULL)
-        {
-          norm = fg_weight_set_grad_norm (self->gmm_weights);
-          if (!check_finite_step (self, norm, "mixture's gradient norm", step, steps_per_epoch,
-                                  error))
-            return FALSE;
-          fg_optimizer_step (gmm_opt, self->gmm_lr);
-        }
-
-      ts.epoch_loss += value;
-      ts.epoch_steps++;
-      rows_done += nl + nu;
-      {
-        const gint64 now = g_get_monotonic_time ();
-        const gsize done = step + 1;
-        gboolean stop;
-        /* A line per epoch, and every few seconds within long epochs. */
-        if (b == steps_per_epoch - 1 || done == total_steps || now - t_last_report >= 5000000)
-          {
-            char what[256], bpd[32] = "", rate[64] = "", left[32];
-            const double secs = (double) (now - t_start) / 1e6;
-            if (show_bpd && nll_n > 0)
-              g_snprintf (bpd, sizeof bpd, " bits/dim %.4f",
-                          (nll_sum / (double) nll_n + (double) dim * log (256.0))
-                              / ((double) dim * G_LN2));
-            if (secs > 0 && done > start_step)
-              {
-                format_duration (left, sizeof left,
-                                 secs / (double) (done - start_step)
-                                     * (double) (total_steps - done));
-                g_snprintf (rate, sizeof rate, " %.1f samples/s, %s left",
-                            (double) rows_done / secs, left);
-              }
-            g_snprintf (what, sizeof what,
-                        "step %" G_GSIZE_FORMAT "/%" G_GSIZE_FORMAT " epoch %" G_GSIZE_FORMAT
-                        "/%.4g loss %.6g%s%s",
-                        done, total_steps, step / steps_per_epoch + 1,
-                        (double) total_steps / steps_per_epoch,
-                        ts.epoch_loss / (double) ts.epoch_steps, bpd, rate);
-            fg_split_report_progress (split, (double) done / (double) total_steps, what);
-            t_last_report = now;
-            nll_sum = 0.0;
-            nll_n = 0;
-            if (b == steps_per_epoch - 1 || done == total_steps)
-              {
-                ts.epoch_loss = 0.0;
-                ts.epoch_steps = 0;
-              }
-          }
-
-        /* Save the training state at the end of a step (everything of the next one is in it). */
-        stop = state_path != NULL && rs->run_steps > 0 && done - start_step >= rs->run_steps
-               && done < total_steps;
-        /* In a data-parallel group every rank holds the same state: the first one writes it. */
-        if (state_path != NULL && rank == 0
-            && (stop || done == total_steps
-                || (rs->every_steps > 0 && done % rs->every_steps == 0)
-                || (rs->every_minutes > 0
-                    && (double) (now - t_last_save) >= rs->every_minutes * 60e6)))
-          {
-            ts.step = done;
-            if (!state_save (self, &ts, opt, gmm_opt, state_path, error))
-              {
-                g_prefix_error (error, "flowgmm: ");
-                return FALSE;
-              }
-            t_last_save = g_get_monotonic_time ();
-          }
-        if (stop)
-          {
-            g_set_error (error, FG_ERROR, FG_ERROR_INTERRUPTED,
-                         "flowgmm: stopped after %" G_GUINT64_FORMAT " steps of this run "
-                         "(run_steps) at step %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
-                         "; the next run resumes from %s",
-                         rs->run_steps, done, total_steps, state_path);
-            return FALSE;
-          }
-      }
     }
+  return TRUE;
+}
+
+static gboolean
+trainer_fit (gpointer data, const FgSplit *split, GError **error)
+{
+  Trainer *self = data;
+  Fit f = { 0 };
+  gboolean ok = FALSE;
+
+  g_return_val_if_fail (self != NULL && split != NULL, FALSE);
+  if (!fit_check_split (self, split, error) || !build_model (self, split, error))
+    return FALSE;
+  f.self = self;
+  f.split = split;
+  f.dim = self->D;
+  f.aug = fg_augment_active (split->augment) ? split->augment : NULL;
+  f.group = fg_split_get_group (split);
+  f.n_ranks = fg_group_get_size (f.group);
+  f.rank = fg_group_get_rank (f.group);
+  f.rs = split->resume;
+  f.show_bpd = split->preprocessing == NULL
+               || g_strcmp0 (split->preprocessing->description, "none") == 0;
+  if (!fit_plan (&f, error))
+    goto out;
+  fit_allocate (&f);
+  if (!fit_resume (&f, error) || !fit_loop (&f, error))
+    goto out;
   fg_tape_reset (self->tape);
   self->fitted = TRUE;
+  ok = TRUE;
 
-  if (n_ranks > 1)
-    g_debug ("flowgmm: rank %u of %u: parameters checksum %016" G_GINT64_MODIFIER "x", rank,
-             n_ranks, weights_checksum (self));
+  if (f.n_ranks > 1)
+    g_debug ("flowgmm: rank %u of %u: parameters checksum %016" G_GINT64_MODIFIER "x", f.rank,
+             f.n_ranks, weights_checksum (self));
   /* In a data-parallel group every rank holds the same weights: the first one writes them. */
-  if (self->checkpoint != NULL && rank == 0)
+  if (self->checkpoint != NULL && f.rank == 0)
     {
       g_autofree char *path = fg_path_expand_seed (self->checkpoint, split->seed);
       if (!save_checkpoint (self, path, error))
         {
           g_prefix_error (error, "checkpoint: ");
-          return FALSE;
+          ok = FALSE;
         }
     }
-  return TRUE;
+out:
+  fit_clear (&f);
+  return ok;
 }
 
 static const FgBaselineVTable trainer_vtable = {

@@ -12,7 +12,8 @@ side.
   /usr/bin/python3 bench/bench_conv_torch.py --mid 64 --blocks 8 --threads 1 --seconds 10
 
 Set OPENBLAS_NUM_THREADS / OMP_NUM_THREADS to the same count (bench-conv.sh does).
-Prints "images/s X step_ms Y steps N params P peak_rss_mb R loss L".
+Prints "images/s X step_ms Y steps N params P peak_rss_mb R loss L cpu_ms_step C" (process
+CPU time per timed step, all threads).
 """
 import argparse
 import math
@@ -164,6 +165,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--size", type=int, default=28)
+    ap.add_argument("--warmup", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -171,27 +173,30 @@ def main():
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     x = torch.randint(0, 256, (a.batch, a.channels, a.size, a.size)).float() / 255.0
-    steps, loss_sum, t0 = 0, 0.0, None
+    steps, loss_sum, t0, c0 = 0, 0.0, None, None
     it = 0
     while True:
-        if it == 2:
+        if it == a.warmup:
             t0 = time.perf_counter()
+            c0 = time.process_time()
         z, ld = net(x)
         loss = (0.5 * (z * z).sum(1) - ld).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if it >= 2:
+        if it >= a.warmup:
             steps += 1
             loss_sum += loss.item()
             if time.perf_counter() - t0 >= a.seconds and steps >= 2:
                 break
         it += 1
     dt = time.perf_counter() - t0
+    dc = time.process_time() - c0
     params = sum(p.numel() for p in net.parameters())
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print("images/s %.3f step_ms %.1f steps %d params %d peak_rss_mb %.0f loss %.4g"
-          % (steps * a.batch / dt, 1e3 * dt / steps, steps, params, rss, loss_sum / steps))
+    print("images/s %.3f step_ms %.1f steps %d params %d peak_rss_mb %.0f loss %.4g cpu_ms_step %.1f"
+          % (steps * a.batch / dt, 1e3 * dt / steps, steps, params, rss, loss_sum / steps,
+             1e3 * dc / steps))
 
 
 if __name__ == "__main__":

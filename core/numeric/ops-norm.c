@@ -48,6 +48,9 @@ typedef struct {
   gboolean has_gamma, has_beta;
 } BatchNormSaved;
 
+/* Two passes over the planes: the per-channel sums of dz = g · act'(y) and dz · x̂, then dx.
+ * dz is recomputed in the second pass into one plane of scratch rather than kept: a batch-sized
+ * buffer per batch norm would stay in the tape's arena until the step ends. */
 static void
 batch_norm_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
 {
@@ -60,29 +63,28 @@ batch_norm_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
   FgTensor *dX = fg_tape_grad (tape, in[0]);
   FgTensor *dG = gamma_v ? fg_tape_grad (tape, gamma_v) : NULL;
   FgTensor *dB = beta_v ? fg_tape_grad (tape, beta_v) : NULL;
-  float *dz = fg_tape_alloc_floats (tape, N * C * P);
+  float *d = fg_tape_alloc_floats (tape, MAX (P, 1));
   double *sum_dz = fg_tape_alloc (tape, 2 * C * sizeof (double)), *sum_dzx = sum_dz + C;
   const double M = (double) (N * P);
 
   memset (sum_dz, 0, 2 * C * sizeof (double));
-  /* dz = g · act'(y), and the per-channel sums of dz and dz · x̂. */
-  for (gsize n = 0; n < N; n++)
-    for (gsize c = 0; c < C; c++)
-      {
-        float *restrict d = dz + (n * C + c) * P;
-        const float *restrict x = fg_tensor_row (X, n) + c * P;
-        const float mu = s->mean[c], is = s->invstd[c];
-        _fg_act_grad (s->act, 0.0f, d, fg_tensor_row (G, n) + c * P, fg_tensor_row (Y, n) + c * P,
-                      P);
-        double a = 0.0, b = 0.0;
-        for (gsize j = 0; j < P; j++)
-          {
-            a += d[j];
-            b += (double) d[j] * ((x[j] - mu) * is);
-          }
-        sum_dz[c] += a;
-        sum_dzx[c] += b;
-      }
+  if (dG != NULL || dB != NULL || (dX != NULL && s->train))
+    for (gsize n = 0; n < N; n++)
+      for (gsize c = 0; c < C; c++)
+        {
+          const float *restrict x = fg_tensor_row (X, n) + c * P;
+          const float mu = s->mean[c], is = s->invstd[c];
+          _fg_act_grad (s->act, 0.0f, d, fg_tensor_row (G, n) + c * P,
+                        fg_tensor_row (Y, n) + c * P, P);
+          double a = 0.0, b = 0.0;
+          for (gsize j = 0; j < P; j++)
+            {
+              a += d[j];
+              b += (double) d[j] * ((x[j] - mu) * is);
+            }
+          sum_dz[c] += a;
+          sum_dzx[c] += b;
+        }
   if (dG != NULL)
     for (gsize c = 0; c < C; c++)
       dG->data[c] += (float) sum_dzx[c];
@@ -94,25 +96,23 @@ batch_norm_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
   for (gsize n = 0; n < N; n++)
     for (gsize c = 0; c < C; c++)
       {
-        const float *restrict d = dz + (n * C + c) * P;
         const float *restrict x = fg_tensor_row (X, n) + c * P;
         float *restrict dx = fg_tensor_row (dX, n) + c * P;
         const float gm = gamma_v ? gamma_v->value.data[c] : 1.0f;
         const float is = s->invstd[c], mu = s->mean[c];
+        const float scale = gm * is;
+        _fg_act_grad (s->act, 0.0f, d, fg_tensor_row (G, n) + c * P,
+                      fg_tensor_row (Y, n) + c * P, P);
         if (s->train)
           {
             /* dx = γ·σ⁻¹ · (dz − mean(dz) − x̂ · mean(dz · x̂)) */
-            const float scale = gm * is;
             const float m1 = (float) (sum_dz[c] / M), m2 = (float) (sum_dzx[c] / M);
             for (gsize j = 0; j < P; j++)
               dx[j] += scale * (d[j] - m1 - (x[j] - mu) * is * m2);
           }
         else
-          {
-            const float scale = gm * is;
-            for (gsize j = 0; j < P; j++)
-              dx[j] += scale * d[j];
-          }
+          for (gsize j = 0; j < P; j++)
+            dx[j] += scale * d[j];
       }
 }
 

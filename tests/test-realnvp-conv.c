@@ -650,11 +650,25 @@ record_progress (gpointer data, double fraction, const char *what)
   t->last = v;
 }
 
-/* The flowgmm method with a tiny realnvp-conv on 200 labeled MNIST images (FlowGMM Sup),
- * tested on 200 test images: well above chance (10 %), and the loss (so bits/dim) falls.  In
- * the few steps a unit test affords, the classes come mostly from the data-placed means (App. B:
- * class means of the initial latents, ≈ 60 % here before training) rather than from training,
- * which with random means needs far more steps than this. */
+/* Rows [0, n) of 1×28×28 images averaged over 2×2 blocks: 1×14×14. */
+static FgTensor *
+pool2 (const FgTensor *x, gsize n)
+{
+  FgTensor *y = fg_tensor_new (4, (gsize[]){ n, 1, 14, 14 });
+  for (gsize i = 0; i < n; i++)
+    for (gsize r = 0; r < 14; r++)
+      for (gsize c = 0; c < 14; c++)
+        {
+          const float *p = fg_tensor_row (x, i) + 2 * r * 28 + 2 * c;
+          y->data[i * 196 + r * 14 + c] = 0.25f * (p[0] + p[1] + p[28] + p[29]);
+        }
+  return y;
+}
+
+/* The flowgmm method with a tiny realnvp-conv (2 scales, mid 8, 1 block) trained as FlowGMM Sup
+ * on 200 labeled MNIST images, 2×2-average-pooled to 14×14 so that 100 steps take seconds, with
+ * the paper's random means: test accuracy on 200 test images well above chance (10 %; 34.5 %
+ * when written), and the loss (so bits/dim) falls. */
 static void
 test_mnist_learns (void)
 {
@@ -691,9 +705,13 @@ test_mnist_learns (void)
   FgSplit split;
   memset (&split, 0, sizeof split);
   split.n_classes = 10;
-  split.shape = *fg_dataset_get_sample_shape (ds);
-  split.dim = 784;
-  split.labeled.x = fg_tensor_view_rows (&train->x, 0, n_train);
+  g_autoptr (FgTensor) train14 = pool2 (&train->x, n_train);
+  g_autoptr (FgTensor) test14 = pool2 (&test->x, n_test);
+  split.shape.ndim = 3;
+  split.shape.dims[0] = 1;
+  split.shape.dims[1] = split.shape.dims[2] = 14;
+  split.dim = 196;
+  split.labeled.x = *train14;
   split.labeled.y = train->y;
   split.labeled.n = n_train;
   split.unlabeled.x = fg_tensor_view_rows (&train->x, 0, 0);
@@ -710,10 +728,10 @@ test_mnist_learns (void)
   g_autoptr (FgParams) mp = fg_params_new (mc->params);
   g_assert_true (fg_registry_resolve_params (th_registry (), mp, &error));
   g_assert_true (fg_params_set_component (mp, "flow", "realnvp-conv", fc->params, &error));
-  const char *settings[] = { "labeled_only=true", "labeled_batch=50", "epochs=6",
+  const char *settings[] = { "labeled_only=true", "labeled_batch=50", "epochs=25",
                              "optimizer=adam",    "lr=2e-3",          "weight_decay=5e-5",
                              "schedule=constant", "flow.mid_channels=8", "flow.blocks=1",
-                             "flow.scales=2",     "means=data", NULL };
+                             "flow.scales=2",     NULL };
   g_assert_true (th_params_set_all (mp, settings, &error));
   g_assert_no_error (error);
   g_assert_true (fg_registry_resolve_params (th_registry (), mp, &error));
@@ -725,18 +743,18 @@ test_mnist_learns (void)
   g_assert_true (vt->fit (model, &split, &error));
   g_assert_no_error (error);
   g_autofree gint32 *pred = g_new (gint32, n_test);
-  FgTensor tx = fg_tensor_view_rows (&test->x, 0, n_test);
+  FgTensor tx = *test14;
   g_assert_true (vt->predict (model, &tx, pred, NULL, &error));
   gsize right = 0;
   for (gsize i = 0; i < n_test; i++)
     right += pred[i] == test->y[i];
   /* loss = NLL per image in nats of the dequantised u ∈ [0, 1]^D; bits/dim = loss/(D ln 2) + 8 */
   g_test_message ("MNIST 200 images: test accuracy %.1f %%, bits/dim %.3f -> %.3f over %u epochs",
-                  100.0 * right / n_test, trace.first / (784 * G_LN2) + 8,
-                  trace.last / (784 * G_LN2) + 8, trace.n);
+                  100.0 * right / n_test, trace.first / (196 * G_LN2) + 8,
+                  trace.last / (196 * G_LN2) + 8, trace.n);
   g_assert_cmpuint (trace.n, >=, 2);
   g_assert_cmpfloat (trace.last, <, trace.first);
-  g_assert_cmpuint (right, >=, 3 * n_test / 10); /* chance: 10 % */
+  g_assert_cmpuint (right, >=, n_test / 4); /* chance: 10 % */
   vt->destroy (model);
 }
 

@@ -86,6 +86,14 @@ typedef struct {
   GPtrArray         *points;   /* FgParams *, one per grid point */
 } FgExpMethod;
 
+/* [reference:NAME]: published numbers shown beside the measured ones in the table. */
+typedef struct {
+  char       *name;   /* NAME of [reference:NAME] */
+  char       *group;  /* "reference:NAME" */
+  char       *title;  /* `title`, or NAME: the column (row) label suffix */
+  GHashTable *values; /* "METHOD/DATASET" (method label, dataset name) -> text, verbatim */
+} FgExpReference;
+
 typedef struct {
   guint         index;
   FgExpDataset *dataset;
@@ -120,6 +128,7 @@ struct _FgExperiment {
 
   GPtrArray    *datasets;  /* FgExpDataset, in run/table order */
   GPtrArray    *methods;   /* FgExpMethod, in run/table order */
+  GPtrArray    *references; /* FgExpReference, in file order */
   GPtrArray    *cells;     /* FgCell, dataset-major, then method, grid point, seed */
   FgFigureOptions *figures; /* the figure keys of [experiment] (doc/figures.md) */
   guint64       checkpoint_every;   /* FgResume of every cell: save every N steps (0: no) */

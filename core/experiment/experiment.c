@@ -1040,6 +1040,86 @@ parse_method_group (ParseCtx *ctx, const char *group, const char *name, GError *
   return TRUE;
 }
 
+static void
+reference_free (gpointer data)
+{
+  FgExpReference *r = data;
+  g_free (r->name);
+  g_free (r->group);
+  g_free (r->title);
+  g_hash_table_unref (r->values);
+  g_free (r);
+}
+
+/* [reference:NAME]: `title` and METHOD/DATASET = value entries (checked once all groups are
+ * read: check_references ()). */
+static gboolean
+parse_reference_group (ParseCtx *ctx, const char *group, const char *name, GError **error)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (ctx->kf, group, NULL, NULL);
+  FgExpReference *r = g_new0 (FgExpReference, 1);
+  r->name = g_strdup (name);
+  r->group = g_strdup (group);
+  r->values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_ptr_array_add (ctx->exp->references, r);
+  for (guint i = 0; keys && keys[i]; i++)
+    {
+      g_autofree char *norm = get_norm (ctx, group, keys[i]);
+      g_autofree char *value = unescape (norm);
+      if (*value == '\0')
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, group, keys[i],
+                          "empty value (expected the published number, e.g. '97.36')");
+      if (strcmp (keys[i], "title") == 0)
+        {
+          g_free (r->title);
+          r->title = g_steal_pointer (&value);
+          continue;
+        }
+      if (strchr (keys[i], '/') == NULL)
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_KEY, group, keys[i],
+                          "expected 'title' or METHOD/DATASET (a method group's name or row "
+                          "and a data set group's name)");
+      g_hash_table_replace (r->values, g_strdup (keys[i]), g_steal_pointer (&value));
+    }
+  if (r->title == NULL)
+    r->title = g_strdup (name);
+  return TRUE;
+}
+
+/* Every METHOD/DATASET of a reference group names a method (name or row) and a data set. */
+static gboolean
+check_references (ParseCtx *ctx, GError **error)
+{
+  FgExperiment *exp = ctx->exp;
+  for (guint i = 0; i < exp->references->len; i++)
+    {
+      FgExpReference *r = g_ptr_array_index (exp->references, i);
+      GHashTableIter it;
+      gpointer key;
+      g_hash_table_iter_init (&it, r->values);
+      while (g_hash_table_iter_next (&it, &key, NULL))
+        {
+          const char *k = key, *slash = strchr (k, '/');
+          g_autofree char *method = g_strndup (k, (gsize) (slash - k));
+          gboolean have_m = FALSE, have_d = FALSE;
+          for (guint j = 0; j < exp->methods->len && !have_m; j++)
+            {
+              const FgExpMethod *m = g_ptr_array_index (exp->methods, j);
+              have_m = strcmp (m->name, method) == 0 || strcmp (_fg_method_label (m), method) == 0;
+            }
+          for (guint j = 0; j < exp->datasets->len && !have_d; j++)
+            have_d = strcmp (((FgExpDataset *) g_ptr_array_index (exp->datasets, j))->name,
+                             slash + 1) == 0;
+          if (!have_m || !have_d)
+            return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, r->group, k,
+                              "no %s '%s' in this experiment (expected METHOD/DATASET: a method "
+                              "group's name or row and a data set group's name)",
+                              have_m ? "data set" : "method", have_m ? slash + 1 : method);
+        }
+    }
+  return TRUE;
+}
+
 static gboolean
 parse_group (ParseCtx *ctx, const char *group, GError **error)
 {
@@ -1058,9 +1138,17 @@ parse_group (ParseCtx *ctx, const char *group, GError **error)
         return parse_dataset_group (ctx, group, name, error);
       return parse_method_group (ctx, group, name, error);
     }
+  if (name != NULL && strcmp (kind, "reference") == 0)
+    {
+      if (!name_is_valid (name))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_GROUP, group, NULL,
+                          "bad reference name '%s' (letters, digits, '-', '_' and '.')", name);
+      return parse_reference_group (ctx, group, name, error);
+    }
   /* Extension point: [figure:NAME] groups are recognised here. */
   return exp_error (ctx, error, FG_EXPERIMENT_ERROR_UNKNOWN_GROUP, group, NULL,
-                    "unknown group (expected [experiment], [dataset:NAME] or [method:NAME])");
+                    "unknown group (expected [experiment], [dataset:NAME], [method:NAME] or "
+                    "[reference:NAME])");
 }
 
 /* Put `items` (named by their first member, a char *) in the order of `order`, which must name
@@ -1527,6 +1615,7 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
   exp->metrics[FG_METRIC_BPD] = FALSE;
   exp->datasets = g_ptr_array_new_with_free_func (dataset_free);
   exp->methods = g_ptr_array_new_with_free_func (method_free);
+  exp->references = g_ptr_array_new_with_free_func (reference_free);
   exp->cells = g_ptr_array_new_with_free_func (cell_free);
   exp->figures = fg_figure_options_new ();
 
@@ -1619,6 +1708,8 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
               }
           }
       }
+  if (!check_references (&ctx, error))
+    goto out;
   if (!_fg_field_is_computed (exp->metrics, exp->table_field))
     {
       exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, "table",
@@ -1773,6 +1864,7 @@ fg_experiment_free (FgExperiment *exp)
   g_clear_pointer (&exp->cells, g_ptr_array_unref);
   g_clear_pointer (&exp->methods, g_ptr_array_unref);
   g_clear_pointer (&exp->datasets, g_ptr_array_unref);
+  g_clear_pointer (&exp->references, g_ptr_array_unref);
   g_clear_pointer (&exp->seeds, g_array_unref);
   g_clear_pointer (&exp->figures, fg_figure_options_free);
   g_free (exp->title);

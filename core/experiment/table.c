@@ -426,6 +426,42 @@ label_selection (const FgExperiment *exp, const Selection *sels, guint di, const
   return first;
 }
 
+/* The published value of a reference group for (method label, data set), or NULL: keyed by
+ * the label (a method's row) or by the name of a method group with that label. */
+static const char *
+reference_value (const FgExperiment *exp, const FgExpReference *ref, const char *label,
+                 const char *dataset)
+{
+  g_autofree char *key = g_strconcat (label, "/", dataset, NULL);
+  const char *v = g_hash_table_lookup (ref->values, key);
+  for (guint mi = 0; v == NULL && mi < exp->methods->len; mi++)
+    {
+      const FgExpMethod *m = g_ptr_array_index (exp->methods, mi);
+      if (strcmp (_fg_method_label (m), label) == 0)
+        {
+          g_autofree char *k2 = g_strconcat (m->name, "/", dataset, NULL);
+          v = g_hash_table_lookup (ref->values, k2);
+        }
+    }
+  return v;
+}
+
+/* Does a reference group have a value for anything in column c? */
+static gboolean
+reference_has_column (const FgExperiment *exp, const FgExpReference *ref, GPtrArray *labels,
+                      guint c)
+{
+  guint n_rows = exp->rows_are_methods ? labels->len : exp->datasets->len;
+  for (guint r = 0; r < n_rows; r++)
+    {
+      guint di = exp->rows_are_methods ? c : r, mi = exp->rows_are_methods ? r : c;
+      const FgExpDataset *d = g_ptr_array_index (exp->datasets, di);
+      if (reference_value (exp, ref, g_ptr_array_index (labels, mi), d->name) != NULL)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 static char *
 render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
 {
@@ -440,6 +476,23 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
   g_autofree char *cap = g_strconcat (cap0, notes, NULL);
   GString *s = g_string_new (NULL);
   const char *corner = exp->rows_are_methods ? "Method" : "Dataset";
+  /* The columns shown: each measured column, followed by the reference groups' values for it
+   * (ref −1: measured; otherwise the index of the [reference:NAME] group). */
+  g_autoptr (GArray) col_of = g_array_new (FALSE, FALSE, sizeof (guint));
+  g_autoptr (GArray) ref_of = g_array_new (FALSE, FALSE, sizeof (gint));
+  for (guint c = 0; c < n_cols; c++)
+    {
+      gint none = -1;
+      g_array_append_val (col_of, c);
+      g_array_append_val (ref_of, none);
+      for (guint g = 0; g < exp->references->len; g++)
+        if (reference_has_column (exp, g_ptr_array_index (exp->references, g), labels, c))
+          {
+            gint gi = (gint) g;
+            g_array_append_val (col_of, c);
+            g_array_append_val (ref_of, gi);
+          }
+    }
 
   if (fmt == FMT_MARKDOWN)
     {
@@ -449,22 +502,29 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
   else
     {
       g_string_append_printf (s, "%% %s\n%% %s\n\\begin{tabular}{l", exp->title, cap);
-      for (guint c = 0; c < n_cols; c++)
+      for (guint c = 0; c < col_of->len; c++)
         g_string_append_c (s, 'r');
       g_string_append_printf (s, "}\n\\toprule\n%s", corner);
     }
-  for (guint c = 0; c < n_cols; c++)
+  for (guint k = 0; k < col_of->len; k++)
     {
+      const guint c = g_array_index (col_of, guint, k);
+      const gint g = g_array_index (ref_of, gint, k);
       const char *name = exp->rows_are_methods
                              ? ((FgExpDataset *) g_ptr_array_index (exp->datasets, c))->name
                              : (const char *) g_ptr_array_index (labels, c);
-      g_autofree char *e = escape_cell (name, fmt);
+      g_autofree char *label
+          = g < 0 ? g_strdup (name)
+                  : g_strdup_printf ("%s (%s)", name,
+                                     ((FgExpReference *) g_ptr_array_index (exp->references,
+                                                                            (guint) g))->title);
+      g_autofree char *e = escape_cell (label, fmt);
       g_string_append_printf (s, fmt == FMT_MARKDOWN ? " %s |" : " & %s", e);
     }
   if (fmt == FMT_MARKDOWN)
     {
       g_string_append (s, "\n| :--- |");
-      for (guint c = 0; c < n_cols; c++)
+      for (guint c = 0; c < col_of->len; c++)
         g_string_append (s, " ---: |");
       g_string_append_c (s, '\n');
     }
@@ -478,19 +538,39 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
                              : ((FgExpDataset *) g_ptr_array_index (exp->datasets, r))->name;
       g_autofree char *e = escape_cell (name, fmt);
       g_string_append_printf (s, fmt == FMT_MARKDOWN ? "| %s |" : "%s", e);
-      for (guint c = 0; c < n_cols; c++)
+      for (guint k = 0; k < col_of->len; k++)
         {
+          const guint c = g_array_index (col_of, guint, k);
+          const gint g = g_array_index (ref_of, gint, k);
           guint di = exp->rows_are_methods ? c : r;
           guint mi = exp->rows_are_methods ? r : c;
-          const Selection *sel = label_selection (exp, sels, di, g_ptr_array_index (labels, mi));
-          g_autofree char *text = format_selection (exp, sel, field,
-                                                    is_best (sel, field, best[di]), fmt);
+          g_autofree char *text = NULL;
+          if (g >= 0)
+            {
+              const FgExpReference *ref = g_ptr_array_index (exp->references, (guint) g);
+              const FgExpDataset *d = g_ptr_array_index (exp->datasets, di);
+              const char *v = reference_value (exp, ref, g_ptr_array_index (labels, mi),
+                                               d->name);
+              text = escape_cell (v != NULL ? v : "", fmt);
+            }
+          else
+            {
+              const Selection *sel = label_selection (exp, sels, di,
+                                                      g_ptr_array_index (labels, mi));
+              text = format_selection (exp, sel, field, is_best (sel, field, best[di]), fmt);
+            }
           g_string_append_printf (s, fmt == FMT_MARKDOWN ? " %s |" : " & %s", text);
         }
       g_string_append (s, fmt == FMT_MARKDOWN ? "\n" : " \\\\\n");
     }
   if (fmt == FMT_MARKDOWN)
-    g_string_append_printf (s, "\n%s Bold: the best method per dataset.\n", cap);
+    {
+      g_string_append_printf (s, "\n%s Bold: the best method per dataset.", cap);
+      if (col_of->len > n_cols)
+        g_string_append (s, " Columns marked (…): published values of the [reference] groups, "
+                            "as written in the experiment file.");
+      g_string_append_c (s, '\n');
+    }
   else
     g_string_append (s, "\\bottomrule\n\\end{tabular}\n");
   return g_string_free (s, FALSE);
@@ -637,6 +717,30 @@ render_json (const FgExperiment *exp, const Selection *sels)
         json_builder_end_object (b);
         json_builder_end_object (b);
       }
+  json_builder_end_array (b);
+  /* The [reference:NAME] groups: published values, as written. */
+  json_builder_set_member_name (b, "references");
+  json_builder_begin_array (b);
+  for (guint g = 0; g < exp->references->len; g++)
+    {
+      const FgExpReference *ref = g_ptr_array_index (exp->references, g);
+      g_autoptr (GList) keys = g_list_sort (g_hash_table_get_keys (ref->values),
+                                            (GCompareFunc) strcmp);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, ref->name);
+      json_builder_set_member_name (b, "title");
+      json_builder_add_string_value (b, ref->title);
+      json_builder_set_member_name (b, "values");
+      json_builder_begin_object (b);
+      for (GList *l = keys; l != NULL; l = l->next)
+        {
+          json_builder_set_member_name (b, l->data);
+          json_builder_add_string_value (b, g_hash_table_lookup (ref->values, l->data));
+        }
+      json_builder_end_object (b);
+      json_builder_end_object (b);
+    }
   json_builder_end_array (b);
   json_builder_end_object (b);
   root = json_builder_get_root (b);

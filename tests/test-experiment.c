@@ -1420,6 +1420,62 @@ test_table_dir_errors (void)
   rm_rf (tmp);
 }
 
+/* [reference:NAME]: published values as extra columns beside the measured ones, by method name
+ * or row and data set; keys naming nothing are errors; the cells are not changed by them. */
+static void
+test_reference_columns (void)
+{
+  g_autoptr (FgRegistry) reg = test_registry ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = make_tmpdir ();
+  g_autofree char *out = g_build_filename (tmp, "out", NULL);
+  g_autofree char *md = NULL, *tex = NULL, *json = NULL;
+  const char *base = "[experiment]\ntitle = ref\nseeds = 0\n"
+                     "[dataset:a]\nplugin = template-blobs\nn = 60\nlabeled = 6\nvalidation = 6\n"
+                     "[dataset:b]\nplugin = template-blobs\nn = 60\nlabeled = 6\nvalidation = 6\n"
+                     "spread = 2\n"
+                     "[method:m]\nplugin = template-centroid\nrow = Centroid\n";
+  g_autofree char *text = g_strconcat (base, "[reference:paper]\ntitle = Paper\n"
+                                       "Centroid/b = 97.36 ± 0.1\n"
+                                       "[reference:other]\nm/a = 1|2\n", NULL);
+  g_autoptr (FgExperiment) plain = fg_experiment_load_data (base, -1, "ref.exp", tmp, reg, &error);
+  g_autoptr (FgExperiment) exp = fg_experiment_load_data (text, -1, "ref.exp", tmp, reg, &error);
+  FgCellInfo c1, c2;
+  FgRunSummary s;
+
+  g_assert_no_error (error);
+  /* The groups change no cell. */
+  g_assert_cmpuint (fg_experiment_get_n_cells (exp), ==, fg_experiment_get_n_cells (plain));
+  g_assert_true (fg_experiment_get_cell (exp, 0, &c1) && fg_experiment_get_cell (plain, 0, &c2));
+  g_assert_cmpstr (c1.key, ==, c2.key);
+
+  run_ok (exp, out, 1, FALSE, &s);
+  md = read_file (out, "table.md");
+  tex = read_file (out, "table.tex");
+  json = read_file (out, "table.json");
+  if (g_test_verbose ())
+    g_test_message ("%s", md);
+  g_assert_nonnull (strstr (md, "| Method | a | a (other) | b | b (Paper) |"));
+  g_assert_nonnull (strstr (md, " | 1\\|2 | "));      /* escaped, as written */
+  g_assert_nonnull (strstr (md, " | 97.36 ± 0.1 |\n")); /* by row, last column */
+  g_assert_nonnull (strstr (md, "published values"));
+  g_assert_nonnull (strstr (tex, "b (Paper)"));
+  g_assert_nonnull (strstr (json, "\"Centroid/b\" : \"97.36 ± 0.1\""));
+
+  /* Errors name the group and the key. */
+  {
+    g_autofree char *t1 = g_strconcat (base, "[reference:p]\nnope/a = 1\n", NULL);
+    g_autofree char *t2 = g_strconcat (base, "[reference:p]\nm/c = 1\n", NULL);
+    g_autofree char *t3 = g_strconcat (base, "[reference:p]\nm = 1\n", NULL);
+    g_autofree char *t4 = g_strconcat (base, "[reference:p]\nm/a =\n", NULL);
+    assert_load_error (reg, t1, FG_EXPERIMENT_ERROR_BAD_VALUE, "reference:p", "nope/a");
+    assert_load_error (reg, t2, FG_EXPERIMENT_ERROR_BAD_VALUE, "reference:p", "m/c");
+    assert_load_error (reg, t3, FG_EXPERIMENT_ERROR_UNKNOWN_KEY, "reference:p", "m");
+    assert_load_error (reg, t4, FG_EXPERIMENT_ERROR_BAD_VALUE, "reference:p", "m/a");
+  }
+  rm_rf (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1451,6 +1507,7 @@ main (int argc, char **argv)
   g_test_add_func ("/experiment/run/other-experiment", test_run_other_experiment);
   g_test_add_func ("/experiment/run/unwritable", test_run_unwritable);
   g_test_add_func ("/experiment/run/new-metric", test_run_new_metric);
+  g_test_add_func ("/experiment/table/reference-columns", test_reference_columns);
   g_test_add_func ("/experiment/select/best-validation", test_select_best_validation);
   g_test_add_func ("/experiment/select/mean-std", test_select_mean_std);
   g_test_add_func ("/experiment/select/per-seed", test_select_per_seed);

@@ -612,6 +612,55 @@ test_bpd_metric (void)
   rm_rf (dir);
 }
 
+/* image_figures = fig6;fig3 writes the four grids of a fitted cell (PNG and SVG with cairo,
+ * PPM without) and changes nothing of its result. */
+static void
+test_image_figures (void)
+{
+  g_autofree char *dir = make_data_dir ();
+  const char *const names[] = { "fig6a", "fig6b", "fig3a", "fig3b", NULL };
+  FgRunSummary s;
+  run_in (dir, "image_figures = fig6;fig3", &s);
+  g_assert_cmpuint (s.n_ok, ==, 1);
+  for (guint i = 0; names[i]; i++)
+    {
+#ifdef HAVE_CAIRO
+      const char *const ext[] = { "png", "svg", NULL };
+#else
+      const char *const ext[] = { "ppm", NULL };
+#endif
+      for (guint e = 0; ext[e]; e++)
+        {
+          g_autofree char *name = g_strdup_printf ("tiny-cons-seed3-%s.%s", names[i], ext[e]);
+          g_autofree char *path = g_build_filename (dir, "out", "figures", name, NULL);
+          GStatBuf st;
+          g_assert_cmpint (g_stat (path, &st), ==, 0);
+          g_assert_cmpint (st.st_size, >, 100);
+        }
+    }
+  rm_rf (dir);
+}
+
+/* The paper's image experiment files load against the plugins: every key is valid, the rows
+ * shared by the CPU-sized and the authors' groups are consistent, and the references name
+ * methods and data sets of the file. */
+static void
+test_paper_files (void)
+{
+  const char *const files[] = { "table2-mnist.exp", "table3-mnist.exp", "cifar10-smoke.exp",
+                                NULL };
+  for (guint i = 0; files[i]; i++)
+    {
+      g_autofree char *path = g_test_build_filename (G_TEST_DIST, "..", "experiments", "paper",
+                                                     files[i], NULL);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (FgExperiment) exp = fg_experiment_load (path, th_registry (), &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (fg_experiment_get_n_cells (exp), >, 0);
+      g_test_message ("%s: %u cells", files[i], fg_experiment_get_n_cells (exp));
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -625,5 +674,7 @@ main (int argc, char **argv)
   g_test_add_func ("/resume/bit-identical", test_resume_bit_identical);
   g_test_add_func ("/resume/damaged-state", test_resume_damaged_state);
   g_test_add_func ("/bpd/metric", test_bpd_metric);
+  g_test_add_func ("/experiments/paper-files", test_paper_files);
+  g_test_add_func ("/figures/image-grids", test_image_figures);
   return g_test_run ();
 }

@@ -134,6 +134,7 @@ struct _FgExperiment {
   guint64       checkpoint_every;   /* FgResume of every cell: save every N steps (0: no) */
   double        checkpoint_minutes; /* ... or after M minutes (0: no) */
   guint64       run_steps;          /* ... and stop each cell after N steps of a run (0: no) */
+  char        **image_figures;      /* `image_figures`: "fig6", "fig3"; NULL: none */
 
   FgDatasetCache *cache;   /* datasets loaded by the runner */
 };
@@ -265,6 +266,12 @@ const char     *_fg_json_get_string (JsonObject *obj, const char *name);
  * OUT/experiment.exp. */
 gboolean        _fg_results_claim_dir (const FgExperiment *exp, const char *out_dir,
                                        GError **error);
+
+/* figure-images.c: the paper's Fig. 6 and Fig. 3a/b as image grids of a fitted cell. */
+gboolean _fg_image_figures_write (const char *out_dir, const FgCell *cell,
+                                  const FgBaselineVTable *vt, gpointer self, const FgSplit *split,
+                                  const FgDataPart *test, const char *const *which,
+                                  GPtrArray *written, GError **error);
 
 /* table.c: selection and the tables OUT/table.{md,tex,csv,json}. */
 gboolean      _fg_table_render (const FgExperiment *exp, FgResultsStore *store,

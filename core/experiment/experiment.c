@@ -739,6 +739,24 @@ handle_resume_key (ParseCtx *ctx, const char *key, GError **error)
   return TRUE;
 }
 
+/* image_figures = fig6;fig3 (or none). */
+static gboolean
+handle_image_figures (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_auto (GStrv) names = get_name_list (ctx, EXPERIMENT_GROUP, key, error);
+  if (names == NULL)
+    return FALSE;
+  g_clear_pointer (&ctx->exp->image_figures, g_strfreev);
+  for (guint i = 0; names[i]; i++)
+    if (strcmp (names[i], "fig6") != 0 && strcmp (names[i], "fig3") != 0
+        && !(strcmp (names[i], "none") == 0 && names[1] == NULL))
+      return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                        "unknown image figure '%s' (expected fig6, fig3 or none)", names[i]);
+  if (names[0] != NULL && strcmp (names[0], "none") != 0)
+    ctx->exp->image_figures = g_steal_pointer (&names);
+  return TRUE;
+}
+
 static gboolean
 handle_datasets (ParseCtx *ctx, const char *key, GError **error)
 {
@@ -783,6 +801,7 @@ static const struct {
   { "checkpoint_minutes", handle_resume_key },
   { "run_steps", handle_resume_key },
   { "ranks_per_cell", handle_ranks_per_cell },
+  { "image_figures", handle_image_figures },
 };
 
 static gboolean
@@ -1865,6 +1884,7 @@ fg_experiment_free (FgExperiment *exp)
   g_clear_pointer (&exp->methods, g_ptr_array_unref);
   g_clear_pointer (&exp->datasets, g_ptr_array_unref);
   g_clear_pointer (&exp->references, g_ptr_array_unref);
+  g_strfreev (exp->image_figures);
   g_clear_pointer (&exp->seeds, g_array_unref);
   g_clear_pointer (&exp->figures, fg_figure_options_free);
   g_free (exp->title);

@@ -736,6 +736,18 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
   cell_phase (hooks, cell, FG_CELL_PHASE_FIGURE);
   if (fg_group_get_rank (hooks->group) == 0)
     capture_figure_data (exp, out_dir, cell, vt, self, sd);
+  if (exp->image_figures != NULL && fg_group_get_rank (hooks->group) == 0)
+    {
+      /* Like the other figures, a failure here never fails the cell. */
+      g_autoptr (GPtrArray) written = g_ptr_array_new_with_free_func (g_free);
+      g_autoptr (GError) fig_error = NULL;
+      if (!_fg_image_figures_write (out_dir, cell, vt, self, split, fg_split_data_get_test (sd),
+                                    (const char *const *) exp->image_figures, written,
+                                    &fig_error))
+        g_warning ("%s: image figures: %s", cell->label, fig_error->message);
+      for (guint i = 0; i < written->len; i++)
+        g_message ("wrote %s", (const char *) g_ptr_array_index (written, i));
+    }
 
 done:
   if (self != NULL)

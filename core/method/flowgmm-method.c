@@ -429,6 +429,8 @@ trainer_embed (gpointer data, const FgTensor *x, float *z_out, GError **error)
   return for_each_latent (self, x, "embed", copy_chunk, z_out, error);
 }
 
+static gboolean decode_in_place (Trainer *self, float *out, gsize n, GError **error);
+
 /* z ~ N(μ_k, T·σ² I) (k < 0: k uniform per sample), then x = f⁻¹(z) unless `latent`
  * (App. H: class-conditional samples at temperature T). */
 static gboolean
@@ -461,8 +463,13 @@ trainer_sample (gpointer data, gint k, gsize n, gboolean latent, double temperat
     }
   if (latent)
     return TRUE;
+  return decode_in_place (self, out, n, error);
+}
 
-  /* x = f⁻¹(z), chunk by chunk, in place. */
+/* x = f⁻¹(z) for the n latents in buf, chunk by chunk, in place. */
+static gboolean
+decode_in_place (Trainer *self, float *out, gsize n, GError **error)
+{
   {
     const gboolean grad_was = fg_tape_get_grad_enabled (self->tape);
     gboolean ok = TRUE;
@@ -1397,6 +1404,21 @@ out:
   return ok;
 }
 
+/* x = f⁻¹(z) for any n latents (interpolations, figures). */
+static gboolean
+trainer_decode (gpointer data, const float *z, gsize n, float *x_out, GError **error)
+{
+  Trainer *self = data;
+  if (!self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: decode before fit");
+      return FALSE;
+    }
+  if (x_out != z)
+    memcpy (x_out, z, n * self->D * sizeof (float));
+  return decode_in_place (self, x_out, n, error);
+}
+
 static const FgBaselineVTable trainer_vtable = {
   .struct_size = sizeof (FgBaselineVTable),
   .create = trainer_create,
@@ -1406,6 +1428,7 @@ static const FgBaselineVTable trainer_vtable = {
   .embed = trainer_embed,
   .sample = trainer_sample,
   .log_density = trainer_log_density,
+  .decode = trainer_decode,
 };
 
 static const FgComponent trainer_components[] = {

@@ -138,6 +138,10 @@ typedef struct {
    * flow.  Evaluation mode.  A flow that dequantises inside (realnvp-conv) gives the density of
    * the dequantised u ∈ [0, 1)^D.  The runner turns it into bits/dim (metric bpd). */
   gboolean (*log_density) (gpointer self, const FgTensor *x, double *out, GError **error);
+  /* x = f⁻¹(z) for n latents of the embed space (n × dim floats each way; z and x_out may be
+   * the same buffer), evaluation mode: decodes any latent point, e.g. interpolations between
+   * embedded examples (image figures). */
+  gboolean (*decode) (gpointer self, const float *z, gsize n, float *x_out, GError **error);
 } FgBaselineVTable;
 
 /* True when vtable `vt` of type T was built with member m and m is set. */

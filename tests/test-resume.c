@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include <glib/gstdio.h>
+#include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
 #include <flowgmm/flowgmm.h>
@@ -612,8 +613,9 @@ test_bpd_metric (void)
   rm_rf (dir);
 }
 
-/* image_figures = fig6;fig3 writes the four grids of a fitted cell (PNG and SVG with cairo,
- * PPM without) and changes nothing of its result. */
+/* image_figures = fig6;fig3 writes the four grids of a fitted cell as PNG (checked by
+ * gdk-pixbuf-free means: its signature, size and CRC-checked chunks are read back here) and
+ * SVG. */
 static void
 test_image_figures (void)
 {
@@ -624,11 +626,7 @@ test_image_figures (void)
   g_assert_cmpuint (s.n_ok, ==, 1);
   for (guint i = 0; names[i]; i++)
     {
-#ifdef HAVE_CAIRO
       const char *const ext[] = { "png", "svg", NULL };
-#else
-      const char *const ext[] = { "ppm", NULL };
-#endif
       for (guint e = 0; ext[e]; e++)
         {
           g_autofree char *name = g_strdup_printf ("tiny-cons-seed3-%s.%s", names[i], ext[e]);
@@ -638,6 +636,31 @@ test_image_figures (void)
           g_assert_cmpint (st.st_size, >, 100);
         }
     }
+  /* fig6a: one row of K = 2 images of 6×6 with 1-pixel borders, each pixel 2×2. */
+  {
+    g_autofree char *path = g_build_filename (dir, "out", "figures", "tiny-cons-seed3-fig6a.png",
+                                              NULL);
+    g_autofree guint8 *png = NULL;
+    gsize len, w, h, idat_len;
+    g_autoptr (GZlibDecompressor) z = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_ZLIB);
+    g_autofree guint8 *raw = NULL;
+    gsize rd = 0, wr = 0;
+    g_assert_true (g_file_get_contents (path, (char **) &png, &len, NULL));
+    g_assert_cmpmem (png, 8, "\x89PNG\r\n\x1a\n", 8);
+    g_assert_cmpmem (png + 12, 4, "IHDR", 4);
+    w = ((gsize) png[16] << 24) | ((gsize) png[17] << 16) | ((gsize) png[18] << 8) | png[19];
+    h = ((gsize) png[20] << 24) | ((gsize) png[21] << 16) | ((gsize) png[22] << 8) | png[23];
+    g_assert_cmpuint (w, ==, (2 * (IMG_W + 1) + 1) * 2);
+    g_assert_cmpuint (h, ==, (IMG_H + 2) * 2);
+    g_assert_cmpmem (png + 37, 4, "IDAT", 4);
+    idat_len = ((gsize) png[33] << 24) | ((gsize) png[34] << 16) | ((gsize) png[35] << 8) | png[36];
+    raw = g_malloc (h * (1 + 3 * w) + 1);
+    g_assert_cmpint (g_converter_convert (G_CONVERTER (z), png + 41, idat_len, raw,
+                                          h * (1 + 3 * w) + 1, G_CONVERTER_INPUT_AT_END, &rd, &wr,
+                                          NULL), ==, G_CONVERTER_FINISHED);
+    g_assert_cmpuint (wr, ==, h * (1 + 3 * w)); /* a filter byte and w RGB pixels per row */
+    g_assert_cmpuint (raw[1], ==, 255);         /* the white border */
+  }
   rm_rf (dir);
 }
 

@@ -126,6 +126,91 @@ check_grads (FgGroup *group)
     FAIL ("summed gradients differ from the sum in rank order");
 }
 
+/* Batch norm over a batch of 7 images split 2/2/3 over 3 ranks (or whatever the size gives)
+ * against the op on the whole batch in this process: outputs, input gradients, the summed γ and
+ * β gradients and the running statistics agree within float rounding. */
+static gboolean
+close_to (float a, float b)
+{
+  return fabsf (a - b) <= 2e-5f * (1.0f + fabsf (b));
+}
+
+static void
+check_batch_norm (FgGroup *group)
+{
+  enum { N = 7, C = 3, H = 2, W = 2, P = H * W };
+  const gsize full_shape[4] = { N, C, H, W };
+  const gsize a = (gsize) N * (gsize) rank / (gsize) size;
+  const gsize e = (gsize) N * (gsize) (rank + 1) / (gsize) size;
+  const gsize part_shape[4] = { e - a, C, H, W };
+  float xs[N * C * P], gs[N * C * P];
+  FgRng rng;
+  struct {
+    FgWeightSet *set;
+    FgWeight *x, *gamma, *beta, *mean, *var;
+    FgTape *tape;
+    FgVar *y;
+  } r[2];
+  g_autoptr (GError) error = NULL;
+
+  fg_rng_init (&rng, 7, 7);
+  for (gsize i = 0; i < G_N_ELEMENTS (xs); i++)
+    {
+      xs[i] = (float) (fg_rng_normal (&rng) * 2.0 + (double) ((i / P) % C));
+      gs[i] = (float) fg_rng_normal (&rng);
+    }
+  for (guint k = 0; k < 2; k++) /* 0: whole batch here; 1: this rank's slice, over the group */
+    {
+      const gsize *shape = k == 0 ? full_shape : part_shape;
+      const gsize off = k == 0 ? 0 : a * C * P;
+      FgTensor seed;
+      r[k].set = fg_weight_set_new ();
+      r[k].x = fg_weight_set_add (r[k].set, "x", 4, shape, FALSE);
+      r[k].gamma = fg_weight_set_add_2d (r[k].set, "gamma", 1, C, FALSE);
+      r[k].beta = fg_weight_set_add_2d (r[k].set, "beta", 1, C, FALSE);
+      r[k].mean = fg_weight_set_add_2d (r[k].set, "mean", 1, C, FALSE);
+      r[k].var = fg_weight_set_add_2d (r[k].set, "var", 1, C, FALSE);
+      memcpy (r[k].x->value.data, xs + off, fg_tensor_numel (&r[k].x->value) * sizeof (float));
+      for (int c = 0; c < C; c++)
+        {
+          r[k].gamma->value.data[c] = 1.0f + 0.25f * (float) c;
+          r[k].beta->value.data[c] = -0.5f + 0.5f * (float) c;
+          r[k].var->value.data[c] = 1.0f;
+        }
+      r[k].tape = fg_tape_new ();
+      r[k].y = fg_op_batch_norm2d_group (r[k].tape, fg_tape_weight (r[k].tape, r[k].x),
+                                         fg_tape_weight (r[k].tape, r[k].gamma),
+                                         fg_tape_weight (r[k].tape, r[k].beta),
+                                         &r[k].mean->value, &r[k].var->value, 0.1f, 1e-5f, TRUE,
+                                         FG_ACT_NONE, k == 0 ? NULL : group);
+      if (r[k].y == NULL)
+        FAIL ("batch norm %u gave no result", k);
+      seed = fg_tensor_wrap (gs + off, 4, shape);
+      if (!fg_tape_backward_seed (r[k].tape, r[k].y, &seed, &error))
+        FAIL ("batch norm backward: %s", error->message);
+    }
+  if (!fg_group_sum_floats (group, r[1].gamma->grad.data, C, &error)
+      || !fg_group_sum_floats (group, r[1].beta->grad.data, C, &error))
+    FAIL ("sum of γ, β gradients: %s", error->message);
+  for (gsize i = 0; i < (e - a) * C * P; i++)
+    if (!close_to (r[1].y->value.data[i], r[0].y->value.data[a * C * P + i])
+        || !close_to (r[1].x->grad.data[i], r[0].x->grad.data[a * C * P + i]))
+      FAIL ("batch norm over the group, element %zu: y %g vs %g, dx %g vs %g", i,
+            r[1].y->value.data[i], r[0].y->value.data[a * C * P + i], r[1].x->grad.data[i],
+            r[0].x->grad.data[a * C * P + i]);
+  for (int c = 0; c < C; c++)
+    if (!close_to (r[1].gamma->grad.data[c], r[0].gamma->grad.data[c])
+        || !close_to (r[1].beta->grad.data[c], r[0].beta->grad.data[c])
+        || !close_to (r[1].mean->value.data[c], r[0].mean->value.data[c])
+        || !close_to (r[1].var->value.data[c], r[0].var->value.data[c]))
+      FAIL ("batch norm over the group, channel %d: dγ, dβ or running statistics differ", c);
+  for (guint k = 0; k < 2; k++)
+    {
+      fg_tape_free (r[k].tape);
+      fg_weight_set_free (r[k].set);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -149,6 +234,7 @@ main (int argc, char **argv)
       check_doubles (ordered, sizes[t], t + 100);
     }
   check_grads (ordered);
+  check_batch_norm (ordered);
   {
     /* A NULL group is a group of one: nothing changes. */
     float x[2] = { 1.5f, -2.0f };

@@ -539,6 +539,18 @@ fg_experiment_run_mpi (FgExperiment *exp, const FgRunOptions *options, FgRunSumm
       g_assert (ctx.run != NULL); /* rank 0 began with the same experiment */
     }
 
+  /* The ranks of one node share its processors (unless the environment sets a budget). */
+  if (g_getenv ("OPENBLAS_NUM_THREADS") == NULL && g_getenv ("OMP_NUM_THREADS") == NULL)
+    {
+      MPI_Comm node;
+      int local = 1;
+      MPI_Comm_split_type (MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, ctx.world_rank, MPI_INFO_NULL,
+                           &node);
+      MPI_Comm_size (node, &local);
+      MPI_Comm_free (&node);
+      fg_set_num_threads (MAX (1u, g_get_num_processors () / (guint) MAX (local, 1)));
+    }
+
   /* Which ranks compute, in groups of G consecutive ones.  Rank 0 computes too when its
    * computing thread may call MPI while it schedules (or makes no MPI call: groups of one). */
   G = MAX (exp->ranks_per_cell, 1u);

@@ -1387,8 +1387,10 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
   ok = TRUE;
 
   if (f.n_ranks > 1)
-    g_debug ("flowgmm: rank %u of %u: parameters checksum %016" G_GINT64_MODIFIER "x", f.rank,
-             f.n_ranks, weights_checksum (self));
+    g_debug ("flowgmm: rank %u of %u: parameters checksum %016" G_GINT64_MODIFIER "x; group "
+             "sums: %" G_GUINT64_FORMAT " bytes sent in %.3f s", f.rank, f.n_ranks,
+             weights_checksum (self), fg_group_get_bytes_sent (f.group),
+             fg_group_get_seconds (f.group));
   /* In a data-parallel group every rank holds the same weights: the first one writes them. */
   if (self->checkpoint != NULL && f.rank == 0)
     {

@@ -46,6 +46,8 @@ typedef struct {
   FgActivation act;
   gboolean train;
   gboolean has_gamma, has_beta;
+  const FgGroup *group; /* data parallel: the statistics are the whole batch's */
+  double M;             /* elements per channel in the whole batch */
 } BatchNormSaved;
 
 /* Two passes over the planes: the per-channel sums of dz = g · act'(y) and dz · x̂, then dx.
@@ -64,8 +66,9 @@ batch_norm_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
   FgTensor *dG = gamma_v ? fg_tape_grad (tape, gamma_v) : NULL;
   FgTensor *dB = beta_v ? fg_tape_grad (tape, beta_v) : NULL;
   float *d = fg_tape_alloc_floats (tape, MAX (P, 1));
-  double *sum_dz = fg_tape_alloc (tape, 2 * C * sizeof (double)), *sum_dzx = sum_dz + C;
-  const double M = (double) (N * P);
+  double *sum_dz = fg_tape_alloc (tape, 4 * C * sizeof (double)), *sum_dzx = sum_dz + C;
+  double *all_dz = sum_dz + 2 * C, *all_dzx = sum_dz + 3 * C; /* over the group */
+  const double M = s->M;
 
   memset (sum_dz, 0, 2 * C * sizeof (double));
   if (dG != NULL || dB != NULL || (dX != NULL && s->train))
@@ -85,6 +88,8 @@ batch_norm_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
           sum_dz[c] += a;
           sum_dzx[c] += b;
         }
+  /* γ and β get this slice's share (the trainer sums the group's); x̂'s gradient needs the
+   * whole batch's means of dz and dz·x̂. */
   if (dG != NULL)
     for (gsize c = 0; c < C; c++)
       dG->data[c] += (float) sum_dzx[c];
@@ -93,6 +98,13 @@ batch_norm_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
       dB->data[c] += (float) sum_dz[c];
   if (dX == NULL)
     return;
+  memcpy (all_dz, sum_dz, 2 * C * sizeof (double));
+  if (s->train && s->group != NULL)
+    {
+      g_autoptr (GError) error = NULL;
+      if (!fg_group_sum_doubles (s->group, all_dz, 2 * C, &error))
+        g_critical ("batch norm backward: %s", error->message);
+    }
   for (gsize n = 0; n < N; n++)
     for (gsize c = 0; c < C; c++)
       {
@@ -106,7 +118,7 @@ batch_norm_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
         if (s->train)
           {
             /* dx = γ·σ⁻¹ · (dz − mean(dz) − x̂ · mean(dz · x̂)) */
-            const float m1 = (float) (sum_dz[c] / M), m2 = (float) (sum_dzx[c] / M);
+            const float m1 = (float) (all_dz[c] / M), m2 = (float) (all_dzx[c] / M);
             for (gsize j = 0; j < P; j++)
               dx[j] += scale * (d[j] - m1 - (x[j] - mu) * is * m2);
           }
@@ -141,6 +153,38 @@ FgVar *
 fg_op_batch_norm2d (FgTape *tape, FgVar *x, FgVar *gamma, FgVar *beta, FgTensor *running_mean,
                     FgTensor *running_var, float momentum, float eps, gboolean train,
                     FgActivation act)
+{
+  return fg_op_batch_norm2d_group (tape, x, gamma, beta, running_mean, running_var, momentum, eps,
+                                   train, act, NULL);
+}
+
+/**
+ * fg_op_batch_norm2d_group:
+ * @tape: a tape
+ * @x: (nullable): this member's slice of the batch, N×C×H×W (or [N, C])
+ * @gamma: (nullable): C scales
+ * @beta: (nullable): C shifts
+ * @running_mean: (nullable): C values, updated in place in training (the same on every member)
+ * @running_var: (nullable): C values, updated in place in training
+ * @momentum: weight of the new batch in the running statistics
+ * @eps: added to the variance
+ * @train: normalise with the whole batch's statistics and update the running ones
+ * @act: activation applied to the result
+ * @group: (nullable): the data-parallel group whose members hold the other slices
+ *
+ * fg_op_batch_norm2d () over a batch split across @group: the per-channel count and sum, then
+ * the sum of squared deviations from the whole batch's mean, are summed over the group
+ * (fg_group_sum_doubles: rank order, the same bits on every member), so every member
+ * normalises its slice as one process would normalise the whole batch; the backward pass sums
+ * Σdz and Σdz·x̂ the same way for the input's gradient, and gives γ and β this slice's
+ * gradient.  Collective in training.
+ *
+ * Returns: (transfer none) (nullable): the same shape as @x; %NULL when a group sum failed.
+ */
+FgVar *
+fg_op_batch_norm2d_group (FgTape *tape, FgVar *x, FgVar *gamma, FgVar *beta,
+                          FgTensor *running_mean, FgTensor *running_var, float momentum,
+                          float eps, gboolean train, FgActivation act, const FgGroup *group)
 {
   g_return_val_if_fail (tape != NULL, NULL);
   if (x == NULL)
@@ -180,26 +224,53 @@ fg_op_batch_norm2d (FgTape *tape, FgVar *x, FgVar *gamma, FgVar *beta, FgTensor 
   s->has_beta = beta != NULL;
   s->mean = fg_tape_alloc_floats (tape, 2 * C);
   s->invstd = s->mean + C;
+  s->group = group;
+  s->M = (double) (N * P);
 
   if (train)
     {
-      const double M = (double) (N * P);
+      /* Per channel: the sum, then (given the mean) the squared deviations; over a group, each
+       * summed over its members before use.  stats[C] holds the element count. */
+      double *stats = fg_tape_alloc (tape, (2 * C + 1) * sizeof (double));
+      double *sq = stats + C + 1;
+      g_autoptr (GError) error = NULL;
       for (gsize c = 0; c < C; c++)
         {
-          double sum = 0.0, sq = 0.0;
+          stats[c] = 0.0;
           for (gsize n = 0; n < N; n++)
-            sum += fg_sum_f64 (fg_tensor_row (X, n) + c * P, P);
-          const double mu = sum / M;
+            stats[c] += fg_sum_f64 (fg_tensor_row (X, n) + c * P, P);
+        }
+      stats[C] = s->M;
+      if (!fg_group_sum_doubles (group, stats, C + 1, &error))
+        {
+          g_critical ("fg_op_batch_norm2d_group: %s", error->message);
+          return NULL;
+        }
+      s->M = stats[C];
+      for (gsize c = 0; c < C; c++)
+        {
+          const double mu = stats[c] / s->M;
+          sq[c] = 0.0;
           for (gsize n = 0; n < N; n++)
             {
               const float *restrict xr = fg_tensor_row (X, n) + c * P;
               for (gsize j = 0; j < P; j++)
                 {
                   const double d = (double) xr[j] - mu;
-                  sq += d * d;
+                  sq[c] += d * d;
                 }
             }
-          const double var = sq / M;
+        }
+      if (!fg_group_sum_doubles (group, sq, C, &error))
+        {
+          g_critical ("fg_op_batch_norm2d_group: %s", error->message);
+          return NULL;
+        }
+      const double M = s->M;
+      for (gsize c = 0; c < C; c++)
+        {
+          const double mu = stats[c] / M;
+          const double var = sq[c] / M;
           s->mean[c] = (float) mu;
           s->invstd[c] = (float) (1.0 / sqrt (var + eps));
           if (running_mean != NULL)

@@ -139,6 +139,8 @@ typedef struct {
   gboolean initializing; /* inside init: ActNorm layers set themselves from the data */
   gsize eval_chunk;      /* images per pass of a gradient-free evaluation */
   FgTape *scratch;       /* the tape those passes run on (created on first use) */
+  const FgGroup *group;  /* during a training forward: the data-parallel group whose slices
+                          * make the batch (FgFlowRun.group), for the batch statistics */
 } ConvFlow;
 
 /* ======================================================================================== */
@@ -527,9 +529,10 @@ wn_conv (FgTape *tape, const WnConv *c, FgVar *x)
 static FgVar *
 bn (const ConvFlow *self, FgTape *tape, const Bn *b, FgVar *x, gboolean train, FgActivation act)
 {
-  return fg_op_batch_norm2d (tape, x, fg_tape_weight (tape, b->gamma),
-                             fg_tape_weight (tape, b->beta), &b->mean->value, &b->var->value,
-                             self->bn_momentum, self->bn_eps, train, act);
+  return fg_op_batch_norm2d_group (tape, x, fg_tape_weight (tape, b->gamma),
+                                   fg_tape_weight (tape, b->beta), &b->mean->value,
+                                   &b->var->value, self->bn_momentum, self->bn_eps, train, act,
+                                   train ? self->group : NULL);
 }
 
 static FgVar *
@@ -712,7 +715,9 @@ forward_direct (ConvFlow *self, FgTape *tape, FgVar *x, guint end, const FgFlowR
   FgVar *ld = fg_op_zeros (tape, 2, (gsize[]){ N, 1 });
   FgVar **pieces = fg_tape_alloc (tape, (self->n_layers + 1) * sizeof (FgVar *));
   guint n_pieces = 0;
+  self->group = train ? run->group : NULL;
   cur = layers_forward (self, tape, cur, end, train, rng, &ld, pieces, &n_pieces);
+  self->group = NULL;
   FgVar *out = cur;
   if (cur != NULL && state_is_packed (self, end))
     {

@@ -22,6 +22,7 @@
 #include <flowgmm/rng.h>
 #include <flowgmm/weights.h>
 #include <flowgmm/parallel.h>
+#include <flowgmm/group.h>
 
 G_BEGIN_DECLS
 
@@ -201,6 +202,15 @@ FG_API FgVar *fg_op_conv2d (FgTape *tape, FgVar *x, FgVar *w, FgVar *bias, guint
 FG_API FgVar *fg_op_batch_norm2d (FgTape *tape, FgVar *x, FgVar *gamma, FgVar *beta,
                                   FgTensor *running_mean, FgTensor *running_var, float momentum,
                                   float eps, gboolean train, FgActivation act);
+/* The same over a data-parallel group (flowgmm/group.h) whose members each hold a slice of the
+ * batch: in training, μ and σ² are the whole batch's (per-channel sums over the group in the
+ * forward pass, and Σdy, Σdy·x̂ in the backward pass), as one process would compute them on
+ * the whole batch; γ and β get this slice's gradient (the trainer sums those).  Collective in
+ * training: every member calls it in the same order.  A NULL group: fg_op_batch_norm2d. */
+FG_API FgVar *fg_op_batch_norm2d_group (FgTape *tape, FgVar *x, FgVar *gamma, FgVar *beta,
+                                        FgTensor *running_mean, FgTensor *running_var,
+                                        float momentum, float eps, gboolean train,
+                                        FgActivation act, const FgGroup *group);
 /* Weight normalisation (torch.nn.utils.weight_norm, dim 0): w[o, :] = g[o]·v[o, :]/‖v[o, :]‖
  * for v [O, ...] and O magnitudes g. */
 FG_API FgVar *fg_op_weight_norm (FgTape *tape, FgVar *v, FgVar *g);

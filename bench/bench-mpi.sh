@@ -38,14 +38,14 @@ echo "# $(date -u '+%Y-%m-%d %H:%M UTC') $(uname -m), $(nproc) CPUs, load $(cut 
 cat >"$tmp/cells.exp" <<EOC
 [experiment]
 title = bench-mpi-cells
-seeds = 0..4
+seeds = 0..9
 [dataset:moons]
 plugin = moons
 n_train = 1000
 n_test = 1000
 [method:knn]
 plugin = knn
-k = 1..20
+k = 1..9
 [method:flowgmm]
 plugin = flowgmm
 flow.layers = 3
@@ -59,12 +59,12 @@ iterations = 300
 unlabeled_batch = 128
 unlabeled_order = sample
 EOC
-cells=$(( 20 * 5 + 5 ))
+cells=$(( 9 * 10 + 10 ))
 time_run () { # NAME COMMAND...
   name=$1; shift
   rm -rf "$tmp/out"
   t0=$(now)
-  "$@" >/dev/null 2>&1
+  "$@" >/dev/null 2>"$tmp/err.$name" || echo "# $name failed: $(tail -n 2 "$tmp/err.$name")" >&2
   t1=$(now)
   echo "$name $(echo "$t1 - $t0" | bc -l)"
 }
@@ -95,6 +95,7 @@ path = $tmp/d768.csv
 header = none
 test = 256
 labeled = 64
+unlabeled_pool = train
 [method:flowgmm]
 plugin = flowgmm
 flow.layers = 7
@@ -104,14 +105,13 @@ means = tabular
 iterations = $steps
 labeled_batch = 0
 unlabeled_batch = 2048
-unlabeled_pool = train
 EOD
 }
 dp_exp 1 >"$tmp/dp1.exp"
 dp_exp "$ranks" >"$tmp/dpn.exp"
 seconds_of () { sed -n 's/.*"seconds":\([0-9.e+-]*\).*/\1/p' "$1/results.jsonl" | head -n1; }
 rm -rf "$tmp/o1" "$tmp/on"
-OPENBLAS_NUM_THREADS=$ranks ./flowgmm-uninstalled run -q --out "$tmp/o1" "$tmp/dp1.exp" >/dev/null 2>&1
+OPENBLAS_NUM_THREADS=$ranks ./flowgmm-uninstalled run -q --out "$tmp/o1" "$tmp/dp1.exp" >"$tmp/dp1.log" 2>&1 || { cat "$tmp/dp1.log"; exit 1; }
 OPENBLAS_NUM_THREADS=1 G_MESSAGES_DEBUG=flowgmm "$mpirun" -np "$ranks" ./flowgmm-uninstalled run -q \
   --out "$tmp/on" "$tmp/dpn.exp" >"$tmp/dp.log" 2>&1
 s1=$(seconds_of "$tmp/o1")

@@ -82,7 +82,7 @@ awk -v c="$cells" '{ printf "%-28s %7.2f s  %8.1f cells/min\n", $1, $2, 60 * c /
 # ---- 2. data-parallel training, d768
 awk -v seed=1 'BEGIN { srand(seed); for (i = 0; i < 2048 + 256; i++) { line = "";
   for (j = 0; j < 768; j++) line = line sprintf("%.4f,", 2 * rand() - 1 + (i % 4) * 0.1);
-  print line (i < 64 ? i % 4 : (i < 2048 ? -1 : i % 4)) } }' >"$tmp/d768.csv"
+  print line (i % 4) } }' >"$tmp/d768.csv"
 dp_exp () { # RANKS_PER_CELL
   cat <<EOD
 [experiment]

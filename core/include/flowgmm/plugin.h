@@ -8,6 +8,9 @@
  * Compatibility rules:
  *  - FG_PLUGIN_ABI_VERSION is bumped on ANY incompatible change (reordered or removed fields,
  *    changed signatures).  A plugin built for another version is rejected.
+ *  - It moves together with libflowgmm's SONAME (SONAME number + 1 == FG_PLUGIN_ABI_VERSION,
+ *    checked by configure, which reads the #define below) and names the installed plugin
+ *    directory, $(libdir)/flowgmm/plugins-N.  Policy and bump rules: doc/versioning.md.
  *  - Structs and vtables only grow at the end.  Every vtable starts with its own struct_size, so
  *    the host can tell whether an optional method appended later is present (FG_VTABLE_HAS).
  *

@@ -101,7 +101,7 @@ flow_train_pass (Flow *f, const FgTensor *x, guint64 seed)
   g_autoptr (FgTape) tape = fg_tape_new ();
   g_autoptr (GError) error = NULL;
   FgRng rng;
-  FgFlowRun run = { TRUE, &rng, { 0 } };
+  FgFlowRun run = { .train = TRUE, .rng = &rng };
   FgVar *ld = NULL;
   fg_rng_init (&rng, seed, 5);
   fg_tape_set_grad_enabled (tape, FALSE);
@@ -116,7 +116,7 @@ flow_run (Flow *f, const FgTensor *x, gboolean train, FgTensor *z, float *logdet
   g_autoptr (FgTape) tape = fg_tape_new ();
   g_autoptr (GError) error = NULL;
   FgRng rng;
-  FgFlowRun run = { train, train ? &rng : NULL, { 0 } };
+  FgFlowRun run = { .train = train, .rng = train ? &rng : NULL };
   FgVar *ld = NULL, *zv;
   fg_rng_init (&rng, 77, 5);
   fg_tape_set_grad_enabled (tape, FALSE);
@@ -226,7 +226,7 @@ test_logdet_jacobian (void)
       fg_tensor_copy_into (&xw->value, x0);
       g_autoptr (FgTape) tape = fg_tape_new ();
       g_autoptr (GError) error = NULL;
-      FgFlowRun run = { FALSE, NULL, { 0 } };
+      FgFlowRun run = { .train = FALSE, .rng = NULL };
       FgVar *ld = NULL;
       FgVar *z = f.vt->forward (f.self, tape, fg_tape_weight (tape, xw), &run, &ld, &error);
       g_assert_no_error (error);
@@ -277,7 +277,7 @@ grad_build (FgTape *tape, FgVar *const *inputs, gpointer data)
 {
   GradCase *g = data;
   FgRng rng;
-  FgFlowRun run = { g->train, &rng, { 0 } };
+  FgFlowRun run = { .train = g->train, .rng = &rng };
   FgVar *ld = NULL;
   (void) inputs; /* the flow makes its own leaves of the same weights */
   fg_rng_init (&rng, 1, 1);
@@ -544,7 +544,7 @@ test_actnorm_init (void)
     g_autoptr (FgTape) tape = fg_tape_new ();
     g_autoptr (GError) error = NULL;
     FgRng rng;
-    FgFlowRun run = { TRUE, &rng, { 0 } };
+    FgFlowRun run = { .train = TRUE, .rng = &rng };
     fg_rng_init (&rng, 1, 2);
     g_assert_true (f.vt->init (f.self, tape, fg_tape_constant (tape, x), &run, &error));
     g_assert_no_error (error);
@@ -650,6 +650,31 @@ record_progress (gpointer data, double fraction, const char *what)
   t->last = v;
 }
 
+/* The flowgmm method with flow = realnvp-conv and "key=value" settings, fitted on split. */
+static gpointer
+fit_method (const FgSplit *split, const char *const *settings, const FgBaselineVTable **vt_out)
+{
+  g_autoptr (GError) error = NULL;
+  const FgComponent *mc = fg_registry_find (th_registry (), FG_KIND_BASELINE, "flowgmm", &error);
+  const FgComponent *fc = fg_registry_find (th_registry (), FG_KIND_FLOW, "realnvp-conv", &error);
+  g_assert_no_error (error);
+  g_autoptr (FgParams) mp = fg_params_new (mc->params);
+  g_assert_true (fg_registry_resolve_params (th_registry (), mp, &error));
+  g_assert_true (fg_params_set_component (mp, "flow", "realnvp-conv", fc->params, &error));
+  g_assert_true (th_params_set_all (mp, settings, &error));
+  g_assert_true (fg_registry_resolve_params (th_registry (), mp, &error));
+  g_assert_no_error (error);
+  FgRng rng;
+  fg_rng_init (&rng, 1, 42);
+  const FgBaselineVTable *vt = mc->vtable;
+  gpointer model = vt->create (mp, &rng, &error);
+  g_assert_no_error (error);
+  g_assert_true (vt->fit (model, split, &error));
+  g_assert_no_error (error);
+  *vt_out = vt;
+  return model;
+}
+
 /* Rows [0, n) of 1×28×28 images averaged over 2×2 blocks: 1×14×14. */
 static FgTensor *
 pool2 (const FgTensor *x, gsize n)
@@ -722,26 +747,12 @@ test_mnist_learns (void)
   FgFitHooks hooks = { record_progress, NULL, &trace };
   split.hooks = &hooks;
 
-  const FgComponent *mc = fg_registry_find (th_registry (), FG_KIND_BASELINE, "flowgmm", &error);
-  g_assert_no_error (error);
-  const FgComponent *fc = fg_registry_find (th_registry (), FG_KIND_FLOW, "realnvp-conv", &error);
-  g_autoptr (FgParams) mp = fg_params_new (mc->params);
-  g_assert_true (fg_registry_resolve_params (th_registry (), mp, &error));
-  g_assert_true (fg_params_set_component (mp, "flow", "realnvp-conv", fc->params, &error));
   const char *settings[] = { "labeled_only=true", "labeled_batch=50", "epochs=25",
                              "optimizer=adam",    "lr=2e-3",          "weight_decay=5e-5",
                              "schedule=constant", "flow.mid_channels=8", "flow.blocks=1",
                              "flow.scales=2",     NULL };
-  g_assert_true (th_params_set_all (mp, settings, &error));
-  g_assert_no_error (error);
-  g_assert_true (fg_registry_resolve_params (th_registry (), mp, &error));
-  FgRng rng;
-  fg_rng_init (&rng, 1, 42);
-  const FgBaselineVTable *vt = mc->vtable;
-  gpointer model = vt->create (mp, &rng, &error);
-  g_assert_no_error (error);
-  g_assert_true (vt->fit (model, &split, &error));
-  g_assert_no_error (error);
+  const FgBaselineVTable *vt;
+  gpointer model = fit_method (&split, settings, &vt);
   g_autofree gint32 *pred = g_new (gint32, n_test);
   FgTensor tx = *test14;
   g_assert_true (vt->predict (model, &tx, pred, NULL, &error));
@@ -780,7 +791,7 @@ test_eval_chunks (void)
       g_autoptr (FgTape) tape = fg_tape_new ();
       g_autoptr (GError) error = NULL;
       FgRng rng;
-      FgFlowRun run = { FALSE, &rng, { 0 } }; /* noise drawn at evaluation (authors) */
+      FgFlowRun run = { .train = FALSE, .rng = &rng }; /* noise drawn at evaluation (authors) */
       FgVar *ld = NULL;
       fg_rng_init (&rng, 5, 5);
       fg_tape_set_grad_enabled (tape, FALSE);
@@ -804,6 +815,58 @@ test_eval_chunks (void)
   g_assert_cmpfloat (fg_tensor_max_abs_diff (r1, x), <=, 0.5 / 255 + 1e-4);
 }
 
+/* ---------------------------------------------------------------------- init through the method */
+
+/* The flowgmm method calls the flow's init with the first training batch: an ActNorm-only flow
+ * then maps that batch to per-channel mean 0 and standard deviation 1. */
+static void
+test_method_calls_init (void)
+{
+  const gsize N = 20, C = 2, H = 4, W = 4, P = H * W;
+  g_autoptr (FgTensor) x = random_images (N, C, H, W, 21, FALSE);
+  g_autofree gint32 *y = g_new (gint32, N);
+  for (gsize i = 0; i < fg_tensor_numel (x); i++)
+    x->data[i] = 3.0f * x->data[i] - 1.0f;
+  for (gsize i = 0; i < N; i++)
+    y[i] = (gint32) (i % 2);
+  FgSplit split;
+  memset (&split, 0, sizeof split);
+  split.n_classes = 2;
+  split.shape.ndim = 3;
+  split.shape.dims[0] = C;
+  split.shape.dims[1] = H;
+  split.shape.dims[2] = W;
+  split.dim = C * P;
+  split.labeled.x = *x;
+  split.labeled.y = y;
+  split.labeled.n = N;
+  split.unlabeled.x = fg_tensor_view_rows (x, 0, 0);
+  split.validation.x = fg_tensor_view_rows (x, 0, 0);
+  split.fingerprint = "init";
+  split.seed = 1;
+  g_autoptr (GError) error = NULL;
+  const char *settings[] = { "labeled_only=true", "iterations=1", "lr=1e-12", "schedule=constant",
+                             "flow.structure=actnorm", NULL };
+  const FgBaselineVTable *vt;
+  gpointer model = fit_method (&split, settings, &vt);
+  g_autofree float *z = g_new (float, N * C * P);
+  g_assert_true (vt->embed (model, x, z, &error));
+  for (gsize c = 0; c < C; c++)
+    {
+      double s = 0.0, q = 0.0;
+      for (gsize n = 0; n < N; n++)
+        for (gsize p = 0; p < P; p++)
+          s += z[(n * C + c) * P + p];
+      const double mu = s / (N * P);
+      for (gsize n = 0; n < N; n++)
+        for (gsize p = 0; p < P; p++)
+          q += pow (z[(n * C + c) * P + p] - mu, 2);
+      g_assert_cmpfloat_with_epsilon (mu, 0.0, 1e-3);
+      g_assert_cmpfloat_with_epsilon (sqrt (q / (N * P)), 1.0, 1e-3);
+    }
+  vt->destroy (model);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -818,6 +881,7 @@ main (int argc, char **argv)
   g_test_add_func ("/realnvp-conv/parameter-counts", test_parameter_counts);
   g_test_add_func ("/realnvp-conv/errors", test_errors);
   g_test_add_func ("/realnvp-conv/eval-chunks", test_eval_chunks);
+  g_test_add_func ("/realnvp-conv/method-calls-init", test_method_calls_init);
   g_test_add_func ("/realnvp-conv/mnist-learns", test_mnist_learns);
   return g_test_run ();
 }

@@ -19,6 +19,7 @@
 #include <flowgmm/neighbors.h>
 #include <flowgmm/figure.h>
 #include <flowgmm/parallel.h>
+#include <flowgmm/analysis.h>
 
 G_BEGIN_DECLS
 

@@ -9,7 +9,8 @@
  *   differences;
  * - the masks (which coordinates a single layer leaves alone), zero_init = identity, dropout
  *   only in training and drawn from the run's RNG, image-shaped inputs, rescale = false, and
- *   the parameter counts of the authors' architectures (REFERENCE §1.1).
+ *   the parameter counts of the authors' architectures (REFERENCE §1.1);
+ * - the partial passes forward_to / inverse_from (round trip at every layer).
  */
 #include "config.h"
 
@@ -523,6 +524,64 @@ test_bad_input (void)
   flow_clear (&f);
 }
 
+/* The optional partial passes (feature visualisation): forward_to (L) is forward's z,
+ * inverse_from (forward_to (x, ℓ), ℓ) = x for every ℓ, layer 0 is the input, the layers in
+ * between differ from both ends, and a layer beyond L is an error. */
+static void
+test_partial_passes (void)
+{
+  const char *settings[] = { "layers=4", "hidden=16", NULL };
+  const gsize D = 6, N = 32;
+  g_autoptr (FgTensor) x = random_input (N, D, 11);
+  g_autoptr (FgTensor) z = fg_tensor_new_2d (N, D);
+  g_autoptr (GError) error = NULL;
+  Flow f;
+  guint L;
+  flow_init (&f, D, 5, settings);
+  for (guint i = 0; i < fg_weight_set_len (f.weights); i++)
+    {
+      FgWeight *w = fg_weight_set_get (f.weights, i);
+      if (g_str_has_suffix (w->name, ".rescale"))
+        fg_weight_init_const (w, 1.5f);
+    }
+  g_assert_true (FG_VTABLE_HAS (f.vt, FgFlowVTable, n_layers));
+  g_assert_true (FG_VTABLE_HAS (f.vt, FgFlowVTable, forward_to));
+  g_assert_true (FG_VTABLE_HAS (f.vt, FgFlowVTable, inverse_from));
+  L = f.vt->n_layers (f.self);
+  g_assert_cmpuint (L, ==, 4);
+  flow_eval (&f, x, z, NULL);
+  for (guint l = 0; l <= L; l++)
+    {
+      g_autoptr (FgTape) tape = fg_tape_new ();
+      FgVar *h, *xr;
+      fg_tape_set_grad_enabled (tape, FALSE);
+      h = f.vt->forward_to (f.self, tape, fg_tape_constant (tape, x), l, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_true (fg_tensor_same_shape (&h->value, x));
+      if (l == 0)
+        g_assert_cmpfloat (fg_tensor_max_abs_diff (&h->value, x), ==, 0.0);
+      else
+        g_assert_cmpfloat (fg_tensor_max_abs_diff (&h->value, x), >, 1e-2);
+      if (l == L)
+        g_assert_cmpfloat (fg_tensor_max_abs_diff (&h->value, z), <, 1e-6);
+      else if (l > 0)
+        g_assert_cmpfloat (fg_tensor_max_abs_diff (&h->value, z), >, 1e-2);
+      xr = f.vt->inverse_from (f.self, tape, h, l, &error);
+      g_assert_no_error (error);
+      g_assert_cmpfloat (fg_tensor_max_abs_diff (&xr->value, x), <, 1e-4);
+    }
+  {
+    g_autoptr (FgTape) tape = fg_tape_new ();
+    g_assert_null (f.vt->forward_to (f.self, tape, fg_tape_constant (tape, x), L + 1, NULL,
+                                     &error));
+    g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+    g_clear_error (&error);
+    g_assert_null (f.vt->inverse_from (f.self, tape, fg_tape_constant (tape, x), L + 1, &error));
+    g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+  }
+  flow_clear (&f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -537,5 +596,6 @@ main (int argc, char **argv)
   g_test_add_func ("/realnvp/parameter-counts", test_parameter_counts);
   g_test_add_func ("/realnvp/cut-init", test_cut_init);
   g_test_add_func ("/realnvp/bad-input", test_bad_input);
+  g_test_add_func ("/realnvp/partial-passes", test_partial_passes);
   return g_test_run ();
 }

@@ -603,6 +603,26 @@ st_net (RealNvp *self, FgTape *tape, const Coupling *C, FgVar *x, gboolean train
   return fg_op_linear (tape, h, fg_tape_weight (tape, C->w_out), fg_tape_weight (tape, C->b_out));
 }
 
+/* The first n_layers couplings on [N, D] input x.  The output carries the running log-det as
+ * an extra column once a coupling has run (*has_ld); before that it is x itself. */
+static FgVar *
+run_couplings (RealNvp *self, FgTape *tape, FgVar *x, guint n_layers, gboolean train, FgRng *rng,
+               gboolean *has_ld)
+{
+  FgVar *cur = x;
+  *has_ld = FALSE;
+  for (guint l = 0; l < n_layers; l++)
+    {
+      const Coupling *C = &self->layers[l];
+      if (C->n_ch == 0)
+        continue; /* nothing transformed: the identity, log-det 0 */
+      cur = coupling_op (tape, C, self->D, cur, *has_ld, st_net (self, tape, C, cur, train, rng),
+                         fg_tape_weight (tape, C->rescale));
+      *has_ld = TRUE;
+    }
+  return cur;
+}
+
 static FgVar *
 realnvp_forward (gpointer data, FgTape *tape, FgVar *x, const FgFlowRun *run, FgVar **logdet,
                  GError **error)
@@ -630,16 +650,7 @@ realnvp_forward (gpointer data, FgTape *tape, FgVar *x, const FgFlowRun *run, Fg
   N = fg_tensor_rows (&x->value);
   if (x->value.ndim != 2)
     x2 = fg_op_reshape (tape, x, 2, (gsize[]){ N, self->D });
-  cur = x2;
-  for (guint l = 0; l < self->L; l++)
-    {
-      const Coupling *C = &self->layers[l];
-      if (C->n_ch == 0)
-        continue; /* nothing transformed: the identity, log-det 0 */
-      cur = coupling_op (tape, C, self->D, cur, has_ld, st_net (self, tape, C, cur, train, rng),
-                         fg_tape_weight (tape, C->rescale));
-      has_ld = TRUE;
-    }
+  cur = run_couplings (self, tape, x2, self->L, train, rng, &has_ld);
   if (!has_ld)
     {
       FgVar *zero = fg_tape_empty_2d (tape, N, 1);
@@ -658,22 +669,38 @@ realnvp_forward (gpointer data, FgTape *tape, FgVar *x, const FgFlowRun *run, Fg
   return cur;
 }
 
+static gboolean
+check_layer (const RealNvp *self, FgVar *v, guint layer, const char *what, GError **error)
+{
+  if (v == NULL || fg_tensor_cols (&v->value) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "realnvp-mlp: %s of %" G_GSIZE_FORMAT " features, built for %" G_GSIZE_FORMAT,
+                   what, v ? fg_tensor_cols (&v->value) : 0, self->D);
+      return FALSE;
+    }
+  if (layer > self->L)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "realnvp-mlp: layer %u of a flow with %u coupling layers (expected 0..%u)",
+                   layer, self->L, self->L);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* x = f_{:layer}^{-1}(h): the couplings layer−1, ..., 0 inverted, on h of x's shape. */
 static FgVar *
-realnvp_inverse (gpointer data, FgTape *tape, FgVar *z, GError **error)
+realnvp_inverse_from (gpointer data, FgTape *tape, FgVar *h, guint layer, GError **error)
 {
   RealNvp *self = data;
   FgVar *cur;
   gsize N;
-  if (z == NULL || fg_tensor_cols (&z->value) != self->D)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
-                   "realnvp-mlp: latent of %" G_GSIZE_FORMAT " features, built for %" G_GSIZE_FORMAT,
-                   z ? fg_tensor_cols (&z->value) : 0, self->D);
-      return NULL;
-    }
-  N = fg_tensor_rows (&z->value);
-  cur = z->value.ndim == 2 ? z : fg_op_reshape (tape, z, 2, (gsize[]){ N, self->D });
-  for (guint l = self->L; l-- > 0;)
+  if (!check_layer (self, h, layer, "activation", error))
+    return NULL;
+  N = fg_tensor_rows (&h->value);
+  cur = h->value.ndim == 2 ? h : fg_op_reshape (tape, h, 2, (gsize[]){ N, self->D });
+  for (guint l = layer; l-- > 0;)
     {
       const Coupling *C = &self->layers[l];
       if (C->n_ch == 0)
@@ -681,10 +708,55 @@ realnvp_inverse (gpointer data, FgTape *tape, FgVar *z, GError **error)
       cur = coupling_inverse_op (tape, C, self->D, cur, st_net (self, tape, C, cur, FALSE, NULL),
                                  fg_tape_weight (tape, C->rescale));
     }
-  if (cur != NULL && z->value.ndim != 2)
-    cur = fg_op_reshape (tape, cur, z->value.ndim, z->value.shape);
+  if (cur != NULL && h->value.ndim != 2)
+    cur = fg_op_reshape (tape, cur, h->value.ndim, h->value.shape);
   if (cur == NULL)
     g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "realnvp-mlp: inverse failed (see the log)");
+  return cur;
+}
+
+static FgVar *
+realnvp_inverse (gpointer data, FgTape *tape, FgVar *z, GError **error)
+{
+  RealNvp *self = data;
+  if (!check_layer (self, z, self->L, "latent", error))
+    return NULL;
+  return realnvp_inverse_from (data, tape, z, self->L, error);
+}
+
+static guint
+realnvp_n_layers (gpointer data)
+{
+  return ((RealNvp *) data)->L;
+}
+
+/* h = f_{:layer}(x), the activations after the first `layer` couplings, in x's shape (layer 0:
+ * x; layer L: f(x)).  Evaluation mode unless run->train. */
+static FgVar *
+realnvp_forward_to (gpointer data, FgTape *tape, FgVar *x, guint layer, const FgFlowRun *run,
+                    GError **error)
+{
+  RealNvp *self = data;
+  const gboolean train = run != NULL && run->train;
+  FgRng *rng = run != NULL ? run->rng : NULL;
+  gboolean has_ld;
+  FgVar *x2, *cur;
+  gsize N;
+  if (!check_layer (self, x, layer, "input", error))
+    return NULL;
+  if (train && self->dropout > 0.0f && rng == NULL)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "realnvp-mlp: training run without an RNG");
+      return NULL;
+    }
+  N = fg_tensor_rows (&x->value);
+  x2 = x->value.ndim == 2 ? x : fg_op_reshape (tape, x, 2, (gsize[]){ N, self->D });
+  cur = run_couplings (self, tape, x2, layer, train, rng, &has_ld);
+  if (!has_ld)
+    return x;
+  cur = unpack_op (tape, cur, x->value.ndim, x->value.shape);
+  if (cur == NULL)
+    g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "realnvp-mlp: forward failed (see the log)");
   return cur;
 }
 
@@ -862,6 +934,9 @@ static const FgFlowVTable realnvp_vtable = {
   .forward = realnvp_forward,
   .inverse = realnvp_inverse,
   .destroy = realnvp_destroy,
+  .n_layers = realnvp_n_layers,
+  .forward_to = realnvp_forward_to,
+  .inverse_from = realnvp_inverse_from,
 };
 
 static const FgComponent realnvp_components[] = {

@@ -92,6 +92,19 @@ typedef struct {
    * and set weights from the data. */
   gboolean (*init) (gpointer self, FgTape *tape, FgVar *x_batch, const FgFlowRun *run,
                     GError **error);
+  /* ---- Optional, ABI 1 additions (after init): partial passes for feature visualisation
+   * (paper eq. 8, doc/analysis.md).  A flow is f = f_L ∘ ... ∘ f_1; its "layers" are the steps
+   * it chooses to expose, numbered 1..n_layers; layer 0 is the input itself. */
+  /* The number L of exposed layers. */
+  guint (*n_layers) (gpointer self);
+  /* h = f_{:layer}(x) = f_layer ∘ ... ∘ f_1 (x), for 0 ≤ layer ≤ L, with x's shape (flows that
+   * change the shape between layers give the shape of that layer).  Layer L is forward's z.
+   * Evaluation mode unless run->train; run may be NULL. */
+  FgVar *(*forward_to) (gpointer self, FgTape *tape, FgVar *x, guint layer, const FgFlowRun *run,
+                        GError **error);
+  /* x = f_{:layer}⁻¹(h) for h of layer `layer`'s shape (evaluation mode):
+   * inverse_from (forward_to (x, ℓ), ℓ) = x. */
+  FgVar *(*inverse_from) (gpointer self, FgTape *tape, FgVar *h, guint layer, GError **error);
 } FgFlowVTable;
 
 /* ---- Loss ---------------------------------------------------------------------------------- */

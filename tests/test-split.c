@@ -1153,6 +1153,57 @@ test_path_expand_seed (void)
   g_assert_cmpstr (c, ==, "plain.txt");
 }
 
+/* Extra rows go through the split's preprocessing without entering its fit: the raw test rows
+ * given as extra rows come out equal to the preprocessed test part, and the split itself
+ * (fingerprint, training sets) is the same as without them. */
+static void
+test_extra_rows (void)
+{
+  static const double scales[5] = { 5.0, 3.0, 2.0, 1.0, 0.5 };
+  const gsize D = 5;
+  g_autoptr (FgDataset) ds = make_gaussian_dataset (500, D, scales, FALSE, TRUE);
+  const FgDataPart *raw_test = fg_dataset_get_part (ds, FG_PART_TEST);
+  const char *const configs[][6] = {
+    { "labeled", "40", "pca", "3", NULL, NULL },
+    { "labeled", "40", "standardize", "true", NULL, NULL },
+  };
+  for (guint c = 0; c < G_N_ELEMENTS (configs); c++)
+    {
+      g_autoptr (FgParams) p = split_params (configs[c][0], configs[c][1], configs[c][2],
+                                             configs[c][3], NULL);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (FgSplitData) plain = fg_split_data_new (ds, p, 3, &error);
+      g_autoptr (FgSplitData) d = fg_split_data_new_with_extra (ds, p, 3, &raw_test->x, &error);
+      const FgTensor *extra;
+      const double *ld = NULL;
+      g_assert_no_error (error);
+      g_assert_null (fg_split_data_get_extra (plain, NULL));
+      extra = fg_split_data_get_extra (d, &ld);
+      g_assert_nonnull (extra);
+      g_assert_cmpstr (fg_split_data_get_split (d)->fingerprint, ==,
+                       fg_split_data_get_split (plain)->fingerprint);
+      g_assert_cmpfloat (fg_tensor_max_abs_diff (&fg_split_data_get_split (d)->labeled.x,
+                                                 &fg_split_data_get_split (plain)->labeled.x),
+                         ==, 0.0);
+      g_assert_cmpfloat (fg_tensor_max_abs_diff (extra, &fg_split_data_get_test (d)->x), ==, 0.0);
+      if (c == 0)
+        g_assert_null (ld); /* pca with k < D: not invertible */
+      else
+        {
+          const double *test_ld = fg_split_data_get_split (d)->preprocessing->test_logdet;
+          g_assert_nonnull (ld);
+          g_assert_cmpfloat (ld[0], ==, test_ld[0]);
+        }
+    }
+  {
+    g_autoptr (FgParams) p = split_params ("labeled", "40", NULL);
+    g_autoptr (FgTensor) wrong = fg_tensor_new_2d (3, D + 1);
+    g_autoptr (GError) error = NULL;
+    g_assert_null (fg_split_data_new_with_extra (ds, p, 3, wrong, &error));
+    g_assert_error (error, FG_ERROR, FG_ERROR_DATA);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1175,6 +1226,7 @@ main (int argc, char **argv)
   g_test_add_func ("/split/preprocess/pca-whiten-and-errors", test_preprocess_pca_whiten_and_errors);
   g_test_add_func ("/split/preprocess/l2-normalize", test_preprocess_l2);
   g_test_add_func ("/split/preprocess/dequantize-logit", test_preprocess_dequantize_logit);
+  g_test_add_func ("/split/extra-rows", test_extra_rows);
   g_test_add_func ("/dataset/checks", test_dataset_checks);
   g_test_add_func ("/io/path-expand-seed", test_path_expand_seed);
   return g_test_run ();

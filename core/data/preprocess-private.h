@@ -12,8 +12,9 @@
 
 G_BEGIN_DECLS
 
-/* The four sets of a split, in this order. */
-enum { FG_PP_LABELED, FG_PP_UNLABELED, FG_PP_VALIDATION, FG_PP_TEST, FG_PP_N_SETS };
+/* The four sets of a split, in this order, then extra rows transformed like them (never part
+ * of the fit), e.g. out-of-domain data scored by the cell's model. */
+enum { FG_PP_LABELED, FG_PP_UNLABELED, FG_PP_VALIDATION, FG_PP_TEST, FG_PP_EXTRA, FG_PP_N_SETS };
 
 typedef struct {
   FgPreprocessing info;          /* what FgSplit.preprocessing points to */

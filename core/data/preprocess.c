@@ -18,7 +18,7 @@
 #include "data/preprocess-private.h"
 
 static const char *const set_names[FG_PP_N_SETS] = { "labeled", "unlabeled", "validation",
-                                                     "test" };
+                                                     "test", "extra" };
 
 /* Rows processed at once by the projection (a chunk of 256 rows of width 784 fits in L2), and
  * by the covariance (larger: each chunk's D×D result is added to the double sum). */

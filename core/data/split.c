@@ -91,7 +91,7 @@ struct _FgSplitData {
   FgDataset *ds;
   IndexSet labeled, unlabeled, validation, test_rows; /* rows of train (or of VAL/TEST part) */
   gboolean val_from_part, test_from_part;
-  FgTensor *owned_x[4];
+  FgTensor *owned_x[FG_PP_N_SETS]; /* the sets, then the extra rows (nullable) */
   gint32 *owned_y[4];
   char *fingerprint;
   FgFitHooks hooks;
@@ -714,6 +714,26 @@ describe_examples (SplitCtx *s, GError **error)
 FgSplitData *
 fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GError **error)
 {
+  return fg_split_data_new_with_extra (ds, split_params, seed, NULL, error);
+}
+
+/**
+ * fg_split_data_new_with_extra:
+ * @ds: a data set
+ * @split_params: split keys
+ * @seed: the cell seed
+ * @extra: (nullable): further rows, with the data set's example shape, to transform with the
+ *   split's preprocessing (fitted without them), e.g. out-of-domain data
+ * @error: return location for a #GError
+ *
+ * As fg_split_data_new (); the transformed extra rows are fg_split_data_get_extra ().
+ *
+ * Returns: (transfer full) (nullable): the split.
+ */
+FgSplitData *
+fg_split_data_new_with_extra (FgDataset *ds, const FgParams *split_params, guint64 seed,
+                              const FgTensor *extra, GError **error)
+{
   g_autoptr (FgSplitData) d = NULL;
   g_autofree guint8 *state = NULL;
   SplitCtx s = { 0 };
@@ -742,6 +762,20 @@ fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed, GE
   copy_sets (&s);
 
   /* 5. preprocessing, fitted on labeled + unlabeled (slots 0 and 1 of owned_x) */
+  if (extra != NULL)
+    {
+      if (fg_tensor_cols (extra) != fg_dataset_get_dim (ds))
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                       "extra rows of %" G_GSIZE_FORMAT " features for a data set of %"
+                       G_GSIZE_FORMAT, fg_tensor_cols (extra), fg_dataset_get_dim (ds));
+          return NULL;
+        }
+      d->owned_x[FG_PP_EXTRA] = fg_tensor_new_2d (fg_tensor_rows (extra), fg_tensor_cols (extra));
+      for (gsize i = 0; i < fg_tensor_rows (extra); i++)
+        memcpy (fg_tensor_row (d->owned_x[FG_PP_EXTRA], i), fg_tensor_row (extra, i),
+                fg_tensor_cols (extra) * sizeof (float));
+    }
   if (!_fg_preprocess_apply (split_params, seed, d->owned_x, &d->pp, error))
     return NULL;
   pool = fg_params_get_string (split_params, "unlabeled_pool");
@@ -764,10 +798,9 @@ fg_split_data_free (FgSplitData *data)
   if (data == NULL)
     return;
   for (int i = 0; i < 4; i++)
-    {
-      fg_tensor_free (data->owned_x[i]);
-      g_free (data->owned_y[i]);
-    }
+    g_free (data->owned_y[i]);
+  for (int i = 0; i < FG_PP_N_SETS; i++)
+    fg_tensor_free (data->owned_x[i]);
   g_free (data->labeled.idx);
   g_free (data->unlabeled.idx);
   g_free (data->validation.idx);
@@ -803,6 +836,24 @@ fg_split_data_get_test (const FgSplitData *data)
 {
   g_return_val_if_fail (data != NULL, NULL);
   return &data->test;
+}
+
+/**
+ * fg_split_data_get_extra:
+ * @data: a split
+ * @logdet: (out) (optional): per-row log-determinant of the preprocessing (NULL when it is not
+ *   invertible or there is none)
+ *
+ * Returns: (nullable): the extra rows given to fg_split_data_new_with_extra (), preprocessed
+ *   (rows × the split's dim), or %NULL when none were given.
+ */
+const FgTensor *
+fg_split_data_get_extra (const FgSplitData *data, const double **logdet)
+{
+  g_return_val_if_fail (data != NULL, NULL);
+  if (logdet != NULL)
+    *logdet = data->pp.logdet[FG_PP_EXTRA];
+  return data->owned_x[FG_PP_EXTRA];
 }
 
 /**

@@ -505,6 +505,196 @@ decode_in_place (Trainer *self, float *out, gsize n, GError **error)
   }
 }
 
+/* ---- analysis (doc/analysis.md) ---------------------------------------------------------- */
+
+static gboolean
+check_fitted_input (const Trainer *self, const FgTensor *x, const char *what, GError **error)
+{
+  if (!self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: %s before fit", what);
+      return FALSE;
+    }
+  if (fg_tensor_cols (x) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
+                   self->D, fg_tensor_cols (x));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* log p(x, k) = log N(f(x); μ_k, σ²I) − log K + log|det ∂f/∂x|, K per row. */
+static void
+joint_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor *logdet,
+             gpointer data)
+{
+  double *out = (double *) data + start * self->K;
+  const gsize n = fg_tensor_rows (z);
+  const double log_k = log ((double) self->K);
+  FgTensor z2 = fg_tensor_wrap_2d (z->data, n, self->D);
+  fg_gmm_log_prob_components (self->gmm, &z2, out);
+  for (gsize i = 0; i < n; i++)
+    for (guint k = 0; k < self->K; k++)
+      out[i * self->K + k] += (double) fg_tensor_row (logdet, i)[0] - log_k;
+}
+
+static gboolean
+trainer_log_joint (gpointer data, const FgTensor *x, double *out, GError **error)
+{
+  Trainer *self = data;
+  return for_each_latent (self, x, "log_joint", joint_chunk, out, error);
+}
+
+static gboolean
+trainer_latent_means (gpointer data, float *means_out, GError **error)
+{
+  Trainer *self = data;
+  if (!self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: latent_means before fit");
+      return FALSE;
+    }
+  memcpy (means_out, fg_gmm_get_means (self->gmm)->value.data,
+          (gsize) self->K * self->D * sizeof (float));
+  return TRUE;
+}
+
+/* h = f_{:layer}(x) of rows [start, start + rows) of x, on the trainer's tape (evaluation). */
+static FgVar *
+partial_forward (Trainer *self, const FgTensor *x, gsize start, gsize rows, guint layer,
+                 GError **error)
+{
+  FgTensor view = fg_tensor_view_rows (x, start, rows);
+  FgFlowRun run;
+  FgVar *xv;
+  memset (&run, 0, sizeof run);
+  run.rng = &self->rng;
+  xv = fg_tensor_is_contiguous (&view) ? fg_tape_constant (self->tape, &view)
+                                       : fg_tape_constant_copy (self->tape, &view);
+  return flow_vt (self)->forward_to (self->flow, self->tape, xv, layer, &run, error);
+}
+
+/* Per-example groups of a layer's activation: channels of an image-shaped activation
+ * [N, C, H, W] (σ_c over examples and positions), single features of a flat one. */
+static void
+activation_groups (const FgTensor *h, gsize *n_groups, gsize *group_len)
+{
+  const gsize per = fg_tensor_cols (h);
+  if (h->ndim == 4)
+    {
+      *n_groups = h->shape[1];
+      *group_len = per / h->shape[1];
+    }
+  else
+    {
+      *n_groups = per;
+      *group_len = 1;
+    }
+}
+
+/* Eq. 8: x(α) = f_{:ℓ}⁻¹(f_{:ℓ}(x) + α σ_c δ_c), σ_c the standard deviation of group c of layer
+ * ℓ over x_ref. */
+static gboolean
+trainer_feature_inversion (gpointer data, const FgTensor *x_ref, const FgTensor *x, guint layer,
+                           gsize channel, const double *alphas, gsize n_alphas, float *out,
+                           double *sigma_out, GError **error)
+{
+  Trainer *self = data;
+  const FgFlowVTable *fvt = flow_vt (self);
+  const gsize n = fg_tensor_rows (x), n_ref = fg_tensor_rows (x_ref);
+  const gboolean grad_was = fg_tape_get_grad_enabled (self->tape);
+  double sum = 0, sq = 0, count = 0, sigma;
+  gsize n_groups = 0, group_len = 0;
+  gboolean ok = FALSE;
+
+  if (!check_fitted_input (self, x, "feature_inversion", error)
+      || !check_fitted_input (self, x_ref, "feature_inversion", error))
+    return FALSE;
+  if (!FG_VTABLE_HAS (fvt, FgFlowVTable, forward_to)
+      || !FG_VTABLE_HAS (fvt, FgFlowVTable, inverse_from))
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_UNSUPPORTED,
+                   "flowgmm: the flow '%s' cannot run part of its layers (no forward_to and "
+                   "inverse_from)", self->flow_c->name);
+      return FALSE;
+    }
+  if (n_ref < 2)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "flowgmm: feature_inversion needs at least 2 reference rows for σ_c");
+      return FALSE;
+    }
+  fg_tape_set_grad_enabled (self->tape, FALSE);
+  /* σ_c over the reference rows (two passes would need the activations twice: one pass of
+   * sums in double is enough at these sizes). */
+  for (gsize start = 0; start < n_ref; start += self->predict_batch)
+    {
+      const gsize rows = MIN (self->predict_batch, n_ref - start);
+      FgVar *h;
+      fg_tape_reset (self->tape);
+      h = partial_forward (self, x_ref, start, rows, layer, error);
+      if (h == NULL)
+        goto out;
+      activation_groups (&h->value, &n_groups, &group_len);
+      if (channel >= n_groups)
+        {
+          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                       "flowgmm: feature %" G_GSIZE_FORMAT " of layer %u, which has %"
+                       G_GSIZE_FORMAT " (expected 0..%" G_GSIZE_FORMAT ")",
+                       channel, layer, n_groups, n_groups - 1);
+          goto out;
+        }
+      for (gsize i = 0; i < rows; i++)
+        {
+          const float *row = fg_tensor_row (&h->value, i) + channel * group_len;
+          for (gsize j = 0; j < group_len; j++)
+            {
+              sum += row[j];
+              sq += (double) row[j] * row[j];
+              count++;
+            }
+        }
+    }
+  sigma = sqrt (MAX (sq / count - (sum / count) * (sum / count), 0.0));
+  if (sigma_out != NULL)
+    *sigma_out = sigma;
+
+  for (gsize a = 0; a < n_alphas; a++)
+    for (gsize start = 0; start < n; start += self->predict_batch)
+      {
+        const gsize rows = MIN (self->predict_batch, n - start);
+        FgVar *h, *xr;
+        fg_tape_reset (self->tape);
+        h = partial_forward (self, x, start, rows, layer, error);
+        if (h == NULL)
+          goto out;
+        activation_groups (&h->value, &n_groups, &group_len);
+        for (gsize i = 0; i < rows; i++)
+          {
+            float *row = fg_tensor_row (&h->value, i) + channel * group_len;
+            for (gsize j = 0; j < group_len; j++)
+              row[j] += (float) (alphas[a] * sigma);
+          }
+        xr = fvt->inverse_from (self->flow, self->tape, h, layer, error);
+        if (xr == NULL)
+          goto out;
+        for (gsize i = 0; i < rows; i++)
+          memcpy (out + (a * n + start + i) * self->D, fg_tensor_row (&xr->value, i),
+                  self->D * sizeof (float));
+      }
+  ok = TRUE;
+out:
+  if (!ok && error != NULL && *error == NULL)
+    g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the flow gave no result");
+  if (!ok)
+    g_prefix_error (error, "flow '%s': ", self->flow_c->name);
+  fg_tape_reset (self->tape);
+  fg_tape_set_grad_enabled (self->tape, grad_was);
+  return ok;
+}
+
 /* Data-dependent means (App. B): copy the labeled latents, then average per class. */
 static void
 collect_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor *logdet,
@@ -1431,6 +1621,9 @@ static const FgBaselineVTable trainer_vtable = {
   .sample = trainer_sample,
   .log_density = trainer_log_density,
   .decode = trainer_decode,
+  .log_joint = trainer_log_joint,
+  .latent_means = trainer_latent_means,
+  .feature_inversion = trainer_feature_inversion,
 };
 
 static const FgComponent trainer_components[] = {

@@ -158,6 +158,25 @@ typedef struct {
    * the same buffer), evaluation mode: decodes any latent point, e.g. interpolations between
    * embedded examples (image figures). */
   gboolean (*decode) (gpointer self, const float *z, gsize n, float *x_out, GError **error);
+
+  /* ---- Optional (FG_VTABLE_HAS), ABI 1 additions after decode: model analysis
+   * (doc/analysis.md) ---- */
+  /* log p(x, y = k) of the n = rows(x) examples, in the space of log_density, into out
+   * (n × n_classes doubles, row-major); logsumexp over k is log_density's log p(x).  Gives the
+   * mixture component an out-of-domain point falls in. */
+  gboolean (*log_joint) (gpointer self, const FgTensor *x, double *out, GError **error);
+  /* The class means of the latent space of `embed` (n_classes × dim floats), for the distance
+   * to the decision boundary between the two closest means. */
+  gboolean (*latent_means) (gpointer self, float *means_out, GError **error);
+  /* Feature visualisation by inversion (paper eq. 8): for each of the n_alphas values α,
+   * x(α) = f_{:ℓ}⁻¹(f_{:ℓ}(x) + α·σ_c·δ_c) for the n = rows(x) examples, into out
+   * (n_alphas × n × dim floats, α-major).  Group c of layer ℓ's activation is feature c of a
+   * flat activation, or channel c (every position) of an image-shaped one; σ_c is its standard
+   * deviation over the rows of x_ref (and positions), returned in sigma_out (nullable).
+   * α = 0 gives x back up to round-off. */
+  gboolean (*feature_inversion) (gpointer self, const FgTensor *x_ref, const FgTensor *x,
+                                 guint layer, gsize channel, const double *alphas, gsize n_alphas,
+                                 float *out, double *sigma_out, GError **error);
 } FgBaselineVTable;
 
 /* True when vtable `vt` of type T was built with member m and m is set. */

@@ -42,12 +42,20 @@ typedef struct _FgSplitData FgSplitData;
  * Errors name the key and what was expected (e.g. a labeled size larger than a class allows). */
 FG_API FgSplitData *fg_split_data_new (FgDataset *ds, const FgParams *split_params, guint64 seed,
                                        GError **error);
+/* The same, also transforming `extra` (nullable; rows with the data set's dim, not used in any
+ * fit) with the split's preprocessing: e.g. out-of-domain data scored by the cell's model. */
+FG_API FgSplitData *fg_split_data_new_with_extra (FgDataset *ds, const FgParams *split_params,
+                                                  guint64 seed, const FgTensor *extra,
+                                                  GError **error);
 FG_API void         fg_split_data_free (FgSplitData *data);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (FgSplitData, fg_split_data_free)
 
 /* What the method sees (test part excluded). */
 FG_API const FgSplit    *fg_split_data_get_split (const FgSplitData *data);
 FG_API const FgDataPart *fg_split_data_get_test (const FgSplitData *data);
+/* The extra rows after preprocessing (NULL when none were given) and, when the preprocessing is
+ * invertible, their per-row log-determinants in *logdet (else NULL). */
+FG_API const FgTensor   *fg_split_data_get_extra (const FgSplitData *data, const double **logdet);
 /* Row indices into the data set's parts, for records and tests. */
 FG_API const guint32 *fg_split_data_get_indices (const FgSplitData *data, const char *which,
                                                  gsize *n); /* "labeled", "unlabeled",

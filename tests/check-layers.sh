@@ -19,7 +19,7 @@ layer_of_header () {
     error|vecmath|parallel|tensor|rng|weights|tape|optim|group) echo 1 ;;
     params|dataset|split|io) echo 2 ;;
     plugin|registry) echo 3 ;;
-    gmm|loss|neighbors) echo 4 ;;
+    gmm|loss|neighbors|analysis) echo 4 ;;
     experiment|figure|flowgmm|mpi) echo 5 ;;
     *) echo 99 ;;
   esac

@@ -23,13 +23,19 @@ typedef enum {
   FG_SELECT_PER_SEED,
 } FgSelectRule;
 
-/* Metrics computed on the validation and test parts (bpd also on the training rows). */
+/* Metrics computed on the validation and test parts (bpd also on the training rows).  The
+ * *_TEMP ones are computed after temperature scaling fitted on the validation part
+ * (doc/analysis.md). */
 typedef enum {
   FG_METRIC_ACCURACY = 0,
   FG_METRIC_NLL = 1,
   FG_METRIC_ECE = 2,
   FG_METRIC_BPD = 3, /* bits per dimension of the 8-bit data: (−log p(u) + D log 256)/(D log 2) */
-  FG_N_METRICS = 4,
+  FG_METRIC_BRIER = 4,
+  FG_METRIC_NLL_TEMP = 5,
+  FG_METRIC_ECE_TEMP = 6,
+  FG_METRIC_BRIER_TEMP = 7,
+  FG_N_METRICS = 8,
 } FgMetric;
 
 /* Stored metric fields: part (0 = validation, 1 = test, 2 = training rows) * FG_N_METRICS +
@@ -43,12 +49,34 @@ typedef enum {
   (((const FgExpMethod *) (m))->row != NULL ? ((const FgExpMethod *) (m))->row \
                                             : ((const FgExpMethod *) (m))->name)
 
-const char *_fg_metric_name (FgMetric m);             /* "accuracy", "nll", "ece", "bpd" */
+const char *_fg_metric_name (FgMetric m);             /* "accuracy", "nll", "ece", "bpd", ... */
 const char *_fg_field_name (guint field);             /* "val_accuracy", ..., "train_bpd" */
 /* Whether records store `field` when `metrics` are asked for. */
 gboolean    _fg_field_is_computed (const gboolean *metrics, guint field);
 gboolean    _fg_metric_from_name (const char *name, FgMetric *m);
 gboolean    _fg_field_from_name (const char *name, guint *field); /* also "accuracy" = test */
+/* Whether the metrics asked for need the temperature fit. */
+gboolean    _fg_metrics_need_temperature (const gboolean *metrics);
+
+/* What the analysis keys of [experiment] ask for (doc/analysis.md). */
+typedef struct {
+  gboolean   reliability; /* reliability diagrams (test part, before/after temperature) */
+  gboolean   boundary;    /* d(x) of the unlabeled points */
+  gboolean   features;    /* feature visualisation by inversion */
+  GPtrArray *ood;         /* FgExpDataset * (borrowed) scored as out-of-domain; empty: none */
+  GPtrArray *ood_only;    /* owned: ood groups that are not run themselves */
+  gboolean   ood_zeros;   /* also score the all-zeros input */
+  guint      bins;        /* histogram bins */
+  double     boundary_threshold; /* count of d(x) below this (paper: 5) */
+  guint      feature_layer;
+  guint      feature_channel;
+  GArray    *feature_alphas;   /* double */
+  guint      feature_examples;
+} FgAnalysisOptions;
+
+/* Whether a cell of `exp` has anything to analyse beyond the metrics. */
+#define FG_ANALYSIS_WANTED(a) \
+  ((a)->reliability || (a)->boundary || (a)->features || (a)->ood->len > 0)
 
 /* One key = value line of a dataset or method group, after comment stripping and grid
  * expansion.  `values` holds one entry for a fixed value, several for a grid axis. */
@@ -122,7 +150,8 @@ struct _FgExperiment {
   GArray       *seeds;     /* guint64 */
   FgSelectRule  select;
   gboolean      rows_are_methods;
-  guint         table_field;      /* FG_FIELD () shown in the table */
+  guint         table_field;      /* FG_FIELD () shown in the table (the first of table_fields) */
+  GArray       *table_fields;     /* guint: the fields shown, metric:a+b+c (one column each) */
   gboolean      metrics[FG_N_METRICS];
   guint         ranks_per_cell;   /* MPI ranks training one cell together (1: none) */
 
@@ -135,6 +164,7 @@ struct _FgExperiment {
   double        checkpoint_minutes; /* ... or after M minutes (0: no) */
   guint64       run_steps;          /* ... and stop each cell after N steps of a run (0: no) */
   char        **image_figures;      /* `image_figures`: "fig6", "fig3"; NULL: none */
+  FgAnalysisOptions analysis; /* the analysis keys of [experiment] (doc/analysis.md) */
 
   FgDatasetCache *cache;   /* datasets loaded by the runner */
 };
@@ -228,6 +258,9 @@ typedef struct {
 
 gboolean _fg_workers_run (FgExperiment *exp, const char *out_dir, GPtrArray *todo, guint jobs,
                           const FgWorkerSink *sink, GError **error);
+/* A new reference to the data set of group `d`, loaded once per process (thread-safe). */
+FgDataset    *_fg_dataset_cache_get (FgExperiment *exp, const FgExpDataset *d, guint64 seed,
+                                     GError **error);
 
 /* runner.c: a run in pieces, for schedulers that spread cells over processes of their own
  * (mpi-runner.c).  _fg_run_begin opens the store when `store` (claims the output directory and
@@ -272,6 +305,28 @@ gboolean _fg_image_figures_write (const char *out_dir, const FgCell *cell,
                                   const FgBaselineVTable *vt, gpointer self, const FgSplit *split,
                                   const FgDataPart *test, const char *const *which,
                                   GPtrArray *written, GError **error);
+
+/* analysis-run.c: the per-cell analysis (calibration data, OOD, d(x), feature inversion) and
+ * OUT/analysis.md with its SVG figures. */
+void          _fg_analysis_options_init (FgAnalysisOptions *a);
+void          _fg_analysis_options_clear (FgAnalysisOptions *a);
+/* The out-of-domain rows of a cell, raw (before any preprocessing): every ood group's test part
+ * (other than the cell's own data set), then the all-zeros input when asked for.  `ranges`
+ * gets, per ood group used, its name and first row.  NULL with no ood rows. */
+FgTensor     *_fg_analysis_ood_rows (FgExperiment *exp, const FgCell *cell, GArray *starts,
+                                     GPtrArray *names, GError **error);
+/* Runs the analyses asked for on a fitted cell, writes OUT/analysis/<cell>.json and adds the
+ * summaries to the record being built (members "ood", "boundary", "features"). */
+gboolean      _fg_analysis_run_cell (FgExperiment *exp, const char *out_dir, const FgCell *cell,
+                                     const FgBaselineVTable *vt, gpointer self,
+                                     const FgSplitData *sd, const GArray *ood_starts,
+                                     GPtrArray *ood_names, const float *test_proba,
+                                     double temperature, JsonObject *summary, GError **error);
+/* Whether the stored record `rec` holds every analysis asked for. */
+gboolean      _fg_analysis_is_done (const FgExperiment *exp, JsonObject *rec);
+/* OUT/analysis.md and OUT/figures/analysis-*.svg from the stored records and analysis files. */
+gboolean      _fg_analysis_render (const FgExperiment *exp, FgResultsStore *store,
+                                   const char *out_dir, GError **error);
 
 /* table.c: selection and the tables OUT/table.{md,tex,csv,json}. */
 gboolean      _fg_table_render (const FgExperiment *exp, FgResultsStore *store,

@@ -16,12 +16,24 @@
 
 /* ---- metric names ---------------------------------------------------------------------------- */
 
-static const char *const metric_names[FG_N_METRICS] = { "accuracy", "nll", "ece", "bpd" };
+static const char *const metric_names[FG_N_METRICS] = {
+  "accuracy", "nll", "ece", "bpd", "brier", "nll_temp", "ece_temp", "brier_temp",
+};
 static const char *const field_names[FG_N_FIELDS] = {
   "val_accuracy",   "val_nll",   "val_ece",   "val_bpd",
+  "val_brier",      "val_nll_temp",   "val_ece_temp",   "val_brier_temp",
   "test_accuracy",  "test_nll",  "test_ece",  "test_bpd",
+  "test_brier",     "test_nll_temp",  "test_ece_temp",  "test_brier_temp",
   "train_accuracy", "train_nll", "train_ece", "train_bpd",
+  "train_brier",    "train_nll_temp", "train_ece_temp", "train_brier_temp",
 };
+
+gboolean
+_fg_metrics_need_temperature (const gboolean *metrics)
+{
+  return metrics[FG_METRIC_NLL_TEMP] || metrics[FG_METRIC_ECE_TEMP]
+         || metrics[FG_METRIC_BRIER_TEMP];
+}
 
 gboolean
 _fg_field_is_computed (const gboolean *metrics, guint field)
@@ -97,6 +109,7 @@ typedef struct {
   char        **method_order;
   guint         datasets_line, methods_line;
   char         *data_dir;   /* [experiment] data_dir made absolute, or NULL */
+  char        **ood_names;  /* [experiment] ood, or NULL */
 } ParseCtx;
 
 /* Line numbers of group headers and keys: GKeyFile does not keep them, so scan the text.  The
@@ -667,13 +680,21 @@ handle_table (ParseCtx *ctx, const char *key, GError **error)
         }
       else if (strcmp (w, "metric") == 0)
         {
-          guint field;
-          if (!_fg_field_from_name (colon + 1, &field))
-            return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
-                              "unknown metric '%s' (expected accuracy, nll, ece or bpd, "
-                              "optionally prefixed with test_ or val_; or train_bpd)",
-                              colon + 1);
-          ctx->exp->table_field = field;
+          g_auto (GStrv) names = g_strsplit (colon + 1, "+", -1);
+          g_array_set_size (ctx->exp->table_fields, 0);
+          for (guint j = 0; names[j]; j++)
+            {
+              guint field;
+              if (!_fg_field_from_name (names[j], &field))
+                return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP,
+                                  key, "unknown metric '%s' (expected accuracy, nll, ece, "
+                                  "bpd, brier, nll_temp, ece_temp or brier_temp, optionally "
+                                  "prefixed with test_ or val_, or train_bpd; several "
+                                  "joined by '+')",
+                                  names[j]);
+              g_array_append_val (ctx->exp->table_fields, field);
+            }
+          ctx->exp->table_field = g_array_index (ctx->exp->table_fields, guint, 0);
         }
       else
         return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
@@ -703,8 +724,8 @@ handle_metrics (ParseCtx *ctx, const char *key, GError **error)
       FgMetric m;
       if (!_fg_metric_from_name (names[i], &m))
         return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
-                          "unknown metric '%s' (expected accuracy, nll, ece or bpd)",
-                          names[i]);
+                          "unknown metric '%s' (expected accuracy, nll, ece, bpd, brier, "
+                          "nll_temp, ece_temp or brier_temp)", names[i]);
       ctx->exp->metrics[m] = TRUE;
     }
   return TRUE;
@@ -771,6 +792,166 @@ handle_methods (ParseCtx *ctx, const char *key, GError **error)
   return ctx->method_order != NULL;
 }
 
+/* ---- the analysis keys (doc/analysis.md) ---- */
+
+static gboolean
+handle_analysis (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_auto (GStrv) names = get_name_list (ctx, EXPERIMENT_GROUP, key, error);
+  FgAnalysisOptions *a = &ctx->exp->analysis;
+  if (names == NULL)
+    return FALSE;
+  for (guint i = 0; names[i]; i++)
+    {
+      if (strcmp (names[i], "reliability") == 0)
+        a->reliability = TRUE;
+      else if (strcmp (names[i], "boundary") == 0)
+        a->boundary = TRUE;
+      else if (strcmp (names[i], "features") == 0)
+        a->features = TRUE;
+      else if (strcmp (names[i], "none") != 0)
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                          "unknown analysis '%s' (expected reliability, boundary, features or "
+                          "none; out-of-domain scoring is asked for with 'ood')", names[i]);
+    }
+  return TRUE;
+}
+
+static gboolean
+handle_ood (ParseCtx *ctx, const char *key, GError **error)
+{
+  ctx->ood_names = get_name_list (ctx, EXPERIMENT_GROUP, key, error);
+  return ctx->ood_names != NULL;
+}
+
+static gboolean
+get_number (ParseCtx *ctx, const char *key, double lo, double hi, gboolean integer, double *out,
+            GError **error)
+{
+  g_autofree char *v = get_single (ctx, EXPERIMENT_GROUP, key, error);
+  char *end = NULL;
+  double d;
+  if (v == NULL)
+    return FALSE;
+  d = g_ascii_strtod (v, &end);
+  if (end == v || *end != '\0' || !(d >= lo && d <= hi) || (integer && d != floor (d)))
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                      "'%s': expected %s in [%g, %g]", v, integer ? "an integer" : "a number",
+                      lo, hi);
+  *out = d;
+  return TRUE;
+}
+
+static gboolean
+handle_analysis_number (ParseCtx *ctx, const char *key, GError **error)
+{
+  FgAnalysisOptions *a = &ctx->exp->analysis;
+  double d;
+  if (strcmp (key, "analysis_bins") == 0)
+    {
+      if (!get_number (ctx, key, 2, 1000, TRUE, &d, error))
+        return FALSE;
+      a->bins = (guint) d;
+    }
+  else if (strcmp (key, "boundary_threshold") == 0)
+    {
+      if (!get_number (ctx, key, 0, G_MAXDOUBLE, FALSE, &d, error))
+        return FALSE;
+      a->boundary_threshold = d;
+    }
+  else if (strcmp (key, "feature_layer") == 0)
+    {
+      if (!get_number (ctx, key, 0, 100000, TRUE, &d, error))
+        return FALSE;
+      a->feature_layer = (guint) d;
+    }
+  else if (strcmp (key, "feature_channel") == 0)
+    {
+      if (!get_number (ctx, key, 0, G_MAXINT32, TRUE, &d, error))
+        return FALSE;
+      a->feature_channel = (guint) d;
+    }
+  else if (strcmp (key, "feature_examples") == 0)
+    {
+      if (!get_number (ctx, key, 1, 1000, TRUE, &d, error))
+        return FALSE;
+      a->feature_examples = (guint) d;
+    }
+  else
+    g_assert_not_reached ();
+  return TRUE;
+}
+
+static gboolean
+handle_ood_zeros (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *v = get_single (ctx, EXPERIMENT_GROUP, key, error);
+  if (v == NULL)
+    return FALSE;
+  if (strcmp (v, "true") == 0 || strcmp (v, "yes") == 0 || strcmp (v, "1") == 0)
+    ctx->exp->analysis.ood_zeros = TRUE;
+  else if (strcmp (v, "false") == 0 || strcmp (v, "no") == 0 || strcmp (v, "0") == 0)
+    ctx->exp->analysis.ood_zeros = FALSE;
+  else
+    return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                      "'%s': expected true or false", v);
+  return TRUE;
+}
+
+static gboolean
+handle_feature_alphas (ParseCtx *ctx, const char *key, GError **error)
+{
+  g_autofree char *norm = get_norm (ctx, EXPERIMENT_GROUP, key);
+  gboolean is_grid = FALSE;
+  g_autoptr (GPtrArray) values = parse_values (ctx, EXPERIMENT_GROUP, key, norm, FALSE, &is_grid,
+                                               error);
+  GArray *alphas = ctx->exp->analysis.feature_alphas;
+  if (values == NULL)
+    return FALSE;
+  g_array_set_size (alphas, 0);
+  for (guint i = 0; i < values->len; i++)
+    {
+      const char *v = g_ptr_array_index (values, i);
+      char *end = NULL;
+      double d = g_ascii_strtod (v, &end);
+      if (end == v || *end != '\0' || !isfinite (d))
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, key,
+                          "'%s' is not a number (expected a list such as '-2;-1;0;1;2')", v);
+      g_array_append_val (alphas, d);
+    }
+  return TRUE;
+}
+
+/* The ood groups, after the datasets' order is applied: each a group of the file, with the
+ * same number of features as the others is checked when a cell runs. */
+static gboolean
+resolve_ood (ParseCtx *ctx, GError **error)
+{
+  FgAnalysisOptions *a = &ctx->exp->analysis;
+  for (guint i = 0; ctx->ood_names && ctx->ood_names[i]; i++)
+    {
+      FgExpDataset *found = NULL;
+      for (guint j = 0; j < ctx->exp->datasets->len && !found; j++)
+        if (strcmp (((FgExpDataset *) g_ptr_array_index (ctx->exp->datasets, j))->name,
+                    ctx->ood_names[i]) == 0)
+          found = g_ptr_array_index (ctx->exp->datasets, j);
+      for (guint j = 0; j < a->ood_only->len && !found; j++)
+        if (strcmp (((FgExpDataset *) g_ptr_array_index (a->ood_only, j))->name,
+                    ctx->ood_names[i]) == 0)
+          found = g_ptr_array_index (a->ood_only, j);
+      if (found == NULL)
+        return exp_error (ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, "ood",
+                          "no group [dataset:%s]", ctx->ood_names[i]);
+      g_ptr_array_add (a->ood, found);
+    }
+  if (a->features && a->feature_alphas->len == 0)
+    {
+      static const double def[] = { -2.0, -1.0, 0.0, 1.0, 2.0 };
+      g_array_append_vals (a->feature_alphas, def, G_N_ELEMENTS (def));
+    }
+  return TRUE;
+}
+
 /* The figure keys (figure.h: `figures`, `figure_methods`, ...) are parsed by the figure module. */
 static gboolean
 handle_figure_key (ParseCtx *ctx, const char *key, GError **error)
@@ -802,6 +983,15 @@ static const struct {
   { "run_steps", handle_resume_key },
   { "ranks_per_cell", handle_ranks_per_cell },
   { "image_figures", handle_image_figures },
+  { "analysis", handle_analysis },
+  { "ood", handle_ood },
+  { "ood_zeros", handle_ood_zeros },
+  { "analysis_bins", handle_analysis_number },
+  { "boundary_threshold", handle_analysis_number },
+  { "feature_layer", handle_analysis_number },
+  { "feature_channel", handle_analysis_number },
+  { "feature_alphas", handle_feature_alphas },
+  { "feature_examples", handle_analysis_number },
 };
 
 static gboolean
@@ -1206,7 +1396,11 @@ apply_order (ParseCtx *ctx, GPtrArray *items, char **order, const char *key, gui
       gboolean is_kept = FALSE;
       for (guint i = 0; i < kept->len; i++)
         is_kept |= g_ptr_array_index (kept, i) == item;
-      if (!is_kept)
+      if (!is_kept && items == ctx->exp->datasets && ctx->ood_names != NULL
+          && g_strv_contains ((const char *const *) ctx->ood_names,
+                              ((FgExpDataset *) item)->name))
+        g_ptr_array_add (ctx->exp->analysis.ood_only, item); /* scored, not run */
+      else if (!is_kept)
         {
           GDestroyNotify free_func = items == ctx->exp->datasets ? dataset_free : method_free;
           free_func (item);
@@ -1627,11 +1821,14 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
   exp->ranks_per_cell = 1;
   exp->rows_are_methods = TRUE;
   exp->table_field = FG_FIELD (1, FG_METRIC_ACCURACY);
-  for (guint i = 0; i < FG_N_METRICS; i++)
-    exp->metrics[i] = TRUE;
-  /* Only when asked for: it needs a density model, and stored records made without it would
-   * otherwise all count as unfinished. */
-  exp->metrics[FG_METRIC_BPD] = FALSE;
+  exp->table_fields = g_array_new (FALSE, FALSE, sizeof (guint));
+  g_array_append_val (exp->table_fields, exp->table_field);
+  /* Default: the three metrics of the first versions (a default that grew would make every
+   * stored cell lack a metric, and run again). */
+  exp->metrics[FG_METRIC_ACCURACY] = exp->metrics[FG_METRIC_NLL] = TRUE;
+  exp->metrics[FG_METRIC_ECE] = TRUE;
+  _fg_analysis_options_init (&exp->analysis);
+  g_ptr_array_set_free_func (exp->analysis.ood_only, dataset_free);
   exp->datasets = g_ptr_array_new_with_free_func (dataset_free);
   exp->methods = g_ptr_array_new_with_free_func (method_free);
   exp->references = g_ptr_array_new_with_free_func (reference_free);
@@ -1729,18 +1926,24 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
       }
   if (!check_references (&ctx, error))
     goto out;
-  if (!_fg_field_is_computed (exp->metrics, exp->table_field))
-    {
-      exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, "table",
-                 "the table shows %s, which 'metrics' does not compute",
-                 _fg_field_name (exp->table_field));
-      goto out;
-    }
+  for (guint i = 0; i < exp->table_fields->len; i++)
+    if (!_fg_field_is_computed (exp->metrics, g_array_index (exp->table_fields, guint, i)))
+      {
+        exp_error (&ctx, error, FG_EXPERIMENT_ERROR_BAD_VALUE, EXPERIMENT_GROUP, "table",
+                   "the table shows %s, which 'metrics' does not compute",
+                   _fg_field_name (g_array_index (exp->table_fields, guint, i)));
+        goto out;
+      }
+  if (!resolve_ood (&ctx, error))
+    goto out;
 
   if (reg != NULL)
     {
       for (guint i = 0; i < exp->datasets->len; i++)
         if (!validate_dataset (&ctx, g_ptr_array_index (exp->datasets, i), error))
+          goto out;
+      for (guint i = 0; i < exp->analysis.ood_only->len; i++)
+        if (!validate_dataset (&ctx, g_ptr_array_index (exp->analysis.ood_only, i), error))
           goto out;
       for (guint i = 0; i < exp->methods->len; i++)
         if (!validate_method (&ctx, g_ptr_array_index (exp->methods, i), error))
@@ -1794,6 +1997,7 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
 out:
   g_hash_table_unref (ctx.lines);
   g_strfreev (ctx.dataset_order);
+  g_strfreev (ctx.ood_names);
   g_strfreev (ctx.method_order);
   g_free (ctx.data_dir);
   return ok ? g_steal_pointer (&exp) : NULL;
@@ -1887,6 +2091,8 @@ fg_experiment_free (FgExperiment *exp)
   g_strfreev (exp->image_figures);
   g_clear_pointer (&exp->seeds, g_array_unref);
   g_clear_pointer (&exp->figures, fg_figure_options_free);
+  _fg_analysis_options_clear (&exp->analysis);
+  g_clear_pointer (&exp->table_fields, g_array_unref);
   g_free (exp->title);
   g_free (exp->path);
   g_free (exp->base_dir);

@@ -34,7 +34,8 @@ render_figures (const FgExperiment *exp, const char *out_dir)
  * @markdown: (out) (optional) (transfer full): the Markdown table
  * @error: return location for a #GError
  *
- * Writes the tables (_fg_table_render ()) and then the figures.
+ * Writes the tables (_fg_table_render ()), the analysis report (_fg_analysis_render ()) and
+ * then the figures.
  *
  * Returns: %TRUE when the tables were written.
  */
@@ -42,7 +43,8 @@ gboolean
 _fg_outputs_write (const FgExperiment *exp, FgResultsStore *store, const char *out_dir,
                    char **markdown, GError **error)
 {
-  if (!_fg_table_render (exp, store, out_dir, markdown, error))
+  if (!_fg_table_render (exp, store, out_dir, markdown, error)
+      || !_fg_analysis_render (exp, store, out_dir, error))
     return FALSE;
   render_figures (exp, out_dir);
   return TRUE;

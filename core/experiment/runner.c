@@ -15,8 +15,6 @@
 #include "experiment/experiment-private.h"
 
 #define PREDICT_CHUNK 4096
-#define ECE_BINS 15
-#define PROBA_FLOOR 1e-12
 
 /* ---- the dataset cache: each data set loaded once, shared by all cells and threads ----------- */
 
@@ -122,8 +120,8 @@ params_expand_seed (const FgParams *params, guint64 seed)
 
 /* Returns a new reference to the data set of group `d`, loading it on first use.  A data set
  * with "{seed}" in a path is loaded once per seed. */
-static FgDataset *
-dataset_cache_get (FgExperiment *exp, const FgExpDataset *d, guint64 seed, GError **error)
+FgDataset *
+_fg_dataset_cache_get (FgExperiment *exp, const FgExpDataset *d, guint64 seed, GError **error)
 {
   FgDatasetCache *cache = exp->cache;
   CacheEntry *e;
@@ -159,20 +157,27 @@ dataset_cache_get (FgExperiment *exp, const FgExpDataset *d, guint64 seed, GErro
 
 /* ---- metrics --------------------------------------------------------------------------------- */
 
-/* Accuracy, NLL and ECE of the method on one labeled part; NAN for metrics not asked for or
- * when the part is empty. */
-static gboolean
-evaluate (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part, guint n_classes,
-          const gboolean *metrics, const char *what, double *out, GError **error)
-{
-  gboolean need_proba = metrics[FG_METRIC_NLL] || metrics[FG_METRIC_ECE];
-  g_autofree gint32 *labels = NULL;
-  g_autofree float *proba = NULL;
-  double nll = 0, conf_sum[ECE_BINS] = { 0 }, correct_sum[ECE_BINS] = { 0 };
-  gsize correct = 0, n_eval = 0;
+/* The predictions of a method on one labeled part. */
+typedef struct {
+  gsize   n;
+  const gint32 *y; /* borrowed: the part's labels */
+  float  *proba;  /* n × K, or NULL when no metric needs probabilities */
+  gint32 *labels; /* n */
+} PartPrediction;
 
-  for (guint m = 0; m < FG_N_METRICS; m++)
-    out[m] = NAN;
+static void
+part_prediction_clear (PartPrediction *p)
+{
+  g_clear_pointer (&p->proba, g_free);
+  g_clear_pointer (&p->labels, g_free);
+}
+
+/* Predict the whole part (chunk by chunk) and check the labels and probabilities. */
+static gboolean
+predict_part (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part, guint n_classes,
+              gboolean need_proba, const char *what, PartPrediction *out, GError **error)
+{
+  memset (out, 0, sizeof *out);
   if (part == NULL || part->n == 0)
     return TRUE;
   if (part->y == NULL)
@@ -180,15 +185,17 @@ evaluate (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part, gui
       g_set_error (error, FG_ERROR, FG_ERROR_DATA, "the %s examples have no labels", what);
       return FALSE;
     }
-  labels = g_new (gint32, MIN (part->n, PREDICT_CHUNK));
+  out->n = part->n;
+  out->y = part->y;
+  out->labels = g_new (gint32, part->n);
   if (need_proba)
-    proba = g_new (float, MIN (part->n, PREDICT_CHUNK) * n_classes);
-
+    out->proba = g_new (float, part->n * n_classes);
   for (gsize start = 0; start < part->n; start += PREDICT_CHUNK)
     {
       gsize rows = MIN (PREDICT_CHUNK, part->n - start);
       FgTensor view = fg_tensor_view_rows (&part->x, start, rows);
-      if (!vt->predict (self, &view, labels, proba, error))
+      if (!vt->predict (self, &view, out->labels + start,
+                        out->proba ? out->proba + start * n_classes : NULL, error))
         {
           if (error != NULL && *error == NULL)
             g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the plugin gave no reason");
@@ -197,8 +204,7 @@ evaluate (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part, gui
         }
       for (gsize i = 0; i < rows; i++)
         {
-          gint32 y = part->y[start + i];
-          gint32 l = labels[i];
+          gint32 l = out->labels[start + i];
           if (l < 0 || (guint) l >= n_classes)
             {
               g_set_error (error, FG_ERROR, FG_ERROR_DATA,
@@ -206,49 +212,50 @@ evaluate (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part, gui
                            " is outside the %u classes", what, l, start + i, n_classes);
               return FALSE;
             }
-          if (y < 0)
-            continue; /* unknown label: not scored */
-          n_eval++;
-          correct += l == y;
-          if (proba != NULL)
-            {
-              const float *row = proba + i * n_classes;
-              guint arg = 0;
-              double p;
-              int bin;
-              for (guint k = 0; k < n_classes; k++)
-                {
-                  if (!isfinite (row[k]))
-                    {
-                      g_set_error (error, FG_ERROR, FG_ERROR_NUMERIC,
-                                   "predict (%s): non-finite probability for row %" G_GSIZE_FORMAT,
-                                   what, start + i);
-                      return FALSE;
-                    }
-                  if (row[k] > row[arg])
-                    arg = k;
-                }
-              p = CLAMP ((double) row[y], PROBA_FLOOR, 1.0);
-              nll -= log (p);
-              bin = (int) floor (CLAMP ((double) row[arg], 0.0, 1.0) * ECE_BINS);
-              bin = CLAMP (bin, 0, ECE_BINS - 1);
-              conf_sum[bin] += CLAMP ((double) row[arg], 0.0, 1.0);
-              correct_sum[bin] += (gint32) arg == y;
-            }
         }
     }
+  return TRUE;
+}
+
+/* The metrics asked for on one part (NAN for the others, or when the part is empty):
+ * accuracy of the predicted labels; NLL, ECE and Brier of the probabilities, as given and, when
+ * temperature > 0, tempered. */
+static gboolean
+evaluate (const PartPrediction *p, guint n_classes, const gboolean *metrics, double temperature,
+          const char *what, double *out, GError **error)
+{
+  gsize correct = 0, n_eval = 0;
+  FgCalibration cal;
+
+  for (guint m = 0; m < FG_N_METRICS; m++)
+    out[m] = NAN;
+  for (gsize i = 0; i < p->n; i++)
+    if (p->y[i] >= 0)
+      {
+        n_eval++;
+        correct += p->labels[i] == p->y[i];
+      }
   if (n_eval == 0)
     return TRUE;
   out[FG_METRIC_ACCURACY] = (double) correct / (double) n_eval;
-  if (proba != NULL && metrics[FG_METRIC_NLL])
-    out[FG_METRIC_NLL] = nll / (double) n_eval;
-  if (proba != NULL && metrics[FG_METRIC_ECE])
+  if (p->proba == NULL)
+    return TRUE;
+  if (!fg_calibration_compute (p->proba, p->y, p->n, n_classes, 1.0, &cal, NULL, error))
     {
-      /* ECE = sum over bins |B|/n |acc(B) - conf(B)| = sum |correct(B) - conf(B)| / n. */
-      double ece = 0;
-      for (int b = 0; b < ECE_BINS; b++)
-        ece += fabs (correct_sum[b] - conf_sum[b]);
-      out[FG_METRIC_ECE] = ece / (double) n_eval;
+      g_prefix_error (error, "predict (%s): ", what);
+      return FALSE;
+    }
+  out[FG_METRIC_NLL] = metrics[FG_METRIC_NLL] ? cal.nll : NAN;
+  out[FG_METRIC_ECE] = metrics[FG_METRIC_ECE] ? cal.ece : NAN;
+  out[FG_METRIC_BRIER] = metrics[FG_METRIC_BRIER] ? cal.brier : NAN;
+  if (temperature > 0 && isfinite (temperature))
+    {
+      if (!fg_calibration_compute (p->proba, p->y, p->n, n_classes, temperature, &cal, NULL,
+                                   error))
+        return FALSE;
+      out[FG_METRIC_NLL_TEMP] = metrics[FG_METRIC_NLL_TEMP] ? cal.nll : NAN;
+      out[FG_METRIC_ECE_TEMP] = metrics[FG_METRIC_ECE_TEMP] ? cal.ece : NAN;
+      out[FG_METRIC_BRIER_TEMP] = metrics[FG_METRIC_BRIER_TEMP] ? cal.brier : NAN;
     }
   return TRUE;
 }
@@ -353,6 +360,8 @@ typedef struct {
   gsize       n_labeled, n_unlabeled, n_val, n_test;
   guint       n_classes;
   gboolean    have_sizes;
+  double      temperature;  /* fitted on validation; NAN when not asked for */
+  JsonObject *analysis;     /* members added to the record (nullable) */
 } CellOutcome;
 
 static JsonObject *
@@ -423,6 +432,18 @@ make_record (const FgExperiment *exp, const FgCell *cell, const CellOutcome *o)
   for (guint f = 0; f < FG_N_FIELDS; f++)
     if (_fg_field_is_computed (exp->metrics, f))
       add_double (b, _fg_field_name (f), o->fields[f]);
+  if (_fg_metrics_need_temperature (exp->metrics))
+    add_double (b, "temperature", o->temperature);
+  if (o->analysis != NULL)
+    {
+      g_autoptr (GList) members = json_object_get_members (o->analysis);
+      for (GList *l = members; l != NULL; l = l->next)
+        {
+          json_builder_set_member_name (b, l->data);
+          json_builder_add_value (b, json_node_copy (json_object_get_member (o->analysis,
+                                                                            l->data)));
+        }
+    }
   add_double (b, "seconds", o->seconds);
   json_builder_set_member_name (b, "split");
   if (o->fingerprint != NULL)
@@ -638,6 +659,10 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
   g_autoptr (FgParams) split_params = NULL, point_params = NULL;
   g_autoptr (FgSplitData) sd = NULL;
   g_autoptr (GError) local = NULL;
+  g_autoptr (FgTensor) ood_rows = NULL;
+  g_autoptr (GArray) ood_starts = g_array_new (FALSE, FALSE, sizeof (gsize));
+  g_autoptr (GPtrArray) ood_names = g_ptr_array_new_with_free_func (g_free);
+  PartPrediction val_pred = { 0 }, test_pred = { 0 };
   gpointer self = NULL;
   const FgSplit *split;
   FgRng rng;
@@ -646,13 +671,14 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
   memset (result, 0, sizeof *result);
   for (guint f = 0; f < FG_N_FIELDS; f++)
     o.fields[f] = NAN;
+  o.temperature = NAN;
 
   /* A data set that cannot be loaded is a problem of this machine, not a result of the cell:
    * it is reported and counted as failed, but not stored, so the next run tries again. */
   cell_phase (hooks, cell, FG_CELL_PHASE_LOAD);
   if (exp->cache == NULL)
     exp->cache = dataset_cache_new ();
-  ds = dataset_cache_get (exp, cell->dataset, cell->seed, &local);
+  ds = _fg_dataset_cache_get (exp, cell->dataset, cell->seed, &local);
   if (ds == NULL)
     {
       result->end = FG_CELL_NOT_STORED;
@@ -662,9 +688,22 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
     }
 
   cell_phase (hooks, cell, FG_CELL_PHASE_SPLIT);
+  /* Out-of-domain rows go through this cell's preprocessing with its split. */
+  if (exp->analysis.ood->len > 0 && FG_VTABLE_HAS (vt, FgBaselineVTable, log_density))
+    {
+      ood_rows = _fg_analysis_ood_rows (exp, cell, ood_starts, ood_names, &local);
+      if (ood_rows == NULL && local != NULL)
+        {
+          /* Like a data set that cannot be loaded: reported, not stored. */
+          result->end = FG_CELL_NOT_STORED;
+          result->message = g_strdup (local->message);
+          result->seconds = seconds_since (t0);
+          return;
+        }
+    }
   split_params = params_expand_seed (cell->dataset->split_params, cell->seed);
-  sd = fg_split_data_new (ds, split_params ? split_params : cell->dataset->split_params,
-                          cell->seed, &local);
+  sd = fg_split_data_new_with_extra (ds, split_params ? split_params : cell->dataset->split_params,
+                                     cell->seed, ood_rows, &local);
   if (sd == NULL)
     {
       g_prefix_error (&local, "split: ");
@@ -725,13 +764,47 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
       goto done;
     }
   cell_phase (hooks, cell, FG_CELL_PHASE_PREDICT);
-  if (!evaluate (vt, self, &split->validation, split->n_classes, exp->metrics, "validation",
-                 &o.fields[FG_FIELD (0, 0)], &local)
-      || !evaluate (vt, self, fg_split_data_get_test (sd), split->n_classes, exp->metrics,
-                    "test", &o.fields[FG_FIELD (1, 0)], &local)
-      || (exp->metrics[FG_METRIC_BPD]
-          && !evaluate_bpd_fields (vt, self, sd, o.fields, &local)))
-    goto done;
+  {
+    const gboolean need_proba = exp->metrics[FG_METRIC_NLL] || exp->metrics[FG_METRIC_ECE]
+                                || exp->metrics[FG_METRIC_BRIER]
+                                || _fg_metrics_need_temperature (exp->metrics)
+                                || exp->analysis.reliability;
+    if (!predict_part (vt, self, &split->validation, split->n_classes, need_proba, "validation",
+                       &val_pred, &local)
+        || !predict_part (vt, self, fg_split_data_get_test (sd), split->n_classes, need_proba,
+                          "test", &test_pred, &local))
+      goto done;
+    /* Temperature scaling (doc/analysis.md), fitted on the validation part. */
+    if (need_proba && _fg_metrics_need_temperature (exp->metrics))
+      {
+        if (val_pred.n == 0)
+          g_message ("%s: no validation part: the *_temp metrics are not computed",
+                     cell->label);
+        else if (!fg_temperature_fit (val_pred.proba, val_pred.y, val_pred.n, split->n_classes,
+                                      &o.temperature, &local))
+          {
+            g_prefix_error (&local, "temperature: ");
+            goto done;
+          }
+      }
+    if (!evaluate (&val_pred, split->n_classes, exp->metrics, o.temperature, "validation",
+                   &o.fields[FG_FIELD (0, 0)], &local)
+        || !evaluate (&test_pred, split->n_classes, exp->metrics, o.temperature, "test",
+                      &o.fields[FG_FIELD (1, 0)], &local)
+        || (exp->metrics[FG_METRIC_BPD]
+            && !evaluate_bpd_fields (vt, self, sd, o.fields, &local)))
+      goto done;
+  }
+  if (FG_ANALYSIS_WANTED (&exp->analysis))
+    {
+      o.analysis = json_object_new ();
+      if (!_fg_analysis_run_cell (exp, out_dir, cell, vt, self, sd, ood_starts, ood_names,
+                                  test_pred.proba, o.temperature, o.analysis, &local))
+        {
+          g_prefix_error (&local, "analysis: ");
+          goto done;
+        }
+    }
   o.ok = TRUE;
   cell_phase (hooks, cell, FG_CELL_PHASE_FIGURE);
   if (fg_group_get_rank (hooks->group) == 0)
@@ -762,6 +835,9 @@ done:
   o.seconds = result->seconds = seconds_since (t0);
   result->end = FG_CELL_STORE;
   result->record = make_record (exp, cell, &o);
+  g_clear_pointer (&o.analysis, json_object_unref);
+  part_prediction_clear (&val_pred);
+  part_prediction_clear (&test_pred);
 }
 
 /* ---- a run in this process (threads) --------------------------------------------------------- */
@@ -963,6 +1039,9 @@ is_done (const FgExperiment *exp, const char *out_dir, const FgCell *cell, JsonO
     if (_fg_field_is_computed (exp->metrics, f)
         && !json_object_has_member (rec, _fg_field_name (f)))
       return FALSE;
+  /* Analyses asked for after the cell ran: fit it again. */
+  if (!_fg_analysis_is_done (exp, rec))
+    return FALSE;
   /* Figures asked for after the cell ran (or their data deleted): fit it again. */
   if (fg_figure_options_wants_cell (exp->figures, cell->dataset->name, cell->method->name,
                                     cell->seed)

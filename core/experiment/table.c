@@ -208,8 +208,17 @@ static char *
 format_number (guint field, double v)
 {
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  if (field % FG_N_METRICS == FG_METRIC_NLL || field % FG_N_METRICS == FG_METRIC_BPD)
-    return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.3f", v));
+  switch (field % FG_N_METRICS)
+    {
+    case FG_METRIC_NLL:
+    case FG_METRIC_BPD:
+    case FG_METRIC_NLL_TEMP:
+    case FG_METRIC_BRIER:
+    case FG_METRIC_BRIER_TEMP:
+      return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.3f", v));
+    default:
+      break;
+    }
   return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.1f", 100.0 * v)); /* percent */
 }
 
@@ -227,8 +236,11 @@ metric_label (guint field)
 {
   static const char *const labels[FG_N_FIELDS] = {
     "Validation accuracy (%)", "Validation NLL", "Validation ECE (%)", "Validation bits/dim",
-    "Test accuracy (%)",       "Test NLL",       "Test ECE (%)",       "Test bits/dim",
-    "Training accuracy (%)",   "Training NLL",   "Training ECE (%)",   "Training bits/dim",
+    "Validation Brier", "Validation NLL (T)", "Validation ECE (T, %)", "Validation Brier (T)",
+    "Test accuracy (%)", "Test NLL", "Test ECE (%)", "Test bits/dim",
+    "Test Brier", "Test NLL (T)", "Test ECE (T, %)", "Test Brier (T)",
+    "Training accuracy (%)", "Training NLL", "Training ECE (%)", "Training bits/dim",
+    "Training Brier", "Training NLL (T)", "Training ECE (T, %)", "Training Brier (T)",
   };
   return labels[field];
 }
@@ -371,7 +383,12 @@ is_best (const Selection *s, guint field, const char *best)
 static char *
 caption (const FgExperiment *exp)
 {
-  const char *label = metric_label (exp->table_field);
+  g_autoptr (GString) labels = g_string_new (NULL);
+  const char *label;
+  for (guint i = 0; i < exp->table_fields->len; i++)
+    g_string_append_printf (labels, "%s%s", i ? "; " : "",
+                            metric_label (g_array_index (exp->table_fields, guint, i)));
+  label = labels->str;
   gboolean grids = FALSE;
   for (guint i = 0; i < exp->methods->len; i++)
     grids |= ((const FgExpMethod *) g_ptr_array_index (exp->methods, i))->n_points > 1;
@@ -467,33 +484,44 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
 {
   g_autoptr (GPtrArray) labels = method_labels (exp);
   guint nd = exp->datasets->len, nm = labels->len;
-  guint field = exp->table_field;
+  const guint nf = exp->table_fields->len;
+  const guint *fields = (const guint *) exp->table_fields->data;
   guint n_rows = exp->rows_are_methods ? nm : nd;
   guint n_cols = exp->rows_are_methods ? nd : nm;
-  g_auto (GStrv) best = best_per_dataset (exp, sels, field);
+  g_autofree char ***best = g_new0 (char **, nf);
   g_autofree char *cap0 = caption (exp);
-  g_autofree char *notes = caption_notes (exp, sels, field);
+  g_autofree char *notes = caption_notes (exp, sels, fields[0]);
   g_autofree char *cap = g_strconcat (cap0, notes, NULL);
   GString *s = g_string_new (NULL);
   const char *corner = exp->rows_are_methods ? "Method" : "Dataset";
-  /* The columns shown: each measured column, followed by the reference groups' values for it
-   * (ref −1: measured; otherwise the index of the [reference:NAME] group). */
+  /* The columns shown: each measured column (once per metric shown), followed by the
+   * reference groups' values for it (ref −1: measured; otherwise the index of the
+   * [reference:NAME] group). */
   g_autoptr (GArray) col_of = g_array_new (FALSE, FALSE, sizeof (guint));
   g_autoptr (GArray) ref_of = g_array_new (FALSE, FALSE, sizeof (gint));
+  g_autoptr (GArray) fld_of = g_array_new (FALSE, FALSE, sizeof (guint));
   for (guint c = 0; c < n_cols; c++)
     {
       gint none = -1;
-      g_array_append_val (col_of, c);
-      g_array_append_val (ref_of, none);
+      guint zero = 0;
+      for (guint f = 0; f < nf; f++)
+        {
+          g_array_append_val (col_of, c);
+          g_array_append_val (ref_of, none);
+          g_array_append_val (fld_of, f);
+        }
       for (guint g = 0; g < exp->references->len; g++)
         if (reference_has_column (exp, g_ptr_array_index (exp->references, g), labels, c))
           {
             gint gi = (gint) g;
             g_array_append_val (col_of, c);
             g_array_append_val (ref_of, gi);
+            g_array_append_val (fld_of, zero);
           }
     }
 
+  for (guint f = 0; f < nf; f++)
+    best[f] = best_per_dataset (exp, sels, fields[f]);
   if (fmt == FMT_MARKDOWN)
     {
       g_autofree char *title = escape_cell (exp->title, fmt);
@@ -510,11 +538,13 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
     {
       const guint c = g_array_index (col_of, guint, k);
       const gint g = g_array_index (ref_of, gint, k);
+      const guint f = g_array_index (fld_of, guint, k);
       const char *name = exp->rows_are_methods
                              ? ((FgExpDataset *) g_ptr_array_index (exp->datasets, c))->name
                              : (const char *) g_ptr_array_index (labels, c);
       g_autofree char *label
-          = g < 0 ? g_strdup (name)
+          = g < 0 ? (nf > 1 ? g_strdup_printf ("%s %s", name, _fg_field_name (fields[f]))
+                            : g_strdup (name))
                   : g_strdup_printf ("%s (%s)", name,
                                      ((FgExpReference *) g_ptr_array_index (exp->references,
                                                                             (guint) g))->title);
@@ -542,6 +572,7 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
         {
           const guint c = g_array_index (col_of, guint, k);
           const gint g = g_array_index (ref_of, gint, k);
+          const guint f = g_array_index (fld_of, guint, k);
           guint di = exp->rows_are_methods ? c : r;
           guint mi = exp->rows_are_methods ? r : c;
           g_autofree char *text = NULL;
@@ -557,7 +588,8 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
             {
               const Selection *sel = label_selection (exp, sels, di,
                                                       g_ptr_array_index (labels, mi));
-              text = format_selection (exp, sel, field, is_best (sel, field, best[di]), fmt);
+              text = format_selection (exp, sel, fields[f], is_best (sel, fields[f], best[f][di]),
+                                      fmt);
             }
           g_string_append_printf (s, fmt == FMT_MARKDOWN ? " %s |" : " & %s", text);
         }
@@ -573,6 +605,8 @@ render_grid (const FgExperiment *exp, const Selection *sels, Format fmt)
     }
   else
     g_string_append (s, "\\bottomrule\n\\end{tabular}\n");
+  for (guint f = 0; f < nf; f++)
+    g_strfreev (best[f]);
   return g_string_free (s, FALSE);
 }
 

@@ -10,15 +10,23 @@
  * - AUROC, AUPR and FPR at 95 % TPR against roc_auc_score, average_precision_score and
  *   roc_curve (drop_intermediate=False) on scores with ties, and against hand-computed cases;
  * - the distance to the decision boundary equals the distance from z to the bisecting
- *   hyperplane of the two closest means computed directly.
+ *   hyperplane of the two closest means computed directly;
+ * - the experiment keys end to end on 2-D data: FlowGMM and kNN with temperature-scaled
+ *   metrics, an out-of-domain group and the zeros input, d(x) and feature inversion (α = 0
+ *   gives the input back); the analyses a method cannot provide are null; bad keys are errors
+ *   naming the key.
  */
 #include "config.h"
 
 #include <math.h>
 #include <string.h>
 
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <flowgmm/flowgmm.h>
 #include <flowgmm/analysis.h>
+
+#include "registry-helpers.h"
 
 /* Twelve rows, three classes (the scikit-learn reference inputs). */
 static const float P12[12 * 3] = {
@@ -300,6 +308,160 @@ test_histogram (void)
   g_assert_cmpuint (c[1], ==, 3); /* 0.5, 0.99, 1 */
 }
 
+#define TOY_EXPERIMENT \
+  "[experiment]\n" \
+  "seeds = 0\n" \
+  "metrics = accuracy;nll;ece;brier;nll_temp;ece_temp;brier_temp\n" \
+  "table = rows:method columns:dataset metric:test_nll+test_nll_temp\n" \
+  "datasets = moons\n" \
+  "ood = circles\n" \
+  "ood_zeros = true\n" \
+  "analysis = reliability;boundary;features\n" \
+  "feature_layer = 2\n" \
+  "feature_alphas = -1;0;1\n" \
+  "feature_examples = 3\n" \
+  "[dataset:moons]\nplugin = moons\nn_train = 500\nn_test = 300\nvalidation = 100\n" \
+  "unlabeled = 300\n" \
+  "[dataset:circles]\nplugin = circles\nn_test = 200\n" \
+  "[method:flowgmm]\nplugin = flowgmm\nflow.layers = 3\nflow.hidden = 16\n" \
+  "flow.dropout = 0\nmeans = circle\nmeans_r = 4\noptimizer = adam\nlr = 1e-3\n" \
+  "iterations = 40\nunlabeled_batch = 100\nunlabeled_order = sample\n" \
+  "[method:knn]\nplugin = knn\nk = 3\n"
+
+static JsonObject *
+record_of (GPtrArray *records, const char *method)
+{
+  for (guint i = 0; i < records->len; i++)
+    {
+      JsonObject *o = g_ptr_array_index (records, i);
+      if (g_strcmp0 (json_object_get_string_member (o, "method"), method) == 0)
+        return o;
+    }
+  g_assert_not_reached ();
+}
+
+static void
+test_experiment_keys (void)
+{
+  FgRegistry *reg = th_registry ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("fg-analysis-XXXXXX", &error);
+  g_autofree char *results = NULL, *md = NULL, *path = NULL;
+  g_autoptr (FgExperiment) exp = NULL;
+  g_auto (GStrv) lines = NULL;
+  g_autoptr (GPtrArray) records = g_ptr_array_new_with_free_func ((GDestroyNotify) json_object_unref);
+  g_autoptr (GPtrArray) parsers = g_ptr_array_new_with_free_func (g_object_unref);
+  FgRunOptions opts = { 0 };
+  FgRunSummary sum;
+  JsonObject *fg, *knn, *ood, *zeros, *circles, *bnd, *feat;
+
+  g_assert_no_error (error);
+  exp = fg_experiment_load_data (TOY_EXPERIMENT, -1, "toy.exp", dir, reg, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (fg_experiment_get_n_cells (exp), ==, 2); /* circles is scored, not run */
+  opts.out_dir = dir;
+  opts.quiet = TRUE;
+  g_assert_true (fg_experiment_run (exp, &opts, &sum, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (sum.n_ok, ==, 2);
+
+  path = g_build_filename (dir, "results.jsonl", NULL);
+  g_assert_true (g_file_get_contents (path, &results, NULL, NULL));
+  lines = g_strsplit (results, "\n", -1);
+  for (guint i = 0; lines[i]; i++)
+    if (*lines[i])
+      {
+        JsonParser *p = json_parser_new ();
+        g_assert_true (json_parser_load_from_data (p, lines[i], -1, NULL));
+        g_ptr_array_add (parsers, p);
+        g_ptr_array_add (records, json_object_ref (json_node_get_object (json_parser_get_root (p))));
+      }
+  fg = record_of (records, "flowgmm");
+  knn = record_of (records, "knn");
+  for (int m = 0; m < 2; m++)
+    {
+      JsonObject *r = m ? knn : fg;
+      g_assert_cmpstr (json_object_get_string_member (r, "status"), ==, "ok");
+      g_assert_cmpfloat (json_object_get_double_member (r, "temperature"), >, 0.0);
+      /* Tempering minimises the validation NLL, so it never makes it worse. */
+      g_assert_cmpfloat (json_object_get_double_member (r, "val_nll_temp"), <=,
+                         json_object_get_double_member (r, "val_nll") + 1e-9);
+      g_assert_true (json_object_has_member (r, "test_brier"));
+      g_assert_true (json_object_has_member (r, "analysis_file"));
+    }
+  /* kNN has no density, latent space or flow. */
+  g_assert_true (json_object_get_null_member (knn, "ood"));
+  g_assert_true (json_object_get_null_member (knn, "boundary"));
+  g_assert_true (json_object_get_null_member (knn, "features"));
+
+  ood = json_object_get_object_member (fg, "ood");
+  circles = json_object_get_object_member (json_object_get_object_member (ood, "sets"), "circles");
+  zeros = json_object_get_object_member (json_object_get_object_member (ood, "sets"), "zeros");
+  g_assert_cmpint (json_object_get_int_member (circles, "n"), ==, 200);
+  g_assert_cmpfloat (json_object_get_double_member (circles, "auroc"), >=, 0.0);
+  g_assert_cmpfloat (json_object_get_double_member (circles, "auroc"), <=, 1.0);
+  g_assert_cmpint (json_object_get_int_member (zeros, "n"), ==, 1);
+  g_assert_cmpint (json_object_get_int_member (zeros, "class"), <, 2);
+  g_assert_cmpint (json_object_get_int_member (json_object_get_object_member (ood, "in"), "n"),
+                   ==, 300);
+  bnd = json_object_get_object_member (fg, "boundary");
+  g_assert_cmpstr (json_object_get_string_member (bnd, "part"), ==, "unlabeled");
+  g_assert_cmpint (json_object_get_int_member (bnd, "n"), ==, 300);
+  g_assert_cmpint (json_object_get_int_member (bnd, "below"), <=, 300);
+  feat = json_object_get_object_member (fg, "features");
+  g_assert_cmpint (json_object_get_int_member (feat, "layer"), ==, 2);
+  g_assert_cmpfloat (json_object_get_double_member (feat, "sigma"), >, 0.0);
+  g_assert_cmpfloat (json_object_get_double_member (feat, "alpha0_max_abs_error"), <, 1e-4);
+
+  g_clear_pointer (&path, g_free);
+  path = g_build_filename (dir, "analysis.md", NULL);
+  g_assert_true (g_file_get_contents (path, &md, NULL, NULL));
+  g_assert_nonnull (strstr (md, "| moons | flowgmm | 0 | – | circles | 200 |"));
+  g_assert_nonnull (strstr (md, "## Distance to the decision boundary"));
+  g_clear_pointer (&path, g_free);
+  path = g_build_filename (dir, "figures", "analysis-ood-moons__flowgmm__s0__p0.svg", NULL);
+  g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+
+  /* A second run finds everything stored. */
+  g_assert_true (fg_experiment_run (exp, &opts, &sum, &error));
+  g_assert_cmpuint (sum.n_skipped, ==, 2);
+  {
+    g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", dir);
+    g_assert_cmpint (system (cmd), ==, 0);
+  }
+}
+
+static void
+test_experiment_key_errors (void)
+{
+  static const struct {
+    const char *text, *expect;
+  } cases[] = {
+    { "[experiment]\nanalysis = calibration\n", "key 'analysis': unknown analysis 'calibration'" },
+    { "[experiment]\nood = nowhere\n", "key 'ood': no group [dataset:nowhere]" },
+    { "[experiment]\nfeature_alphas = 1;x\n", "key 'feature_alphas': 'x' is not a number" },
+    { "[experiment]\nanalysis_bins = 1\n", "key 'analysis_bins': '1': expected an integer" },
+    { "[experiment]\nood_zeros = maybe\n", "key 'ood_zeros': 'maybe': expected true or false" },
+    { "[experiment]\ntable = metric:test_nll+brier_x\n", "unknown metric 'brier_x'" },
+    { "[experiment]\ntable = metric:test_nll+test_brier\n",
+      "the table shows test_brier, which 'metrics' does not compute" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *text = g_strconcat (cases[i].text,
+                                           "[dataset:moons]\nplugin = moons\n"
+                                           "[method:knn]\nplugin = knn\n", NULL);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (FgExperiment) exp = fg_experiment_load_data (text, -1, "bad.exp", NULL,
+                                                              th_registry (), &error);
+      g_assert_null (exp);
+      g_assert_error (error, FG_EXPERIMENT_ERROR, FG_EXPERIMENT_ERROR_BAD_VALUE);
+      if (strstr (error->message, cases[i].expect) == NULL)
+        g_error ("case %u: '%s' lacks '%s'", i, error->message, cases[i].expect);
+      g_assert_nonnull (strstr (error->message, "bad.exp:"));
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -313,5 +475,7 @@ main (int argc, char **argv)
   g_test_add_func ("/analysis/ood/hand", test_ood_hand);
   g_test_add_func ("/analysis/decision-distance", test_decision_distance);
   g_test_add_func ("/analysis/histogram", test_histogram);
+  g_test_add_func ("/analysis/experiment/keys", test_experiment_keys);
+  g_test_add_func ("/analysis/experiment/key-errors", test_experiment_key_errors);
   return g_test_run ();
 }

@@ -322,7 +322,7 @@ test_histogram (void)
   "feature_examples = 3\n" \
   "[dataset:moons]\nplugin = moons\nn_train = 500\nn_test = 300\nvalidation = 100\n" \
   "unlabeled = 300\n" \
-  "[dataset:circles]\nplugin = circles\nn_test = 200\n" \
+  "[dataset:circles]\nplugin = circles\nn_test = 200\nstandardize = true\n" \
   "[method:flowgmm]\nplugin = flowgmm\nflow.layers = 3\nflow.hidden = 16\n" \
   "flow.dropout = 0\nmeans = circle\nmeans_r = 4\noptimizer = adam\nlr = 1e-3\n" \
   "iterations = 40\nunlabeled_batch = 100\nunlabeled_order = sample\n" \
@@ -421,6 +421,19 @@ test_experiment_keys (void)
   g_clear_pointer (&path, g_free);
   path = g_build_filename (dir, "figures", "analysis-ood-moons__flowgmm__s0__p0.svg", NULL);
   g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+
+  /* The experiment files that use these keys parse and validate. */
+  {
+    const char *files[] = { "table4-mnist.exp", "ood-mnist-fashion.exp" };
+    for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+      {
+        g_autofree char *f = g_build_filename (g_getenv ("FG_TOP_SRCDIR"), "experiments",
+                                               "paper", files[i], NULL);
+        g_autoptr (FgExperiment) e = fg_experiment_load (f, reg, &error);
+        g_assert_no_error (error);
+        g_assert_nonnull (e);
+      }
+  }
 
   /* A second run finds everything stored. */
   g_assert_true (fg_experiment_run (exp, &opts, &sum, &error));

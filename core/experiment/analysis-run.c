@@ -75,21 +75,25 @@ _fg_analysis_ood_rows (FgExperiment *exp, const FgCell *cell, GArray *starts, GP
       ds = _fg_dataset_cache_get (exp, d, cell->seed, error);
       if (ds == NULL)
         return NULL;
-      sd = fg_split_data_new (ds, d->split_params, cell->seed, error);
+      /* Its test part, raw: the group's own preprocessing keys are dropped (the group may be
+       * a data set of the experiment, preprocessed for its own cells); the scoring cell's
+       * preprocessing is applied later. */
+      {
+        static const char *const pp_keys[] = { "dequantize_logit", "standardize", "pca",
+                                               "pca_whiten", "l2_normalize" };
+        g_autoptr (FgParams) raw = fg_params_copy (d->split_params);
+        for (guint k = 0; k < G_N_ELEMENTS (pp_keys); k++)
+          if (!fg_params_set (raw, pp_keys[k], strcmp (pp_keys[k], "pca") == 0 ? "0" : "false",
+                              error))
+            return NULL;
+        sd = fg_split_data_new (ds, raw, cell->seed, error);
+      }
       if (sd == NULL)
         {
           g_prefix_error (error, "ood data set '%s': split: ", d->name);
           return NULL;
         }
       g_ptr_array_add (parts, sd);
-      if (g_strcmp0 (fg_split_data_get_split (sd)->preprocessing->description, "none") != 0)
-        {
-          g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
-                       "ood data set '%s' has its own preprocessing (%s): an out-of-domain "
-                       "group must leave it out, the scored cell's preprocessing is applied",
-                       d->name, fg_split_data_get_split (sd)->preprocessing->description);
-          return NULL;
-        }
       test = fg_split_data_get_test (sd);
       if (test == NULL || test->n == 0)
         {

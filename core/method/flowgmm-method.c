@@ -314,6 +314,25 @@ load_checkpoint (Trainer *self, const char *path, GError **error)
 /* Evaluation                                                                                 */
 /* ======================================================================================== */
 
+/* x has the model's width and, unless `what` is NULL (during fit), the model is fitted. */
+static gboolean
+check_input (const Trainer *self, const FgTensor *x, const char *what, GError **error)
+{
+  if (what != NULL && !self->fitted)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: %s before fit", what);
+      return FALSE;
+    }
+  if (fg_tensor_cols (x) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
+                   self->D, fg_tensor_cols (x));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* Latents of rows [0, n) of x in evaluation mode, chunk by chunk; `each` receives every chunk's
  * z and log|det ∂f/∂x| ([rows, 1]), valid until the next chunk.  `what` names the public
  * entry for errors (it needs a fitted model); NULL during fit. */
@@ -327,18 +346,8 @@ for_each_latent (Trainer *self, const FgTensor *x, const char *what, LatentFunc 
   const gsize n = fg_tensor_rows (x);
   gboolean grad_was, ok = TRUE;
   FgFlowRun run;
-  if (what != NULL && !self->fitted)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: %s before fit", what);
-      return FALSE;
-    }
-  if (fg_tensor_cols (x) != self->D)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
-                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
-                   self->D, fg_tensor_cols (x));
-      return FALSE;
-    }
+  if (!check_input (self, x, what, error))
+    return FALSE;
   grad_was = fg_tape_get_grad_enabled (self->tape);
   memset (&run, 0, sizeof run);
   run.train = FALSE;
@@ -507,24 +516,6 @@ decode_in_place (Trainer *self, float *out, gsize n, GError **error)
 
 /* ---- analysis (doc/analysis.md) ---------------------------------------------------------- */
 
-static gboolean
-check_fitted_input (const Trainer *self, const FgTensor *x, const char *what, GError **error)
-{
-  if (!self->fitted)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm: %s before fit", what);
-      return FALSE;
-    }
-  if (fg_tensor_cols (x) != self->D)
-    {
-      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
-                   "flowgmm: fitted on %" G_GSIZE_FORMAT " features, asked about %" G_GSIZE_FORMAT,
-                   self->D, fg_tensor_cols (x));
-      return FALSE;
-    }
-  return TRUE;
-}
-
 /* log p(x, k) = log N(f(x); μ_k, σ²I) − log K + log|det ∂f/∂x|, K per row. */
 static void
 joint_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor *logdet,
@@ -609,8 +600,8 @@ trainer_feature_inversion (gpointer data, const FgTensor *x_ref, const FgTensor 
   gsize n_groups = 0, group_len = 0;
   gboolean ok = FALSE;
 
-  if (!check_fitted_input (self, x, "feature_inversion", error)
-      || !check_fitted_input (self, x_ref, "feature_inversion", error))
+  if (!check_input (self, x, "feature_inversion", error)
+      || !check_input (self, x_ref, "feature_inversion", error))
     return FALSE;
   if (!FG_VTABLE_HAS (fvt, FgFlowVTable, forward_to)
       || !FG_VTABLE_HAS (fvt, FgFlowVTable, inverse_from))

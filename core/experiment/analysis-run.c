@@ -252,17 +252,19 @@ reliability_object (const float *proba, const FgDataPart *test, guint K, double 
   return TRUE;
 }
 
-/* log p(x) of the rows of `x` plus the preprocessing log-det (when both sets have one). */
+/* log p(x) of the rows of `x` plus the preprocessing log-det (when both sets have one), and the
+ * component of the largest log p(x, k) (log_joint; −1 without it). */
 static gboolean
 log_density_rows (const FgBaselineVTable *vt, gpointer self, const FgTensor *x,
                   const double *pp_logdet, guint K, double *log_px, gint32 *component,
                   GError **error)
 {
   const gsize n = fg_tensor_rows (x);
-  g_autofree double *joint = g_new (double, MAX (n, 1) * K);
+  const gboolean joint = FG_VTABLE_HAS (vt, FgBaselineVTable, log_joint);
+  g_autofree double *lj = joint ? g_new (double, MAX (n, 1) * K) : NULL;
   if (n == 0)
     return TRUE;
-  if (!vt->log_density (self, x, log_px, joint, error))
+  if (!vt->log_density (self, x, log_px, error) || (joint && !vt->log_joint (self, x, lj, error)))
     {
       if (error != NULL && *error == NULL)
         g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the plugin gave no reason");
@@ -272,10 +274,10 @@ log_density_rows (const FgBaselineVTable *vt, gpointer self, const FgTensor *x,
   for (gsize i = 0; i < n; i++)
     {
       guint arg = 0;
-      for (guint k = 1; k < K; k++)
-        if (joint[i * K + k] > joint[i * K + arg])
+      for (guint k = 1; joint && k < K; k++)
+        if (lj[i * K + k] > lj[i * K + arg])
           arg = k;
-      component[i] = (gint32) arg;
+      component[i] = joint ? (gint32) arg : -1;
       if (pp_logdet != NULL)
         log_px[i] += pp_logdet[i];
     }
@@ -303,6 +305,8 @@ component_shares (const gint32 *c, gsize n, guint K, JsonObject *o)
 {
   g_autofree gsize *counts = g_new0 (gsize, K);
   guint top = 0;
+  if (n > 0 && c[0] < 0)
+    return; /* no log_joint: no components */
   for (gsize i = 0; i < n; i++)
     counts[c[i]]++;
   for (guint k = 1; k < K; k++)

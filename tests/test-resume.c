@@ -541,6 +541,65 @@ test_resume_damaged_state (void)
   rm_rf (dir);
 }
 
+/* The training state of a stopped run is also a weights checkpoint for init_checkpoint (the
+ * extra entries are skipped), so a long run's model can be evaluated while it trains; a weight
+ * file without a model weight is still refused. */
+static void
+test_state_as_init_checkpoint (void)
+{
+  g_autofree char *dir = make_data_dir ();
+  g_autofree char *resume = g_build_filename (dir, "out", "resume", NULL);
+  g_autofree char *state = NULL, *ckpt = NULL;
+  const FgComponent *c = fg_registry_find (th_registry (), FG_KIND_BASELINE, "flowgmm", NULL);
+  g_autoptr (FgParams) params = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *x = g_new0 (float, 4 * IMG_H * IMG_W);
+  gint32 y[4] = { 0, 1, 0, 1 }, labels[4];
+  FgSplit split = { 0 };
+  FgRunSummary s;
+  gpointer self;
+  run_in (dir, "run_steps = 5", &s);
+  g_assert_cmpuint (s.n_cancelled, ==, 1);
+  {
+    g_autoptr (GDir) d = g_dir_open (resume, 0, NULL);
+    state = g_build_filename (resume, g_dir_read_name (d), "flowgmm-state.fgw", NULL);
+  }
+  ckpt = g_strdup_printf ("init_checkpoint=%s", state);
+  {
+    const char *const settings[] = { "flow.layers=2", "flow.hidden=8", "epochs=0", ckpt, NULL };
+    params = fg_params_new (c->params);
+    g_assert_true (fg_registry_resolve_params (th_registry (), params, NULL));
+    g_assert_true (th_params_set_all (params, settings, &error));
+    g_assert_no_error (error);
+  }
+  self = ((const FgBaselineVTable *) c->vtable)->create (params, NULL, &error);
+  g_assert_no_error (error);
+  split.n_classes = 2;
+  split.shape.ndim = 3;
+  split.shape.dims[0] = 1;
+  split.shape.dims[1] = IMG_H;
+  split.shape.dims[2] = IMG_W;
+  split.dim = IMG_H * IMG_W;
+  split.labeled.x = fg_tensor_wrap_4d (x, 4, 1, IMG_H, IMG_W);
+  split.labeled.y = y;
+  split.labeled.n = 4;
+  g_assert_true (((const FgBaselineVTable *) c->vtable)->fit (self, &split, &error));
+  g_assert_no_error (error);
+  g_assert_true (((const FgBaselineVTable *) c->vtable)->predict (self, &split.labeled.x, labels,
+                                                                  NULL, &error));
+  g_assert_no_error (error);
+  ((const FgBaselineVTable *) c->vtable)->destroy (self);
+
+  /* A file that lacks a weight of the set is refused, subset or not. */
+  {
+    g_autoptr (FgWeightSet) set = fg_weight_set_new ();
+    fg_weight_set_add_2d (set, "no-such-weight", 1, 1, FALSE);
+    g_assert_false (fg_weight_set_load_subset (set, state, &error));
+    g_assert_error (error, FG_ERROR, FG_ERROR_DATA);
+  }
+  rm_rf (dir);
+}
+
 /* ---- bits/dim ---------------------------------------------------------------------------------- */
 
 /* The stored test_bpd is (−mean log p(x) + D log 256)/(D log 2) with the method's own
@@ -696,6 +755,7 @@ main (int argc, char **argv)
   g_test_add_func ("/state/optimizer", test_optimizer_state);
   g_test_add_func ("/resume/bit-identical", test_resume_bit_identical);
   g_test_add_func ("/resume/damaged-state", test_resume_damaged_state);
+  g_test_add_func ("/resume/state-as-init-checkpoint", test_state_as_init_checkpoint);
   g_test_add_func ("/bpd/metric", test_bpd_metric);
   g_test_add_func ("/experiments/paper-files", test_paper_files);
   g_test_add_func ("/figures/image-grids", test_image_figures);

@@ -96,7 +96,8 @@ static const FgParamSpec trainer_params[] = {
                       "save the trained weights (flow and mixture) here; \"{seed}\" is replaced "
                       "by the cell's seed"),
   FG_PARAM_SPEC_PATH ("init_checkpoint", NULL,
-                      "load the weights from this checkpoint before training (\"{seed}\" as "
+                      "load the weights from this checkpoint, or from a training state "
+                      "(OUT/resume/*/flowgmm-state.fgw), before training (\"{seed}\" as "
                       "above); with epochs = 0 the method only evaluates it"),
   FG_PARAM_SPEC_END,
 };
@@ -296,7 +297,8 @@ load_checkpoint (Trainer *self, const char *path, GError **error)
 {
   g_autoptr (FgWeightSet) all = combined_set (self, FALSE);
   FgWeightSet *sets[2] = { self->flow_weights, self->gmm_weights };
-  if (!fg_weight_set_load (all, path, error))
+  /* A subset: a training state (OUT/resume/…/flowgmm-state.fgw) holds the weights too. */
+  if (!fg_weight_set_load_subset (all, path, error))
     return FALSE;
   for (guint s = 0; s < 2; s++)
     for (guint i = 0; i < fg_weight_set_len (sets[s]); i++)

@@ -349,7 +349,7 @@ parse_entries (const char *path, Reader *r, guint32 count, Entry *entries, GErro
  * a repeated name is FG_ERROR_CORRUPT (no writer produces it). */
 static gboolean
 match_entries (FgWeightSet *set, const char *path, guint32 count, Entry *entries,
-               GError **error)
+               gboolean subset, GError **error)
 {
   g_autoptr (GHashTable) seen = g_hash_table_new (g_direct_hash, g_direct_equal);
   guint n_set = fg_weight_set_len (set);
@@ -361,6 +361,8 @@ match_entries (FgWeightSet *set, const char *path, guint32 count, Entry *entries
       FgWeight *w = fg_weight_set_lookup (set, name);
       FgTensor file_shape;
 
+      if (w == NULL && subset)
+        continue; /* another part of a training state: not ours */
       if (w == NULL)
         {
           g_set_error (error, FG_ERROR, FG_ERROR_DATA,
@@ -413,8 +415,8 @@ match_entries (FgWeightSet *set, const char *path, guint32 count, Entry *entries
  * %FG_ERROR_UNSUPPORTED (another format version), %FG_ERROR_DATA (names or shapes that do not
  * match @set).
  */
-gboolean
-fg_weight_set_load (FgWeightSet *set, const char *path, GError **error)
+static gboolean
+load_impl (FgWeightSet *set, const char *path, gboolean subset, GError **error)
 {
   g_autofree gchar *contents = NULL;
   gsize len = 0;
@@ -465,12 +467,38 @@ fg_weight_set_load (FgWeightSet *set, const char *path, GError **error)
   entries = g_new0 (Entry, MAX (count, 1));
 
   if (!parse_entries (path, &r, count, entries, error)
-      || !match_entries (set, path, count, entries, error))
+      || !match_entries (set, path, count, entries, subset, error))
     return FALSE;
 
   /* Everything is valid: only now touch the set. */
   for (guint32 i = 0; i < count; i++)
-    get_floats (entries[i].data, entries[i].weight->value.data,
+    if (entries[i].weight != NULL)
+      get_floats (entries[i].data, entries[i].weight->value.data,
                 fg_tensor_numel (&entries[i].weight->value));
   return TRUE;
+}
+
+gboolean
+fg_weight_set_load (FgWeightSet *set, const char *path, GError **error)
+{
+  return load_impl (set, path, FALSE, error);
+}
+
+/**
+ * fg_weight_set_load_subset:
+ * @set: a weight set
+ * @path: a file written by fg_weight_set_save (), e.g. a training state
+ * @error: return location for a #GError
+ *
+ * As fg_weight_set_load (), with the same checks, except that entries naming no weight of @set
+ * are skipped: restores a model's weights from a file that holds more (a training state with
+ * its optimizer moments and counters).  Every weight of @set must still be in the file.
+ *
+ * Returns: %TRUE on success; %FALSE with @error set as fg_weight_set_load ().
+ */
+gboolean
+fg_weight_set_load_subset (FgWeightSet *set, const char *path, GError **error)
+{
+  g_return_val_if_fail (set != NULL && path != NULL, FALSE);
+  return load_impl (set, path, TRUE, error);
 }

@@ -52,6 +52,9 @@ FG_API void fg_weight_init_const (FgWeight *w, float value);
  * Load checks every name and shape against the set and never touches the set on error. */
 FG_API gboolean fg_weight_set_save (const FgWeightSet *set, const char *path, GError **error);
 FG_API gboolean fg_weight_set_load (FgWeightSet *set, const char *path, GError **error);
+/* The same, skipping the file's entries that name no weight of the set (e.g. the optimizer
+ * moments of a training state); every weight of the set must still be there. */
+FG_API gboolean fg_weight_set_load_subset (FgWeightSet *set, const char *path, GError **error);
 
 /* Raw bytes kept as a weight, for training-state checkpoints (counters, generator states,
  * permutations): a non-trainable [⌈n/4⌉] weight holding the n bytes bit for bit, zero-padded.

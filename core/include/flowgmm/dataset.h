@@ -67,8 +67,10 @@ FG_API gsize       fg_dataset_get_dim (const FgDataset *ds);
 FG_API const FgDataPart *fg_dataset_get_part (const FgDataset *ds, FgPart part); /* NULL if absent */
 FG_API const guint32 *fg_dataset_get_labeled_indices (const FgDataset *ds, gsize *n);
 FG_API const char *fg_dataset_get_note (const FgDataset *ds);
-/* n_classes from the labels when the plugin did not set it (max label + 1); checks that at
- * least two classes are present in the train part. */
+/* n_classes from the labels when the plugin did not set it (max label + 1, at most the number
+ * of labeled rows); checks that at least two classes are present in the train part.  Called by
+ * the host on what a dataset plugin's load returns; a plugin may call it itself before
+ * returning (a second call changes nothing). */
 FG_API gboolean    fg_dataset_finish (FgDataset *ds, GError **error);
 
 /* Hooks a long fit may call; all optional. */

@@ -14,8 +14,13 @@
  *  - Structs and vtables only grow at the end.  Every vtable starts with its own struct_size, so
  *    the host can tell whether an optional method appended later is present (FG_VTABLE_HAS).
  *
- * All four vtables, the parameter specs (params.h) and the data types they use (dataset.h,
- * tensor.h, tape.h, weights.h, rng.h) are part of ABI version 1.
+ * Which headers are the plugin ABI.  This header and every header a plugin may use are part
+ * of ABI version 1 and follow the rules above: error.h, tensor.h, rng.h, weights.h, tape.h,
+ * optim.h, vecmath.h and parallel.h (numeric core); params.h, dataset.h, split.h and io.h
+ * (data); gmm.h, loss.h and neighbors.h (method building blocks).  registry.h, experiment.h
+ * and figure.h are the host's API (the command-line program, embedding programs, tests): a
+ * plugin does not call them, and they follow the library's version, not the plugin ABI.
+ * <flowgmm/flowgmm.h> includes all of them.
  */
 #pragma once
 
@@ -53,7 +58,9 @@ typedef struct {
 typedef struct {
   gsize struct_size; /* sizeof (FgDatasetVTable) in the plugin's build */
   /* Required.  Load (or generate) the whole data set.  Deterministic for given params: the host
-   * caches the result per process and shares it across cells. */
+   * caches the result per process and shares it across cells.  The host calls
+   * fg_dataset_finish () on the result; a plugin may call it first (it is idempotent), e.g. to
+   * prefix its errors with the file's name. */
   FgDataset *(*load) (const FgParams *params, const FgLoadContext *ctx, GError **error);
 } FgDatasetVTable;
 
@@ -186,7 +193,8 @@ typedef struct {
 /* ---- Descriptor ---------------------------------------------------------------------------- */
 typedef struct {
   FgKind             kind;    /* 0 ends the component list */
-  const char        *name;    /* unique per kind across all plugins, [a-z0-9-]+ */
+  const char        *name;    /* unique per kind across all plugins; lower-case letters, digits,
+                                 '-' and '_' ([a-z0-9_-]+): the loader rejects other names */
   const char        *summary; /* one line */
   const FgParamSpec *params;  /* ends with a NULL name; may be NULL for none */
   const void        *vtable;  /* FgDatasetVTable, FgFlowVTable, FgLossVTable or FgBaselineVTable */

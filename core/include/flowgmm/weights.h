@@ -26,7 +26,10 @@ FG_API FgWeightSet *fg_weight_set_new (void);
 FG_API void         fg_weight_set_free (FgWeightSet *set);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (FgWeightSet, fg_weight_set_free)
 
-/* A new zero-filled weight; the set owns it.  Names must be unique (programmer error otherwise). */
+/* A new zero-filled weight; the set owns it.  Names must be unique (programmer error otherwise).
+ * Each weight is allocated on its own: the FgWeight pointers that add, lookup and get return,
+ * and their value and grad data, stay valid as more weights are added, until the set is
+ * freed. */
 FG_API FgWeight *fg_weight_set_add (FgWeightSet *set, const char *name, guint ndim,
                                     const gsize *shape, gboolean decay);
 FG_API FgWeight *fg_weight_set_add_2d (FgWeightSet *set, const char *name, gsize rows,

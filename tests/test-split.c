@@ -343,7 +343,38 @@ test_index_files (void)
     d = fg_split_data_new (nt, p, 0, &error);
     g_assert_null (d);
     g_assert_nonnull (strstr (error->message, "already in the labeled set"));
+    /* Both files are named. */
+    g_assert_nonnull (strstr (error->message, "(listed in "));
+    g_assert_nonnull (strstr (error->message, "(from "));
+    g_assert_nonnull (strstr (error->message, "labeled_seed1.txt"));
     g_clear_error (&error);
+  }
+  /* A row listed twice names the file; an empty file is an error that says so. */
+  {
+    g_autofree char *twice = g_build_filename (dir, "twice.txt", NULL);
+    g_autofree char *empty = g_build_filename (dir, "empty.txt", NULL);
+    g_assert_true (g_file_set_contents (twice, "1\n2\n1\n", -1, NULL));
+    g_assert_true (g_file_set_contents (empty, "# nothing\n", -1, NULL));
+    {
+      g_autoptr (FgParams) p = split_params ("labeled_indices", twice, NULL);
+      g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 0, &error);
+      g_assert_null (d);
+      g_assert_nonnull (strstr (error->message, "listed twice"));
+      g_assert_nonnull (strstr (error->message, "twice.txt"));
+      g_clear_error (&error);
+    }
+    for (guint k = 0; k < 2; k++)
+      {
+        g_autoptr (FgParams) p = split_params (k == 0 ? "labeled_indices" : "validation_indices",
+                                               empty, NULL);
+        g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 0, &error);
+        g_assert_null (d);
+        g_assert_error (error, FG_ERROR, FG_ERROR_DATA);
+        g_assert_nonnull (strstr (error->message, "empty.txt lists no rows"));
+        g_clear_error (&error);
+      }
+    g_unlink (twice);
+    g_unlink (empty);
   }
   {
     g_autofree char *big = g_build_filename (dir, "big.txt", NULL);

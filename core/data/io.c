@@ -209,5 +209,8 @@ fg_parse_indices (const char *text, gsize length, guint32 limit, const char *wha
         }
     }
   *n_out = out->len;
+  /* An empty GArray's data is NULL, which the caller would take for a failure. */
+  if (out->len == 0)
+    return g_new0 (guint32, 1);
   return (guint32 *) g_array_free (g_steal_pointer (&out), FALSE);
 }

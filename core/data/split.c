@@ -181,12 +181,27 @@ read_index_file (const char *path_template, const char *format, guint64 seed, gu
   return TRUE;
 }
 
+/* Where the rows of each state came from (a file named in messages), by state: 1 test,
+ * 2 validation, 3 labeled. */
+typedef struct {
+  char *file[4];
+} RowSources;
+
+static void
+row_sources_clear (RowSources *src)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (src->file); i++)
+    g_clear_pointer (&src->file[i], g_free);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (RowSources, row_sources_clear)
+
 /* Take rows from `take` out of `avail`, failing if one is not available (already used, or
- * without a label when `need_label`). */
+ * without a label when `need_label`).  `path`: the file that listed them, or NULL. */
 static gboolean
 claim_rows (const IndexSet *take, guint8 *state, const gint32 *y, gboolean need_label,
-            const char *what, GError **error)
+            const char *what, const char *path, const RowSources *src, GError **error)
 {
+  g_autofree char *from = path ? g_strdup_printf (" (listed in %s)", path) : g_strdup ("");
   for (gsize i = 0; i < take->n; i++)
     {
       guint32 r = take->idx[i];
@@ -194,14 +209,18 @@ claim_rows (const IndexSet *take, guint8 *state, const gint32 *y, gboolean need_
         {
           static const char *const used_by[] = { "", "the test set", "the validation set",
                                                  "the labeled set", "the labeled set" };
-          g_set_error (error, FG_ERROR, FG_ERROR_DATA,
-                       "split: %s row %u is already in %s", what, r,
-                       state[r] == 4 ? "this list (listed twice)" : used_by[state[r]]);
+          g_autofree char *other = state[r] < 4 && src->file[state[r]] != NULL
+                                       ? g_strdup_printf (" (from %s)", src->file[state[r]])
+                                       : g_strdup ("");
+          g_set_error (error, FG_ERROR, FG_ERROR_DATA, "split: %s row %u%s is already in %s%s",
+                       what, r, from,
+                       state[r] == 4 ? "this list (listed twice)" : used_by[state[r]], other);
           return FALSE;
         }
       if (need_label && y[r] < 0)
         {
-          g_set_error (error, FG_ERROR, FG_ERROR_DATA, "split: %s row %u has no label", what, r);
+          g_set_error (error, FG_ERROR, FG_ERROR_DATA, "split: %s row %u%s has no label", what, r,
+                       from);
           return FALSE;
         }
       state[r] = 4; /* temporarily: catches duplicates within the list */
@@ -381,6 +400,7 @@ typedef struct {
   guint             K;
   gint64            labeled, per_class, unlabeled, validation, test;
   const char       *labeled_path, *val_path;
+  RowSources       *src;   /* the files the rows of each state came from, for messages */
 } SplitCtx;
 
 /* The split keys, and the combinations that make no sense. */
@@ -419,10 +439,12 @@ reserve_fixed_labeled (SplitCtx *s, GError **error)
   FgSplitData *d = s->d;
   if (s->labeled_path != NULL)
     {
+      s->src->file[3] = fg_path_expand_seed (s->labeled_path, s->seed);
       if (!read_index_file (s->labeled_path,
                             fg_params_get_string (s->params, "labeled_indices_format"), s->seed,
                             (guint32) s->train->n, "labeled_indices", &d->labeled, error)
-          || !claim_rows (&d->labeled, s->state, s->train->y, TRUE, "labeled", error))
+          || !claim_rows (&d->labeled, s->state, s->train->y, TRUE, "labeled", s->src->file[3],
+                          s->src, error))
         return FALSE;
       mark_rows (&d->labeled, s->state, 3);
     }
@@ -436,7 +458,7 @@ reserve_fixed_labeled (SplitCtx *s, GError **error)
           d->labeled.idx = g_new (guint32, n_own);
           memcpy (d->labeled.idx, own, n_own * sizeof *own);
           if (!claim_rows (&d->labeled, s->state, s->train->y, TRUE, "the data set's labeled",
-                           error))
+                           NULL, s->src, error))
             return FALSE;
           mark_rows (&d->labeled, s->state, 3);
         }
@@ -512,9 +534,11 @@ choose_validation (SplitCtx *s, GError **error)
     }
   else if (s->val_path != NULL)
     {
+      s->src->file[2] = fg_path_expand_seed (s->val_path, s->seed);
       if (!read_index_file (s->val_path, "list", s->seed, (guint32) s->train->n,
                             "validation_indices", &d->validation, error)
-          || !claim_rows (&d->validation, s->state, s->train->y, TRUE, "validation", error))
+          || !claim_rows (&d->validation, s->state, s->train->y, TRUE, "validation",
+                          s->src->file[2], s->src, error))
         return FALSE;
       mark_rows (&d->validation, s->state, 2);
     }
@@ -736,9 +760,11 @@ fg_split_data_new_with_extra (FgDataset *ds, const FgParams *split_params, guint
 {
   g_autoptr (FgSplitData) d = NULL;
   g_autofree guint8 *state = NULL;
+  g_auto (RowSources) src = { { NULL } };
   SplitCtx s = { 0 };
   const char *pool;
 
+  s.src = &src;
   g_return_val_if_fail (ds != NULL && split_params != NULL, NULL);
   s.train = fg_dataset_get_part (ds, FG_PART_TRAIN);
   g_return_val_if_fail (s.train != NULL && s.train->y != NULL, NULL);

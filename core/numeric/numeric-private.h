@@ -221,6 +221,21 @@ _fg_pool_range (gsize n, guint t, guint tasks, gsize align, gsize *r0, gsize *r1
 #define FG_POOL_NS_PER_FLOP 0.01
 #define FG_POOL_NS_PER_ELEMENT 0.4
 
+/* Every function of the core that returns FALSE or NULL sets its GError.  Where a failure is
+ * received, debug builds (without NDEBUG) check that it carries one: a failure without a reason
+ * would be stored as "unknown error". */
+#ifdef NDEBUG
+#define _fg_assert_error_set(err) ((void) 0)
+#else
+#define _fg_assert_error_set(err)                                                           \
+  G_STMT_START                                                                              \
+  {                                                                                         \
+    if ((err) == NULL)                                                                      \
+      g_error ("%s: a call failed without setting its GError", G_STRLOC);                   \
+  }                                                                                         \
+  G_STMT_END
+#endif
+
 /* The BLAS library as it describes itself ("OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell ...") and
  * the kernel it chose for this machine ("Haswell"; OPENBLAS_CORETYPE overrides it); NULL when
  * the library cannot say.  Results are bit-identical only for the same build and kernel. */

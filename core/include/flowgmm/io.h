@@ -22,6 +22,8 @@ FG_API GInputStream *fg_file_open_stream (const char *path, GError **error);
  * checkpoints).  Free with g_free. */
 FG_API char *fg_path_expand_seed (const char *path, guint64 seed);
 
+/* Row indices (whitespace or commas between them, # comments) below `limit`; errors name
+ * `what` and the line.  Never NULL on success, even for no indices (*n_out = 0). */
 FG_API guint32 *fg_parse_indices (const char *text, gsize length, guint32 limit,
                                   const char *what, gsize *n_out, GError **error);
 

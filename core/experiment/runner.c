@@ -13,6 +13,7 @@
 #include <glib/gstdio.h>
 
 #include "experiment/experiment-private.h"
+#include "numeric/numeric-private.h"
 
 #define PREDICT_CHUNK 4096
 
@@ -76,7 +77,11 @@ load_dataset (const FgExperiment *exp, const FgExpDataset *d, const FgParams *pa
       return NULL;
     }
   if (!fg_dataset_finish (ds, error))
-    return NULL;
+    {
+      if (error != NULL)
+        _fg_assert_error_set (*error);
+      return NULL;
+    }
   return g_steal_pointer (&ds);
 }
 
@@ -706,6 +711,7 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
                                      cell->seed, ood_rows, &local);
   if (sd == NULL)
     {
+      _fg_assert_error_set (local);
       g_prefix_error (&local, "split: ");
       goto done;
     }

@@ -454,6 +454,32 @@ test_npz_bad_input (void)
     g_clear_error (&error);
   }
   {
+    /* A deflated member whose header promises far more than the member holds: refused as
+     * truncated before anything of the promised size is allocated. */
+    g_autoptr (GByteArray) huge = npy_bytes ("<f4", FALSE, "(2000000000, 4)", npz_x->data,
+                                             80 * sizeof (float), 1);
+    Member mm[2] = { { "labels.npy", npz_y }, { "data.npy", huge } };
+    g_autofree char *p = write_npz ("promise.npz", mm, 2, TRUE);
+    ds = ds_load ("npz", &error, "path", p, NULL);
+    ds_assert_error (error, FG_ERROR_CORRUPT, "promise.npz:data.npy: truncated: the header "
+                     "promises a (2000000000, 4) array", NULL);
+    g_clear_error (&error);
+  }
+  {
+    /* Two members of the same name: the message names the file and says what is wrong. */
+    Member mm[3] = { { "labels.npy", npz_y }, { "labelz.npy", npz_y }, { "data.npy", npz_x } };
+    g_autofree char *p = write_npz ("twice.npz", mm, 3, FALSE);
+    g_assert_true (g_file_get_contents (p, &data, &len, NULL));
+    for (gsize i = 0; i + 10 <= len; i++)
+      if (memcmp (data + i, "labelz.npy", 10) == 0)
+        data[i + 5] = 's';
+    g_assert_true (g_file_set_contents (p, data, (gssize) len, NULL));
+    g_clear_pointer (&data, g_free);
+    ds = ds_load ("npz", &error, "path", p, NULL);
+    ds_assert_error (error, -1, "twice.npz: two members of the archive have the same name", NULL);
+    g_clear_error (&error);
+  }
+  {
     /* labels and features of different lengths */
     static const double y5[5] = { 0, 1, 0, 1, 0 };
     g_autoptr (GByteArray) short_y = npy_bytes ("<f8", FALSE, "(5,)", y5, sizeof y5, 1);

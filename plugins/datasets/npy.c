@@ -548,6 +548,25 @@ sink_put (Sink *s, const guint8 *raw, gsize n, GError **error)
   return TRUE;
 }
 
+/* FALSE (truncated) when a source of `size` bytes (known, or only claimed by an archive's
+ * directory; -1: unknown) cannot hold the data the header promises.  Checked before anything
+ * of the promised size is allocated. */
+static gboolean
+data_fits (const char *name, const NpyHeader *h, gint64 size, GError **error)
+{
+  if (size >= 0 && (guint64) size < h->data_offset + h->data_bytes)
+    {
+      g_autofree char *shape = shape_string (h);
+      g_set_error (error, FG_ERROR, FG_ERROR_CORRUPT,
+                   "%s: truncated: the header promises a %s array of '%s' (%" G_GSIZE_FORMAT
+                   " bytes from byte offset %" G_GUINT64_FORMAT ") but the data end at byte "
+                   "offset %" G_GINT64_FORMAT,
+                   name, shape, h->descr, h->data_bytes, h->data_offset, size);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* Read the data after the header into the sink.  `known_size` is the source's total size in
  * bytes when it is known and trustworthy (else -1). */
 static gboolean
@@ -560,16 +579,8 @@ read_data (FgDsReader *r, const NpyHeader *h, gint64 known_size, Sink *s, GError
   if (known_size >= 0)
     {
       guint64 want = h->data_offset + h->data_bytes;
-      if ((guint64) known_size < want)
-        {
-          g_autofree char *shape = shape_string (h);
-          g_set_error (error, FG_ERROR, FG_ERROR_CORRUPT,
-                       "%s: truncated: the header promises a %s array of '%s' (%" G_GSIZE_FORMAT
-                       " bytes from byte offset %" G_GUINT64_FORMAT ") but the data end at byte "
-                       "offset %" G_GINT64_FORMAT,
-                       r->name, shape, h->descr, h->data_bytes, h->data_offset, known_size);
-          return FALSE;
-        }
+      if (!data_fits (r->name, h, known_size, error))
+        return FALSE;
       if ((guint64) known_size > want)
         {
           g_set_error (error, FG_ERROR, FG_ERROR_CORRUPT,
@@ -612,6 +623,7 @@ read_data (FgDsReader *r, const NpyHeader *h, gint64 known_size, Sink *s, GError
 typedef struct {
   FgDsReader reader;
   gint64 known_size;
+  gint64 claimed_size;  /* a deflated member's size in the archive's directory, or -1 */
   GInputStream *stream; /* owned, for files */
   zip_file_t *zf;       /* owned, for members */
   char *name;           /* owned: "path" or "path:member.npy" */
@@ -640,6 +652,7 @@ source_open_file (Source *src, const char *path, GError **error)
   src->name = g_strdup (path);
   _fg_ds_reader_init_stream (&src->reader, src->stream, src->name);
   src->known_size = -1;
+  src->claimed_size = -1;
   /* a plain (not gzip) file has a known size */
   f = g_fopen (path, "rb");
   if (f != NULL)
@@ -730,6 +743,8 @@ load_features (Source *src, gint64 label_col, float divide_by, Loaded *l, GError
       s.label_col = (gssize) (label_col < 0 ? (gint64) cols + label_col : label_col);
       cols--;
     }
+  if (!data_fits (r->name, &h, src->known_size >= 0 ? src->known_size : src->claimed_size, error))
+    return FALSE;
   l->x = _fg_ds_tensor_new (rows, cols, r->name, error);
   if (l->x == NULL)
     return FALSE;
@@ -931,7 +946,10 @@ set_zip_error (GError **error, int code, const char *path)
                        || code == ZIP_ER_SEEK
                    ? FG_ERROR_IO
                    : code == ZIP_ER_NOZIP ? FG_ERROR_DATA : FG_ERROR_CORRUPT,
-               "%s: %s%s", path, code == ZIP_ER_NOZIP ? "not a .npz file: " : "",
+               "%s: %s%s", path,
+               code == ZIP_ER_NOZIP   ? "not a .npz file: "
+               : code == ZIP_ER_EXISTS ? "two members of the archive have the same name: "
+                                       : "",
                zip_error_strerror (&ze));
   zip_error_fini (&ze);
 }
@@ -999,6 +1017,9 @@ open_member (Source *src, zip_t *za, const char *path, const char *member, GErro
                             && st.comp_method == ZIP_CM_STORE && st.size <= G_MAXINT64
                         ? (gint64) st.size
                         : -1;
+  /* A deflated one's size in the directory is a claim: enough to refuse data it cannot hold
+   * before allocating for them (the bytes read are checked again). */
+  src->claimed_size = (st.valid & ZIP_STAT_SIZE) && st.size <= G_MAXINT64 ? (gint64) st.size : -1;
   return TRUE;
 }
 

@@ -902,6 +902,31 @@ test_preprocess_pca (void)
                    fg_split_data_get_split (again)->labeled.x.data, s->labeled.n * k * sizeof (float));
 }
 
+/* Features of scale 1e30: the covariance must not overflow its float products ("no variance"). */
+static void
+test_preprocess_pca_huge_scale (void)
+{
+  static const double scales[3] = { 4e30, 2e30, 1e30 };
+  g_autoptr (FgDataset) ds = make_gaussian_dataset (800, 3, scales, FALSE, FALSE);
+  g_autoptr (FgParams) p = split_params ("labeled", "10", "test", "50", "pca", "2",
+                                         "pca_whiten", "true", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgSplitData) d = fg_split_data_new (ds, p, 2, &error);
+  const FgSplit *s;
+  double var = 0.0;
+
+  g_assert_no_error (error);
+  s = fg_split_data_get_split (d);
+  for (gsize i = 0; i < s->unlabeled.n; i++)
+    {
+      float v = fg_tensor_row (&s->unlabeled.x, i)[0];
+      g_assert_true (isfinite (v));
+      var += (double) v * v;
+    }
+  /* whitened: unit variance, as at any scale */
+  g_assert_cmpfloat_with_epsilon (var / (double) s->unlabeled.n, 1.0, 0.2);
+}
+
 static void
 test_preprocess_pca_whiten_and_errors (void)
 {
@@ -1255,6 +1280,7 @@ main (int argc, char **argv)
   g_test_add_func ("/split/unlabeled-pool", test_unlabeled_pool);
   g_test_add_func ("/split/preprocess/pca", test_preprocess_pca);
   g_test_add_func ("/split/preprocess/pca-whiten-and-errors", test_preprocess_pca_whiten_and_errors);
+  g_test_add_func ("/split/preprocess/pca-huge-scale", test_preprocess_pca_huge_scale);
   g_test_add_func ("/split/preprocess/l2-normalize", test_preprocess_l2);
   g_test_add_func ("/split/preprocess/dequantize-logit", test_preprocess_dequantize_logit);
   g_test_add_func ("/split/extra-rows", test_extra_rows);

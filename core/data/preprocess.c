@@ -174,7 +174,8 @@ accumulate_chunk (const float *chunk, gsize filled, gsize D, float *part, double
 /* The training covariance (ddof 0), D×D in double, from chunks of centred rows through
  * cblas_ssyrk: float products within a chunk, double sums across chunks. */
 static double *
-training_covariance (FgTensor *const x[FG_PP_N_SETS], gsize D, const double *mean)
+training_covariance (FgTensor *const x[FG_PP_N_SETS], gsize D, const double *mean,
+                     double scale)
 {
   double *cov = g_new0 (double, D * D);
   g_autofree float *chunk = g_new (float, COV_CHUNK_ROWS * D);
@@ -186,7 +187,7 @@ training_covariance (FgTensor *const x[FG_PP_N_SETS], gsize D, const double *mea
       {
         const float *row = fg_tensor_row (x[s], i);
         for (gsize j = 0; j < D; j++)
-          chunk[filled * D + j] = (float) (row[j] - mean[j]);
+          chunk[filled * D + j] = (float) ((row[j] - mean[j]) * scale);
         if (++filled == COV_CHUNK_ROWS)
           {
             accumulate_chunk (chunk, filled, D, part, cov);
@@ -198,7 +199,7 @@ training_covariance (FgTensor *const x[FG_PP_N_SETS], gsize D, const double *mea
   for (gsize a = 0; a < D; a++)
     for (gsize b = a; b < D; b++)
       {
-        double v = n > 0 ? cov[a * D + b] / (double) n : 0.0;
+        double v = n > 0 ? cov[a * D + b] / (double) n / (scale * scale) : 0.0;
         cov[a * D + b] = v;
         cov[b * D + a] = v;
       }
@@ -232,7 +233,22 @@ pca (FgTensor *x[FG_PP_N_SETS], gsize k, gboolean whiten, double *logdet[FG_PP_N
       return FALSE;
     }
   training_mean (x, D, mean);
-  cov = training_covariance (x, D, mean);
+  {
+    /* Features of a huge (or tiny) scale would overflow (or underflow) the float products of
+     * the covariance: scale the centred rows by a power of two first, which changes nothing
+     * else (and is not done at all for ordinary scales, so their results stay bit-identical). */
+    double amp = 0.0, scale = 1.0;
+    for (int s = FG_PP_LABELED; s <= FG_PP_UNLABELED; s++)
+      for (gsize i = 0; i < n_rows (x, s); i++)
+        {
+          const float *row = fg_tensor_row (x[s], i);
+          for (gsize j = 0; j < D; j++)
+            amp = MAX (amp, fabs (row[j] - mean[j]));
+        }
+    if (amp > 0x1p40 || (amp > 0.0 && amp < 0x1p-40))
+      scale = ldexp (1.0, -ilogb (amp));
+    cov = training_covariance (x, D, mean, scale);
+  }
   dsyevr_ ("V", "I", "U", &n, cov, &lda, &vl, &vu, &il, &iu, &abstol, &m, w, z, &ldz, isuppz,
            &work_query, &lwork, &iwork_query, &liwork, &info, 1, 1, 1);
   if (info == 0)

@@ -246,6 +246,28 @@ test_blobs_accuracy (void)
   bt_model_clear (&m);
 }
 
+/* Features of scale 1e30: every step overflows, the weights stay 0 and the probabilities would
+ * be uniform.  That is an error, not an "ok" fit. */
+static void
+test_extreme_scale_is_an_error (void)
+{
+  g_autoptr (FgTensor) x = NULL;
+  g_autofree gint32 *y = NULL;
+  BtModel m;
+  FgSplit split;
+  g_autoptr (GError) error = NULL;
+  bt_blobs (6, 60, 10, 3, 5.0, &x, &y);
+  for (gsize i = 0; i < fg_tensor_rows (x); i++)
+    for (gsize j = 0; j < fg_tensor_cols (x); j++)
+      fg_tensor_row (x, i)[j] *= 1e30f;
+  g_assert_true (bt_model_init (&m, "logreg", NULL, 0, &error));
+  bt_split_init (&split, 3, x, y, NULL, NULL, NULL);
+  g_assert_false (m.vt->fit (m.self, &split, &error));
+  g_assert_error (error, FG_ERROR, FG_ERROR_NUMERIC);
+  g_test_message ("%s", error->message);
+  bt_model_clear (&m);
+}
+
 static void
 test_absent_class_never_predicted (void)
 {
@@ -307,6 +329,7 @@ main (int argc, char **argv)
   g_test_add_func ("/logreg/optimality-long-double", test_optimality_long_double);
   g_test_add_func ("/logreg/blobs-accuracy", test_blobs_accuracy);
   g_test_add_func ("/logreg/absent-class-never-predicted", test_absent_class_never_predicted);
+  g_test_add_func ("/logreg/extreme-scale-is-an-error", test_extreme_scale_is_an_error);
   g_test_add_func ("/logreg/param-validation", test_param_validation);
   return g_test_run ();
 }

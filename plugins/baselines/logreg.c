@@ -357,6 +357,36 @@ solve (Logreg *self, double *x, GError **error)
       g_set_error (error, FG_ERROR, FG_ERROR_NUMERIC, "logreg: the objective is not finite");
       return FALSE;
     }
+  /* A fit that cannot leave its start though the gradient says it should (features of a scale
+   * such as 1e30 make every step overflow) would predict uniform probabilities: that is no
+   * result.  Nor are weights that do not fit a float. */
+  {
+    const gsize n_w = (gsize) self->m * self->dim; /* the weights; the intercepts follow */
+    gboolean moved = FALSE;
+    double gw = 0.0;
+    for (gsize i = 0; i < n_vars (self); i++)
+      {
+        if (!isfinite ((float) x[i]))
+          {
+            g_set_error (error, FG_ERROR, FG_ERROR_NUMERIC,
+                         "logreg: weight %" G_GSIZE_FORMAT " is not finite in single precision "
+                         "(%g): scale the features (standardize = true)", i, x[i]);
+            return FALSE;
+          }
+        if (i < n_w)
+          {
+            moved |= x[i] != 0.0;
+            gw = MAX (gw, fabs (g[i]));
+          }
+      }
+    if (n_w > 0 && !moved && !(gw <= self->tol))
+      {
+        g_set_error (error, FG_ERROR, FG_ERROR_NUMERIC,
+                     "logreg: the weights cannot leave their starting point (max |gradient| "
+                     "%g): are the features of an extreme scale? (standardize = true)", gw);
+        return FALSE;
+      }
+  }
   g_debug ("logreg: %d iterations, f = %.9g, max|g| = %.3g (status %d)", self->iters,
            self->final_f, self->final_gmax, ret);
   return TRUE;

@@ -2,7 +2,7 @@
 """PyTorch reference of the training step timed by bench/bench-conv.c.
 
 The model is the authors' image RealNVP (flow_ssl/realnvp/realnvp.py with the ResNet of
-flow_ssl/resnet_realnvp/resnet.py, REFERENCE.md §2.1-2.2): iLogits, then per scale three
+flow_ssl/resnet_realnvp/resnet.py; doc/image-flow.md): iLogits, then per scale three
 checkerboard couplings, squeeze, three channel-wise couplings and a factor-out of half the
 channels, and four checkerboard couplings at the last scale; s/t networks are ResNets with
 weight-normalised convolutions and batch norm.  One step: forward in training mode (fresh

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch reference of the FlowGMM training step timed by bench/bench-flowgmm.c.
 
-The model is the authors' RealNVPTabular (flow_ssl/realnvp, REFERENCE.md §0-§1):
+The model is the authors' RealNVPTabular (flow_ssl/realnvp; doc/flowgmm-method.md):
 
   coupling l, mask b (halves split at floor(D/2), alternating; 1 = identity):
     st     = Linear(D->k) -> ReLU -> Dropout(0.5) -> Linear(k->k) -> ReLU -> Linear(k->2D) of x*b

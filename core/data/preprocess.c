@@ -25,7 +25,7 @@ static const char *const set_names[FG_PP_N_SETS] = { "labeled", "unlabeled", "va
 #define CHUNK_ROWS 256
 #define COV_CHUNK_ROWS 4096
 
-#ifdef HAVE_SSYEVR_
+#ifdef HAVE_DSYEVR_
 /* LAPACK's symmetric eigensolver (Fortran, from OpenBLAS; there is no lapacke.h).  The trailing
  * arguments are the lengths of the three character arguments, as gfortran passes them. */
 extern void dsyevr_ (const char *jobz, const char *range, const char *uplo, const int *n,
@@ -159,7 +159,7 @@ standardize (FgTensor *x[FG_PP_N_SETS], double *logdet[FG_PP_N_SETS])
 
 /* ---- pca ------------------------------------------------------------------------------------- */
 
-#ifdef HAVE_SSYEVR_
+#ifdef HAVE_DSYEVR_
 /* cov (upper triangle) += chunkᵀ chunk for `filled` centred rows. */
 static void
 accumulate_chunk (const float *chunk, gsize filled, gsize D, float *part, double *cov)
@@ -211,7 +211,7 @@ static gboolean
 pca (FgTensor *x[FG_PP_N_SETS], gsize k, gboolean whiten, double *logdet[FG_PP_N_SETS],
      GError **error)
 {
-#ifdef HAVE_SSYEVR_
+#ifdef HAVE_DSYEVR_
   gsize D = fg_tensor_cols (x[FG_PP_LABELED]);
   g_autofree double *mean = g_new (double, D);
   g_autofree double *cov = NULL;
@@ -327,7 +327,7 @@ pca (FgTensor *x[FG_PP_N_SETS], gsize k, gboolean whiten, double *logdet[FG_PP_N
   return TRUE;
 #else
   g_set_error (error, FG_ERROR, FG_ERROR_UNSUPPORTED,
-               "split key 'pca': this build has no LAPACK (configure found no ssyevr_ in the "
+               "split key 'pca': this build has no LAPACK (configure found no dsyevr_ in the "
                "BLAS library; Debian: libopenblas-dev provides it)");
   return FALSE;
 #endif

@@ -21,8 +21,8 @@
 
 #include "numeric/numeric-private.h"
 
-/* As in the tape's op files (numeric/numeric-private.h): gcc >= 12 vectorizes at -O2 only under its "very
- * cheap" cost model, which refuses the loops here; ask for the ordinary one. */
+/* The distance loops need the ordinary vectorizer cost model (doc/performance.md, "Compiler
+ * notes"). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize ("vect-cost-model=dynamic")
 #endif

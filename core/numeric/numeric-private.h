@@ -80,11 +80,10 @@ FgVar *_fg_tape_view_new (FgTape *tape, FgVar *parent, const FgTensor *value, Fg
 
 /* ---- Kernels shared by the op files ------------------------------------------------------ */
 
-/* Elementwise loops are written plain (restrict pointers, no branches: -O2 does not
- * if-convert, so a comparison is written `(float) (int) (x > 0)`) and left to gcc's vectorizer.
- * configure adds -fvect-cost-model=dynamic: gcc 12's default "very cheap" model at -O2 refuses
- * any loop that needs an epilogue or a runtime alias check, i.e. nearly all of ours (2-4x
- * measured on these loops). */
+/* Elementwise loops are written plain (restrict pointers, no branches: a comparison is written
+ * `(float) (int) (x > 0)`) and left to the compiler's vectorizer, so that one portable source
+ * serves every target; the flags and pragmas that let gcc vectorise them are explained in
+ * doc/performance.md ("Compiler notes"). */
 
 /* Hot elementwise kernels are also compiled for AVX-512 and AVX2, and the dynamic loader picks
  * the widest the CPU has (target_clones, an ifunc): the build stays portable (no -march) and
@@ -154,8 +153,8 @@ void _fg_dropout_init (FgDropout *d, float p, FgRng *rng);
 /* m[j] = keep or 0 for elements e0 .. e0 + n − 1; lanes: scratch of n entries (k > 1). */
 void _fg_dropout_fill (const FgDropout *d, gsize e0, gsize n, float *m, guint32 *lanes);
 
-/* Rows per block where an op keeps a block of activations in cache (DESIGN.md: a 1024-row
- * activation of width 256 already spills the 1 MiB L2). */
+/* Rows per block where an op keeps a block of activations in cache (a 1024-row activation of
+ * width 256 already spills a 1 MiB L2). */
 #define FG_CHUNK_ROWS 256
 /* dst (+)= src elementwise over rows × cols with each tensor's own ld; scale multiplies src. */
 void _fg_accumulate (FgTensor *dst, const FgTensor *src, float scale, gboolean overwrite);
@@ -185,7 +184,7 @@ FgTensor _fg_tensor_view_rows (const FgTensor *t, gsize start, gsize n);
  *    (fg_get_num_threads ()), never on which thread runs a task or on timing, so results are
  *    bit-reproducible for a given thread count;
  *  - a task calls single-threaded code only: OpenBLAS is held at one thread from the moment
- *    the pool exists (DESIGN.md: never two pools at once), and a kernel started inside a task
+ *    the pool exists (never two pools at once: doc/performance.md, "Own threading"), and a kernel started inside a task
  *    runs inline (_fg_pool_threads () is 1 there);
  *  - when another application thread holds the pool, the tasks of a job run one after the
  *    other on the caller: the same decomposition, the same results.

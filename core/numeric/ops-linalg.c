@@ -86,7 +86,7 @@ split_tasks (double ns, gsize len)
 /* With a thread budget above one, the product is cut into row blocks of C (or column blocks,
  * when C is wider than tall) and each block is a single-threaded sgemm on one of the core's
  * threads: on the skinny shapes of a tabular flow this runs at up to twice OpenBLAS's own
- * two-thread split (DESIGN.md).  Every element of C is still one dot product over k in
+ * two-thread split (doc/performance.md, "Own threading").  Every element of C is still one dot product over k in
  * OpenBLAS's order, so the split changes no result beyond the kernel's own blocking. */
 void
 _fg_sgemm (gboolean trans_a, gboolean trans_b, gsize m, gsize n, gsize k, float alpha,

@@ -163,14 +163,12 @@ typedef struct
     }                                                                                         \
   while (0)
 
-/* The update of one buffer.  Blocks of 16 with a constant inner trip count and restrict
- * pointers let GCC vectorise at -O2 (its "very cheap" cost model needs no epilogue and no alias
- * checks); the remainder runs the same element scalar.  GCC vectorises sqrtf only under
- * -fno-math-errno (otherwise each call keeps a branch to libm for errno); neither the optimize
- * attribute nor #pragma GCC optimize changes that for builtins in GCC 12, so the flag has to
- * come from the build.  Without it the loop still runs correctly, one element at a time.
- * (Weights that never get a gradient are not worth detecting here: a model should not carry
- * them; realnvp-mlp stores only its live rows and columns.) */
+/* The update of one buffer, in blocks of 16 with a constant inner trip count and restrict
+ * pointers so that it vectorises without the compiler's epilogue or alias checks; the remainder
+ * runs the same element scalar.  The sqrtf in it vectorises only with -fno-math-errno from the
+ * build (doc/performance.md, "Compiler notes"); without it the loop is still correct, one
+ * element at a time.  (Weights that never get a gradient are not worth detecting here: a model
+ * should not carry them; realnvp-mlp stores only its live rows and columns.) */
 FG_CLONES static void
 adam_update (float *restrict w, float *restrict g, float *restrict m, float *restrict v,
              gsize n, const StepConsts *restrict consts, float gscale, gboolean zero)

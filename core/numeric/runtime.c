@@ -74,7 +74,7 @@ _fg_blas_kernel (void)
  * Sets the process-wide thread budget.  The core splits its own products and elementwise
  * kernels over a persistent pool of @n threads (the caller's included) and calls
  * single-threaded OpenBLAS from them, so OpenBLAS itself is set to one thread here: two thread
- * pools never run at once (DESIGN.md).  The runner sets 1 when it runs several cells at once.
+ * pools never run at once (doc/performance.md, "Own threading").  The runner sets 1 when it runs several cells at once.
  */
 void
 fg_set_num_threads (guint n)

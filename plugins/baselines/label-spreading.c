@@ -125,7 +125,7 @@ spread_create (const FgParams *params, FgRng *rng, GError **error)
   self->max_memory_mb = fg_params_get_int (params, "max_memory_mb");
   self->graphssl = g_strcmp0 (fg_params_get_string (params, "variant"), "graphssl") == 0;
   self->rng = rng;
-#ifndef HAVE_SSYEVR_
+#ifndef HAVE_DGESV_
   if (self->direct)
     {
       g_set_error (error, FG_ERROR, FG_ERROR_UNSUPPORTED,
@@ -532,7 +532,7 @@ iterate (Spread *self, const FgSplit *split, const float *S, const Csr *csr, con
   return TRUE;
 }
 
-#ifdef HAVE_SSYEVR_
+#ifdef HAVE_DGESV_
 extern void dgesv_ (const int *n, const int *nrhs, double *a, const int *lda, int *ipiv,
                     double *b, const int *ldb, int *info);
 #endif
@@ -541,7 +541,7 @@ extern void dgesv_ (const int *n, const int *nrhs, double *a, const int *lda, in
 static gboolean
 solve_direct (Spread *self, const float *S, const Csr *csr, const float *Y, GError **error)
 {
-#ifdef HAVE_SSYEVR_
+#ifdef HAVE_DGESV_
   gsize n = self->n;
   guint K = self->K;
   int nn = (int) n, nrhs = (int) K, info = 0;

@@ -84,7 +84,7 @@ typedef struct {
 
 /* The preprocessing a split applied to all of its parts (split keys dequantize_logit,
  * standardize, pca, l2_normalize; see split.h), fitted on the split's training rows (labeled +
- * unlabeled) only.  Reached through FgSplit.preprocessing.  Part of ABI 1 (added for issue 4). */
+ * unlabeled) only.  Reached through FgSplit.preprocessing.  Part of ABI 1. */
 typedef struct {
   const char   *description; /* the steps in order, e.g. "dequantize_logit(0.9) standardize";
                               * "none" */
@@ -102,7 +102,7 @@ typedef struct {
 } FgPreprocessing;
 
 /* Data augmentation drawn afresh at every training step (split keys augment_crop_pad and
- * augment_flip, for image-shaped examples C×H×W).  Part of ABI 1 (added for issue 11). */
+ * augment_flip, for image-shaped examples C×H×W).  Part of ABI 1. */
 typedef struct _FgAugment {
   guint    crop_pad; /* random H×W crop of the image zero-padded by this many pixels per side
                       * (torchvision RandomCrop(size, padding)); 0: off */
@@ -112,8 +112,7 @@ typedef struct _FgAugment {
 
 /* Where and how often a fit that trains in steps keeps its training state, so that a run
  * killed or stopped resumes where it was and ends with the same weights as an uninterrupted
- * one (experiment keys checkpoint_every, checkpoint_minutes and run_steps).  Part of ABI 1
- * (added for issue 11). */
+ * one (experiment keys checkpoint_every, checkpoint_minutes and run_steps).  Part of ABI 1. */
 typedef struct _FgResume {
   const char *dir;           /* private to the cell; the runner deletes it once the cell's
                               * result is stored */
@@ -137,10 +136,10 @@ typedef struct {
   const char   *fingerprint; /* hex digest of the split's indices */
   guint64       seed;        /* the cell's seed */
   const FgFitHooks *hooks;   /* may be NULL */
-  /* ABI 1, added for issue 4 (took one reserved slot): the preprocessing applied to the parts;
+  /* ABI 1 (took one reserved slot): the preprocessing applied to the parts;
    * set by fg_split_data_new, NULL in a split built by hand (treat NULL as "none"). */
   const FgPreprocessing *preprocessing;
-  /* ABI 1, added for issue 11 (took two reserved slots).  augment: the per-step augmentation
+  /* ABI 1 (took two reserved slots).  augment: the per-step augmentation
    * the split keys ask for (split.h: fg_augment_apply), NULL when none; a method that trains in
    * steps applies it to the rows of every step.  resume: where and how often a long fit keeps
    * its training state so that an interrupted run resumes (FgResume); NULL when the caller

@@ -23,7 +23,7 @@ typedef enum {
   FG_ERROR_MEMORY,        /* a request larger than the limit it would need */
   FG_ERROR_CORRUPT,       /* a file whose checksum or structure is wrong */
   FG_ERROR_INTERRUPTED,   /* a fit that stopped early on purpose with its state saved (it resumes
-                           * on the next run); not a result.  Added for issue 11. */
+                           * on the next run); not a result. */
 } FgError;
 
 /* Plugin loading: each rejection path has its own code. */

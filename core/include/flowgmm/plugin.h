@@ -155,7 +155,7 @@ typedef struct {
   gboolean (*sample) (gpointer self, gint k, gsize n, gboolean latent, double temperature,
                       FgRng *rng, float *out, GError **error);
 
-  /* ---- Optional, appended for issue 11 (test with FG_VTABLE_HAS) ---- */
+  /* ---- Optional, appended (test with FG_VTABLE_HAS) ---- */
   /* log p(x) of each of the n = rows(x) examples (n doubles into out) in the space of x as the
    * method sees it (after the split's preprocessing), e.g. log p_Z(f(x)) + log|det ∂f/∂x| for a
    * flow.  Evaluation mode.  A flow that dequantises inside (realnvp-conv) gives the density of

@@ -42,16 +42,33 @@ static const FgParamSpec trainer_params[] = {
                       "train on the labeled points only (the supervised FlowGMM of the paper)"),
   FG_PARAM_SPEC_INT ("epochs", "15", 0, 1e9,
                      "passes over the unlabeled pool (over the labeled points when there is "
-                     "none or labeled_only); authors' tabular default 15"),
+                     "none or labeled_only); authors' tabular default 15.  Used when given; "
+                     "when neither epochs nor iterations is given, training takes "
+                     "default_iterations steps"),
   FG_PARAM_SPEC_INT ("iterations", "0", 0, 1e12,
                      "when > 0, train for exactly this many steps instead of `epochs` (toys: "
                      "2001 or 5001)"),
+  FG_PARAM_SPEC_INT ("default_iterations", "1000", 1, 1e12,
+                     "steps when neither epochs nor iterations is given"),
+  FG_PARAM_SPEC_CHOICE ("refit", "em", "none|em",
+                        "em: between training phases, refit the mixture to the latents (App. "
+                        "A's M-step: labeled latents by their class, unlabeled ones by their "
+                        "responsibilities) — means unless means_trainable or a given placement, "
+                        "σ unless sigma is given or trainable"),
+  FG_PARAM_SPEC_INT ("refit_every", "0", 0, 1e12,
+                     "steps between refits and validation checks; 0: a tenth of training"),
+  FG_PARAM_SPEC_INT ("refit_max_rows", "4096", 1, 1e9,
+                     "unlabeled rows (an even spread of the pool) a refit looks at"),
+  FG_PARAM_SPEC_BOOL ("early_stopping", "true",
+                      "keep the model (flow and mixture) with the best validation accuracy "
+                      "among the checks every refit_every steps and the end; needs validation "
+                      "points, else the last model is kept"),
   FG_PARAM_SPEC_INT ("labeled_batch", "0", 0, INFINITY,
                      "labeled points per step; 0 = all of them every step (authors' tabular); "
                      "smaller batches cycle through reshuffled labeled points"),
-  FG_PARAM_SPEC_INT ("unlabeled_batch", "5000", 1, INFINITY,
+  FG_PARAM_SPEC_INT ("unlabeled_batch", "256", 1, INFINITY,
                      "unlabeled points per step (authors' tabular 5000)"),
-  FG_PARAM_SPEC_CHOICE ("unlabeled_order", "fixed", "fixed|shuffle|sample",
+  FG_PARAM_SPEC_CHOICE ("unlabeled_order", "shuffle", "fixed|shuffle|sample",
                         "fixed: consecutive batches in pool order (authors' tabular); shuffle: "
                         "a new permutation every epoch; sample: with replacement (toy notebooks)"),
   FG_PARAM_SPEC_CHOICE ("optimizer", "adamw", "adamw|adam",
@@ -68,7 +85,7 @@ static const FgParamSpec trainer_params[] = {
   FG_PARAM_SPEC_DOUBLE ("lr_floor", NULL, 0.0, 1.0,
                         "floor factor of cosine/wilson (default 1e-3 and 0.01)"),
   FG_PARAM_SPEC_DOUBLE ("step_gamma", "0.1", 1e-12, 1.0, "decay factor of the step schedule"),
-  FG_PARAM_SPEC_CHOICE ("means", "random", "random|tabular|circle|data|given",
+  FG_PARAM_SPEC_CHOICE ("means", "data", "random|tabular|circle|data|given",
                         "placement of the mixture means: r·N(0, I) (paper, images, toys); the "
                         "authors' tabular rule; a circle; r × class means of the labeled latents "
                         "(App. B); means_values"),
@@ -79,9 +96,11 @@ static const FgParamSpec trainer_params[] = {
   FG_PARAM_SPEC_STRING ("means_values", NULL,
                         "given means: K rows separated by ';' of D numbers separated by ','"),
   FG_PARAM_SPEC_BOOL ("means_trainable", "false", "learn the means (App. B; own Adam at gmm_lr)"),
-  FG_PARAM_SPEC_DOUBLE ("sigma", "1.0", 1e-6, INFINITY,
+  FG_PARAM_SPEC_DOUBLE ("sigma", NULL, 1e-6, INFINITY,
                         "standard deviation σ of every component (1: paper, images, toys; the "
-                        "authors' tabular runs use softplus(1) = 1.3132616875182228)"),
+                        "authors' tabular runs use softplus(1) = 1.3132616875182228); unset: "
+                        "the pooled within-class spread of the labeled latents with means = "
+                        "data, else 1"),
   FG_PARAM_SPEC_BOOL ("sigma_trainable", "false",
                       "learn σ = softplus(c) (own Adam at gmm_lr)"),
   FG_PARAM_SPEC_DOUBLE ("gmm_lr", "1e-2", 1e-12, INFINITY,
@@ -119,6 +138,8 @@ typedef struct {
   double means_r, means_angle, sigma, gmm_lr, input_noise, max_loss;
   char *means_values, *checkpoint, *init_checkpoint;
   gboolean means_trainable, sigma_trainable;
+  gboolean sigma_auto, refit_em, early_stopping;
+  gint64 default_iterations, refit_every, refit_max_rows;
   FgRng rng; /* the cell's stream (copied) */
 
   /* The trained model. */
@@ -213,6 +234,13 @@ trainer_create (const FgParams *params, FgRng *rng, GError **error)
   self->labeled_only = fg_params_get_bool (params, "labeled_only");
   self->epochs = fg_params_get_int (params, "epochs");
   self->iterations = fg_params_get_int (params, "iterations");
+  self->default_iterations = fg_params_get_int (params, "default_iterations");
+  if (self->iterations == 0 && fg_params_is_default (params, "epochs"))
+    self->iterations = self->default_iterations;
+  self->refit_em = g_strcmp0 (fg_params_get_string (params, "refit"), "em") == 0;
+  self->refit_every = fg_params_get_int (params, "refit_every");
+  self->refit_max_rows = fg_params_get_int (params, "refit_max_rows");
+  self->early_stopping = fg_params_get_bool (params, "early_stopping");
   self->labeled_batch = (gsize) fg_params_get_int (params, "labeled_batch");
   self->unlabeled_batch = (gsize) fg_params_get_int (params, "unlabeled_batch");
   self->predict_batch = (gsize) fg_params_get_int (params, "predict_batch");
@@ -242,7 +270,8 @@ trainer_create (const FgParams *params, FgRng *rng, GError **error)
   self->means_angle = fg_params_get_double (params, "means_angle") * G_PI / 180.0;
   self->means_values = g_strdup (fg_params_get_string (params, "means_values"));
   self->means_trainable = fg_params_get_bool (params, "means_trainable");
-  self->sigma = fg_params_get_double (params, "sigma");
+  self->sigma_auto = !fg_params_has (params, "sigma");
+  self->sigma = self->sigma_auto ? 1.0 : fg_params_get_double (params, "sigma");
   self->sigma_trainable = fg_params_get_bool (params, "sigma_trainable");
   self->gmm_lr = fg_params_get_double (params, "gmm_lr");
   self->input_noise = fg_params_get_double (params, "input_noise");
@@ -715,6 +744,180 @@ init_means_from_data (Trainer *self, const FgSplit *split, FgRng *rng, GError **
   return TRUE;
 }
 
+/* The mixture fitted to latents (App. A's M-step with shared σ): labeled rows count for their
+ * class, unlabeled rows by their responsibilities under the current mixture. */
+typedef struct {
+  double *sum;        /* K × D: Σ w z */
+  double *w;          /* K: Σ w */
+  double sq;          /* Σ w ‖z‖² */
+  const gint32 *y;    /* labels of the rows, or NULL: responsibilities */
+  gint32 *labels;     /* predict_batch (responsibilities only) */
+  float *proba;       /* predict_batch × K */
+} MixStats;
+
+static void
+stats_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor *logdet,
+             gpointer data)
+{
+  MixStats *st = data;
+  const gsize n = fg_tensor_rows (z), D = self->D;
+  if (st->y == NULL)
+    fg_gmm_predict (self->gmm, z, st->labels, st->proba);
+  for (gsize i = 0; i < n; i++)
+    {
+      const float *zr = fg_tensor_row (z, i);
+      double zz = 0.0;
+      for (gsize j = 0; j < D; j++)
+        zz += (double) zr[j] * zr[j];
+      for (guint k = 0; k < self->K; k++)
+        {
+          double w = st->y != NULL ? (st->y[start + i] == (gint32) k) : st->proba[i * self->K + k];
+          double *sk = st->sum + (gsize) k * D;
+          if (w < 1e-8)
+            continue;
+          for (gsize j = 0; j < D; j++)
+            sk[j] += w * zr[j];
+          st->w[k] += w;
+          st->sq += w * zz;
+        }
+    }
+}
+
+/* Refit the means (set_means) and/or σ (set_sigma) to the latents of the labeled points and of
+ * `ux` (nullable).  σ² is the weighted within-component mean square per dimension, its
+ * denominator less one per component used; too few points leave σ as it is. */
+static gboolean
+refit_mixture (Trainer *self, const FgSplit *split, const FgTensor *ux, gboolean set_means,
+               gboolean set_sigma, GError **error)
+{
+  const gsize D = self->D;
+  const guint K = self->K;
+  g_autofree double *sum = g_new0 (double, (gsize) K * D);
+  g_autofree double *w = g_new0 (double, K);
+  g_autofree gint32 *labels = g_new (gint32, self->predict_batch);
+  g_autofree float *proba = g_new (float, self->predict_batch * K);
+  MixStats st = { sum, w, 0.0, split->labeled.y, labels, proba };
+  double total = 0.0, within;
+  guint used = 0;
+  float *mu = fg_gmm_get_means (self->gmm)->value.data;
+
+  if (split->labeled.n > 0
+      && !for_each_latent (self, &split->labeled.x, NULL, stats_chunk, &st, error))
+    return FALSE;
+  st.y = NULL;
+  if (ux != NULL && fg_tensor_rows (ux) > 0
+      && !for_each_latent (self, ux, NULL, stats_chunk, &st, error))
+    return FALSE;
+  within = st.sq;
+  for (guint k = 0; k < K; k++)
+    {
+      double norm2 = 0.0;
+      if (w[k] <= 0.0)
+        continue;
+      used++;
+      total += w[k];
+      for (gsize j = 0; j < D; j++)
+        {
+          double m = sum[(gsize) k * D + j] / w[k];
+          norm2 += m * m;
+          if (set_means)
+            mu[(gsize) k * D + j] = (float) m;
+        }
+      within -= w[k] * norm2;
+    }
+  if (set_sigma && total - used >= 1.0 && within > 0.0)
+    {
+      self->sigma = sqrt (within / ((double) D * (total - used)));
+      fg_gmm_set_sigma (self->gmm, self->sigma);
+      fg_gmm_set_trainable (self->gmm, self->means_trainable, self->sigma_trainable);
+    }
+  return TRUE;
+}
+
+/* Validation accuracy of the current model (NAN without validation points). */
+static gboolean
+validation_accuracy (Trainer *self, const FgSplit *split, gint32 *labels, double *acc,
+                     GError **error)
+{
+  PredictOut o = { labels, NULL };
+  gsize hit = 0;
+  *acc = NAN;
+  if (split->validation.n == 0 || split->validation.y == NULL)
+    return TRUE;
+  if (!for_each_latent (self, &split->validation.x, NULL, predict_chunk, &o, error))
+    return FALSE;
+  for (gsize i = 0; i < split->validation.n; i++)
+    hit += labels[i] == split->validation.y[i];
+  *acc = (double) hit / (double) split->validation.n;
+  return TRUE;
+}
+
+/* The model so far, for early stopping: the flow's and the mixture's weights and σ. */
+typedef struct {
+  FgWeightSet *weights; /* combined_set () copy */
+  double sigma;
+  double accuracy;
+} Snapshot;
+
+static void
+snapshot_save (const Trainer *self, Snapshot *snap, double accuracy)
+{
+  const FgWeightSet *sets[2] = { self->flow_weights, self->gmm_weights };
+  if (snap->weights == NULL)
+    snap->weights = combined_set (self, FALSE);
+  for (guint s = 0; s < 2; s++)
+    for (guint i = 0; i < fg_weight_set_len (sets[s]); i++)
+      {
+        const FgWeight *w = fg_weight_set_get (sets[s], i);
+        fg_tensor_copy_into (&fg_weight_set_lookup (snap->weights, w->name)->value, &w->value);
+      }
+  snap->sigma = fg_gmm_get_sigma (self->gmm);
+  snap->accuracy = accuracy;
+}
+
+static void
+snapshot_restore (Trainer *self, const Snapshot *snap)
+{
+  FgWeightSet *sets[2] = { self->flow_weights, self->gmm_weights };
+  for (guint s = 0; s < 2; s++)
+    for (guint i = 0; i < fg_weight_set_len (sets[s]); i++)
+      {
+        FgWeight *w = fg_weight_set_get (sets[s], i);
+        fg_tensor_copy_into (&w->value, &fg_weight_set_lookup (snap->weights, w->name)->value);
+      }
+  if (!self->sigma_trainable)
+    {
+      self->sigma = snap->sigma;
+      fg_gmm_set_sigma (self->gmm, snap->sigma);
+      fg_gmm_set_trainable (self->gmm, self->means_trainable, FALSE);
+    }
+}
+
+static void
+snapshot_clear (Snapshot *snap)
+{
+  g_clear_pointer (&snap->weights, fg_weight_set_free);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Snapshot, snapshot_clear)
+
+/* Between training phases: refit the mixture, then keep the model if validation says so. */
+static gboolean
+phase_check (Trainer *self, const FgSplit *split, const FgTensor *ux, gboolean refit_means,
+             gboolean refit_sigma, gint32 *val_labels, Snapshot *best, GError **error)
+{
+  double acc;
+  if ((refit_means || refit_sigma)
+      && !refit_mixture (self, split, ux, refit_means, refit_sigma, error))
+    return FALSE;
+  if (val_labels == NULL)
+    return TRUE;
+  if (!validation_accuracy (self, split, val_labels, &acc, error))
+    return FALSE;
+  if (best->weights == NULL || acc > best->accuracy)
+    snapshot_save (self, best, acc);
+  return TRUE;
+}
+
 /* ======================================================================================== */
 /* Training state: what a run needs to go on exactly where it stopped                        */
 /* ======================================================================================== */
@@ -934,7 +1137,8 @@ build_model (Trainer *self, const FgSplit *split, GError **error)
     case FG_GMM_MEANS_GIVEN:
       return fg_gmm_set_means_from_string (self->gmm, self->means_values, error);
     case FG_GMM_MEANS_DATA:
-      return init_means_from_data (self, split, &means_rng, error);
+      return init_means_from_data (self, split, &means_rng, error)
+             && (!self->sigma_auto || refit_mixture (self, split, NULL, FALSE, TRUE, error));
     case FG_GMM_MEANS_RANDOM:
     case FG_GMM_MEANS_TABULAR:
     case FG_GMM_MEANS_CIRCLE:
@@ -1060,6 +1264,12 @@ typedef struct {
   double            nll_sum;      /* mean NLLs since the last progress line, for bits/dim */
   gsize             nll_n, rows_done;
   gboolean          show_bpd;
+  /* Phases: EM refits of the mixture and validation checks every `period` steps. */
+  gsize             period;
+  gboolean          refit_means, refit_sigma;
+  FgTensor         *ux;           /* the unlabeled rows a refit embeds, or NULL */
+  gint32           *val_labels;   /* early stopping's buffer, or NULL: no checks */
+  Snapshot          best;
 } Fit;
 
 static void
@@ -1077,6 +1287,9 @@ fit_clear (Fit *f)
   g_clear_pointer (&f->gmm_opt, fg_optimizer_free);
   g_clear_pointer (&f->batch, fg_loss_batch_free);
   g_free (f->state_path);
+  g_clear_pointer (&f->ux, fg_tensor_free);
+  g_free (f->val_labels);
+  snapshot_clear (&f->best);
 }
 
 /* What fit () refuses before building anything. */
@@ -1505,6 +1718,55 @@ fit_cancel (Fit *f, gsize step, GError **error)
 
 /* The training loop, from the resumed step to the last.  A data-parallel group learns of a
  * cancellation in its step (group_step), so that every rank stops at the same one. */
+/* The phases' plan: what a refit updates, the rows it embeds, and the first validation check
+ * (the model before training is a candidate too; the best model is not kept across a
+ * resume). */
+static gboolean
+fit_phases_init (Fit *f, GError **error)
+{
+  Trainer *self = f->self;
+  const FgSplit *split = f->split;
+  f->period = self->refit_every > 0 ? (gsize) self->refit_every
+                                    : MAX (f->total_steps / 10, (gsize) 1);
+  f->refit_means = self->refit_em && self->means == FG_GMM_MEANS_DATA && !self->means_trainable
+                   && self->init_checkpoint == NULL;
+  f->refit_sigma = self->refit_em && self->sigma_auto && !self->sigma_trainable
+                   && self->init_checkpoint == NULL;
+  f->best.accuracy = -1.0;
+  if ((f->refit_means || f->refit_sigma) && f->pool.n > 0)
+    {
+      /* an even spread of the pool */
+      const gsize rows = MIN (f->pool.n, (gsize) self->refit_max_rows);
+      f->ux = fg_tensor_new_2d (rows, f->dim);
+      for (gsize i = 0; i < rows; i++)
+        memcpy (fg_tensor_row (f->ux, i), f->pool.rows[i * f->pool.n / rows],
+                f->dim * sizeof (float));
+    }
+  if (self->early_stopping && split->validation.n > 0 && split->validation.y != NULL)
+    f->val_labels = g_new (gint32, split->validation.n);
+  return f->val_labels == NULL || f->start_step > 0
+         || phase_check (self, split, f->ux, FALSE, FALSE, f->val_labels, &f->best, error);
+}
+
+/* After training: a last refit and check, then the best model checked on validation. */
+static gboolean
+fit_phases_finish (Fit *f, GError **error)
+{
+  Trainer *self = f->self;
+  double acc;
+  if (f->total_steps > 0
+      && !phase_check (self, f->split, f->ux, f->refit_means, f->refit_sigma, f->val_labels,
+                       &f->best, error))
+    return FALSE;
+  if (f->best.weights == NULL)
+    return TRUE;
+  if (!validation_accuracy (self, f->split, f->val_labels, &acc, error))
+    return FALSE;
+  if (f->best.accuracy > acc)
+    snapshot_restore (self, &f->best);
+  return TRUE;
+}
+
 static gboolean
 fit_loop (Fit *f, GError **error)
 {
@@ -1519,6 +1781,10 @@ fit_loop (Fit *f, GError **error)
 
       if (f->n_ranks == 1 && fg_split_cancelled (f->split))
         return fit_cancel (f, step, error);
+      if (step > 0 && step % f->period == 0
+          && !phase_check (self, f->split, f->ux, f->refit_means, f->refit_sigma,
+                           f->val_labels, &f->best, error))
+        return FALSE;
       nu = fit_gather_rows (f, step % f->steps_per_epoch);
       x = fit_fill_inputs (f, f->n_lb + nu, shape);
       /* A flow with a data-dependent initialisation sees the first batch once (not when its
@@ -1563,9 +1829,11 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
   if (!fit_plan (&f, error))
     goto out;
   fit_allocate (&f);
-  if (!fit_resume (&f, error) || !fit_loop (&f, error))
+  if (!fit_resume (&f, error) || !fit_phases_init (&f, error) || !fit_loop (&f, error))
     goto out;
   fg_tape_reset (self->tape);
+  if (!fit_phases_finish (&f, error))
+    goto out;
   self->fitted = TRUE;
   ok = TRUE;
 

@@ -419,13 +419,75 @@ test_predict_chunks (void)
   moons_clear (&d);
 }
 
+/* The EM refit against a naive one: after a labeled-only fit (the final refit sees the labeled
+ * latents only), each mean is its class's mean latent and σ² the pooled within-class mean
+ * square per dimension (n − K degrees of freedom); predict is the Bayes rule with them. */
+static void
+test_refit_mixture (void)
+{
+  const char *const s[] = { "flow.layers=2", "flow.hidden=8", "iterations=3", "labeled_only=true",
+                            "early_stopping=false", NULL };
+  const gsize nl = 12, m = 50;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *z = g_new (float, nl * 2), *zt = g_new (float, m * 2);
+  g_autofree float *mu = g_new (float, 2), *proba = g_new (float, m * 2);
+  g_autofree gint32 *labels = g_new (gint32, m);
+  double mean[2][2] = { { 0 } }, cnt[2] = { 0 }, ss = 0.0, sigma;
+  FgRng rng;
+  FgTensor tx;
+  Model md;
+  Moons d;
+
+  moons_init (&d, 9, nl);
+  g_assert_true (model_init (&md, s, 1, &error));
+  g_assert_true (md.vt->fit (md.self, &d.split, &error));
+  g_assert_no_error (error);
+  g_assert_true (md.vt->embed (md.self, d.lab_x, z, &error));
+  for (gsize i = 0; i < nl; i++)
+    {
+      cnt[d.lab_y[i]] += 1;
+      for (int j = 0; j < 2; j++)
+        mean[d.lab_y[i]][j] += z[i * 2 + j];
+    }
+  for (int k = 0; k < 2; k++)
+    for (int j = 0; j < 2; j++)
+      mean[k][j] /= cnt[k];
+  for (gsize i = 0; i < nl; i++)
+    for (int j = 0; j < 2; j++)
+      ss += (z[i * 2 + j] - mean[d.lab_y[i]][j]) * (z[i * 2 + j] - mean[d.lab_y[i]][j]);
+  sigma = sqrt (ss / (2.0 * (double) (nl - 2)));
+  fg_rng_init (&rng, 3, 0);
+  for (int k = 0; k < 2; k++)
+    {
+      g_assert_true (md.vt->sample (md.self, k, 1, TRUE, 0.0, &rng, mu, &error));
+      for (int j = 0; j < 2; j++)
+        g_assert_cmpfloat_with_epsilon (mu[j], mean[k][j], 1e-4 * (1.0 + fabs (mean[k][j])));
+    }
+  tx = fg_tensor_view_rows (d.test_x, 0, m);
+  g_assert_true (md.vt->embed (md.self, &tx, zt, &error));
+  g_assert_true (md.vt->predict (md.self, &tx, labels, proba, &error));
+  for (gsize i = 0; i < m; i++)
+    {
+      double l[2];
+      for (int k = 0; k < 2; k++)
+        {
+          double dx = zt[i * 2] - mean[k][0], dy = zt[i * 2 + 1] - mean[k][1];
+          l[k] = -(dx * dx + dy * dy) / (2.0 * sigma * sigma);
+        }
+      g_assert_cmpfloat_with_epsilon (proba[i * 2 + 1], 1.0 / (1.0 + exp (l[0] - l[1])), 1e-4);
+    }
+  model_clear (&md);
+  moons_clear (&d);
+}
+
 static void
 test_nan_stops (void)
 {
   const char *const s[] = { "flow.layers=2", "flow.hidden=8", "iterations=50",
-                            "unlabeled_batch=100", NULL };
+                            "unlabeled_batch=100", "unlabeled_order=fixed", NULL };
   const char *const s_max[] = { "flow.layers=2", "flow.hidden=8", "iterations=50",
-                                "unlabeled_batch=100", "max_loss=-1e9", NULL };
+                                "unlabeled_batch=100", "unlabeled_order=fixed", "max_loss=-1e9",
+                                NULL };
   g_autoptr (GError) error = NULL;
   Model m;
   Moons d;
@@ -477,10 +539,11 @@ test_no_allocation_per_step (void)
 {
 #ifdef COUNT_ALLOCATIONS
   /* 990 unlabeled points in fixed batches of 100: 10 steps per epoch, the last one shorter;
-   * dropout on, cons loss (two passes and a plain prediction per step). */
+   * dropout on, cons loss (two passes and a plain prediction per step).  The phase checks
+   * (refits, validation) allocate: off here. */
   const char *const s[] = { "flow.layers=3", "flow.hidden=32", "epochs=6", "unlabeled_batch=100",
-                            "loss=flowgmm-cons", "input_noise=0.01", "means_trainable=true",
-                            NULL };
+                            "unlabeled_order=fixed", "loss=flowgmm-cons", "input_noise=0.01",
+                            "means_trainable=true", "refit=none", "early_stopping=false", NULL };
   g_autoptr (GError) error = NULL;
   ProgressLog log = { 0 };
   FgFitHooks hooks = { log_progress, NULL, &log };
@@ -736,6 +799,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/options-run", test_options_run);
   g_test_add_func ("/trainer/predict-chunks", test_predict_chunks);
   g_test_add_func ("/trainer/nan-stops", test_nan_stops);
+  g_test_add_func ("/trainer/refit-mixture", test_refit_mixture);
   g_test_add_func ("/trainer/no-allocation-per-step", test_no_allocation_per_step);
   g_test_add_func ("/trainer/checkpoint", test_checkpoint);
   g_test_add_func ("/trainer/embed-sample-images", test_embed_sample_images);

@@ -299,7 +299,7 @@ accuracy (Model *m, const FgTensor *x, const gint32 *y, guint K)
  * unlabeled ones sampled with replacement), scaled down to run in seconds: width 64 instead of
  * 512, lr 1e-3 instead of 1e-4, 64 unlabeled points per step, 1000 steps. */
 static const char *const moons_settings[] = {
-  "flow.layers=5", "flow.hidden=64", "flow.dropout=0", "means=given",
+  "loss=flowgmm-nll", "flow.layers=5", "flow.hidden=64", "flow.dropout=0", "means=given",
   "means_values=-3.5,-3.5;3.5,3.5", "optimizer=adam", "lr=1e-3", "weight_decay=1e-2",
   "schedule=step", "clip=0", "iterations=1000", "unlabeled_batch=64", "unlabeled_order=sample",
   NULL,
@@ -426,7 +426,7 @@ static void
 test_refit_mixture (void)
 {
   const char *const s[] = { "flow.layers=2", "flow.hidden=8", "iterations=3", "labeled_only=true",
-                            "early_stopping=false", NULL };
+                            "early_stopping=false", "means_trainable=false", NULL };
   const gsize nl = 12, m = 50;
   g_autoptr (GError) error = NULL;
   g_autofree float *z = g_new (float, nl * 2), *zt = g_new (float, m * 2);
@@ -484,10 +484,11 @@ static void
 test_nan_stops (void)
 {
   const char *const s[] = { "flow.layers=2", "flow.hidden=8", "iterations=50",
-                            "unlabeled_batch=100", "unlabeled_order=fixed", NULL };
+                            "unlabeled_batch=100", "unlabeled_order=fixed", "loss=flowgmm-nll",
+                            NULL };
   const char *const s_max[] = { "flow.layers=2", "flow.hidden=8", "iterations=50",
                                 "unlabeled_batch=100", "unlabeled_order=fixed", "max_loss=-1e9",
-                                NULL };
+                                "loss=flowgmm-nll", NULL };
   g_autoptr (GError) error = NULL;
   Model m;
   Moons d;
@@ -746,7 +747,7 @@ test_registered (void)
   g_assert_cmpstr (flow->default_value, ==, "realnvp-mlp");
   g_assert_cmpint (loss->type, ==, FG_PARAM_COMPONENT);
   g_assert_cmpstr (loss->choices, ==, "loss");
-  g_assert_cmpstr (loss->default_value, ==, "flowgmm-nll");
+  g_assert_cmpstr (loss->default_value, ==, "flowgmm-cons");
 }
 
 /* The method runs the components its parameters were resolved to, and refuses parameters that

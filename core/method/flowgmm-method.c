@@ -36,8 +36,10 @@
 static const FgParamSpec trainer_params[] = {
   FG_PARAM_SPEC_COMPONENT ("flow", "realnvp-mlp", "flow",
                            "the flow f; configure it with flow.* keys"),
-  FG_PARAM_SPEC_COMPONENT ("loss", "flowgmm-nll", "loss",
-                           "the objective (flowgmm-nll, flowgmm-cons, flowgmm-em); loss.* keys"),
+  FG_PARAM_SPEC_COMPONENT ("loss", "flowgmm-cons", "loss",
+                           "the objective (flowgmm-nll, flowgmm-cons, flowgmm-em); loss.* keys "
+                           "(default flowgmm-cons: the consistency term regularises best on "
+                           "vector data; the authors' tabular runs use flowgmm-nll)"),
   FG_PARAM_SPEC_BOOL ("labeled_only", "false",
                       "train on the labeled points only (the supervised FlowGMM of the paper)"),
   FG_PARAM_SPEC_INT ("epochs", "15", 0, 1e9,
@@ -74,7 +76,7 @@ static const FgParamSpec trainer_params[] = {
   FG_PARAM_SPEC_CHOICE ("optimizer", "adamw", "adamw|adam",
                         "AdamW (decoupled decay, authors' tabular) or Adam (L2 decay)"),
   FG_PARAM_SPEC_DOUBLE ("lr", "1e-3", 1e-12, INFINITY, "learning rate of the flow"),
-  FG_PARAM_SPEC_DOUBLE ("weight_decay", "1e-5", 0.0, INFINITY,
+  FG_PARAM_SPEC_DOUBLE ("weight_decay", "1e-3", 0.0, INFINITY,
                         "weight decay of the flow's weights (authors' tabular 1e-5; toys 1e-2)"),
   FG_PARAM_SPEC_DOUBLE ("clip", "100", 0.0, INFINITY,
                         "clip the flow's gradient to this global L2 norm (0 = off)"),
@@ -95,7 +97,9 @@ static const FgParamSpec trainer_params[] = {
                         "circle: angle of class 0 in degrees; class k at angle + 360·k/K"),
   FG_PARAM_SPEC_STRING ("means_values", NULL,
                         "given means: K rows separated by ';' of D numbers separated by ','"),
-  FG_PARAM_SPEC_BOOL ("means_trainable", "false", "learn the means (App. B; own Adam at gmm_lr)"),
+  FG_PARAM_SPEC_BOOL ("means_trainable", NULL,
+                      "learn the means (App. B; own Adam at gmm_lr); unset: true with means = "
+                      "data, else false"),
   FG_PARAM_SPEC_DOUBLE ("sigma", NULL, 1e-6, INFINITY,
                         "standard deviation σ of every component (1: paper, images, toys; the "
                         "authors' tabular runs use softplus(1) = 1.3132616875182228); unset: "
@@ -269,7 +273,9 @@ trainer_create (const FgParams *params, FgRng *rng, GError **error)
   self->means_r = fg_params_get_double (params, "means_r");
   self->means_angle = fg_params_get_double (params, "means_angle") * G_PI / 180.0;
   self->means_values = g_strdup (fg_params_get_string (params, "means_values"));
-  self->means_trainable = fg_params_get_bool (params, "means_trainable");
+  self->means_trainable = fg_params_has (params, "means_trainable")
+                            ? fg_params_get_bool (params, "means_trainable")
+                            : self->means == FG_GMM_MEANS_DATA;
   self->sigma_auto = !fg_params_has (params, "sigma");
   self->sigma = self->sigma_auto ? 1.0 : fg_params_get_double (params, "sigma");
   self->sigma_trainable = fg_params_get_bool (params, "sigma_trainable");

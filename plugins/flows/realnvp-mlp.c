@@ -57,9 +57,9 @@
 /* ======================================================================================== */
 
 static const FgParamSpec realnvp_params[] = {
-  FG_PARAM_SPEC_INT ("layers", "10", 1, 1000,
+  FG_PARAM_SPEC_INT ("layers", "4", 1, 1000,
                      "number of coupling layers (authors: 10 for UCI, 7 for text, 5 for 2-D toys)"),
-  FG_PARAM_SPEC_INT ("hidden", "256", 1, 1 << 20,
+  FG_PARAM_SPEC_INT ("hidden", "128", 1, 1 << 20,
                      "hidden width k of each scale/shift network (authors: 256 UCI, 1024 text, "
                      "512 toys)"),
   FG_PARAM_SPEC_INT ("inner_layers", "1", 0, 100,

@@ -178,9 +178,10 @@ static const FgParamSpec cons_params[] = {
   COMMON_PARAMS,
   FG_PARAM_SPEC_DOUBLE ("cons_weight", "1.0", 0.0, INFINITY,
                         "final weight of the consistency term −log p(x′|ŷ(x″)) (eq. 7)"),
-  FG_PARAM_SPEC_DOUBLE ("cons_rampup", "100", 0.0, INFINITY,
+  FG_PARAM_SPEC_DOUBLE ("cons_rampup", "0", 0.0, INFINITY,
                         "epochs of the linear ramp-up: weight · min(1, (epoch + 1)/rampup), "
-                        "epoch counted from 0 (authors: 100 CIFAR, 1000 MNIST; 0 = no ramp)"),
+                        "epoch counted from 0 (authors: 100 CIFAR, 1000 MNIST; 0 = no ramp, the "
+                        "default, which suits the vector data of the method's defaults)"),
   FG_PARAM_SPEC_END,
 };
 

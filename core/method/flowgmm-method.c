@@ -276,8 +276,9 @@ trainer_create (const FgParams *params, FgRng *rng, GError **error)
   self->means_trainable = fg_params_has (params, "means_trainable")
                             ? fg_params_get_bool (params, "means_trainable")
                             : self->means == FG_GMM_MEANS_DATA;
-  self->sigma_auto = !fg_params_has (params, "sigma");
-  self->sigma = self->sigma_auto ? 1.0 : fg_params_get_double (params, "sigma");
+  /* σ unset: estimated with means = data, else 1 */
+  self->sigma_auto = !fg_params_has (params, "sigma") && self->means == FG_GMM_MEANS_DATA;
+  self->sigma = fg_params_has (params, "sigma") ? fg_params_get_double (params, "sigma") : 1.0;
   self->sigma_trainable = fg_params_get_bool (params, "sigma_trainable");
   self->gmm_lr = fg_params_get_double (params, "gmm_lr");
   self->input_noise = fg_params_get_double (params, "input_noise");
@@ -327,6 +328,25 @@ save_checkpoint (const Trainer *self, const char *path, GError **error)
   return fg_weight_set_save (all, path, error);
 }
 
+/* σ = softplus(raw) in double, the value a checkpoint's float raw weight stands for. */
+static double
+softplus_of_raw (float raw)
+{
+  double r = raw;
+  return r > 30.0 ? r : log1p (exp (r));
+}
+
+/* Fix an estimated σ at a value its float raw weight reproduces exactly, so that a model
+ * reloaded from a checkpoint computes the same numbers. */
+static void
+set_estimated_sigma (Trainer *self, double sigma)
+{
+  fg_gmm_set_sigma (self->gmm, sigma);
+  self->sigma = softplus_of_raw (fg_gmm_get_sigma_raw (self->gmm)->value.data[0]);
+  fg_gmm_set_sigma (self->gmm, self->sigma);
+  fg_gmm_set_trainable (self->gmm, self->means_trainable, self->sigma_trainable);
+}
+
 static gboolean
 load_checkpoint (Trainer *self, const char *path, GError **error)
 {
@@ -342,7 +362,9 @@ load_checkpoint (Trainer *self, const char *path, GError **error)
         fg_tensor_copy_into (&w->value, &fg_weight_set_lookup (all, w->name)->value);
       }
   /* A trainable σ lives in its raw weight; a fixed one stays as configured. */
-  if (!self->sigma_trainable)
+  if (!self->sigma_trainable && self->sigma_auto)
+    set_estimated_sigma (self, softplus_of_raw (fg_gmm_get_sigma_raw (self->gmm)->value.data[0]));
+  else if (!self->sigma_trainable)
     fg_gmm_set_sigma (self->gmm, self->sigma);
   return TRUE;
 }
@@ -833,9 +855,7 @@ refit_mixture (Trainer *self, const FgSplit *split, const FgTensor *ux, gboolean
     }
   if (set_sigma && total - used >= 1.0 && within > 0.0)
     {
-      self->sigma = sqrt (within / ((double) D * (total - used)));
-      fg_gmm_set_sigma (self->gmm, self->sigma);
-      fg_gmm_set_trainable (self->gmm, self->means_trainable, self->sigma_trainable);
+      set_estimated_sigma (self, sqrt (within / ((double) D * (total - used))));
     }
   return TRUE;
 }

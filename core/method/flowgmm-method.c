@@ -1047,6 +1047,9 @@ state_load (Trainer *self, TrainState *ts, FgOptimizer *opt, FgOptimizer *gmm_op
         FgWeight *w = fg_weight_set_get (model[s], i);
         fg_tensor_copy_into (&w->value, &fg_weight_set_lookup (set, w->name)->value);
       }
+  /* An estimated σ lives in its raw weight (set_estimated_sigma). */
+  if (self->sigma_auto && !self->sigma_trainable)
+    set_estimated_sigma (self, softplus_of_raw (fg_gmm_get_sigma_raw (self->gmm)->value.data[0]));
   ts->step = counters[0];
   ts->lpos = counters[1];
   ts->epoch_steps = counters[2];

@@ -452,6 +452,7 @@ test_npz_bad_input (void)
     ds = ds_load ("npz", &error, "path", p, NULL);
     ds_assert_error (error, -1, "damaged.npz", NULL);
     g_clear_error (&error);
+    g_clear_pointer (&data, g_free);
   }
   {
     /* A deflated member whose header promises far more than the member holds: refused as

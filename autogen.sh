@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Bootstrap the build system from a git checkout: ./autogen.sh && ./configure && make
 set -e
 srcdir=$(dirname "$0")

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # flowgmm quick start on Debian 12.
 #
 #   ./quickstart.sh          install dependencies, build, run the main job (paper Fig. 1/2/4:

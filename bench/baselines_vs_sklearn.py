@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """flowgmm bench: each baseline plugin against scikit-learn's equivalent on the same splits.
 
 For every data set and seed the script draws one split (class-balanced labeled points, the

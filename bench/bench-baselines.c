@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm bench — fit and evaluate one baseline plugin on a split written by
  * bench/baselines_vs_sklearn.py, timing fit and predict.
  *

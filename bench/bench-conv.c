@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — training-step throughput of the realnvp-conv flow (the authors' image RealNVP).
  *
  * One step: forward in training mode (fresh dequantisation noise, batch statistics), the loss

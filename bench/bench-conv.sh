@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # flowgmm — the realnvp-conv training step, C against the PyTorch reference, side by side.
 #
 #   cd BUILDDIR && make bench && sh SRCDIR/bench/bench-conv.sh [options]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — benchmark: training throughput of the `flowgmm` method (realnvp-mlp flow +
  * flowgmm-nll loss + AdamW + gradient clipping) against the machine's sgemm rate, for the
  * PyTorch side-by-side run of bench/bench-flowgmm.sh.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # flowgmm — the FlowGMM training step, C trainer against the PyTorch reference, side by side.
 #
 #   cd BUILDDIR && make bench && sh SRCDIR/bench/bench-flowgmm.sh [options]

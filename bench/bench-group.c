@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — benchmark: the time of a group sum (flowgmm/group.h) over MPI ranks, for the
  * scaling model of doc/mpi.md: the ordered sum (alltoallv + ordered double sum + allgatherv)
  * and MPI_Allreduce, for sums of n floats from 1 to the d768 model's 5,976,320 gradients.

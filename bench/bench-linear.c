@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — micro-benchmark: a linear layer's forward + backward on the tape against the
  * machine's plain cblas_sgemm rate for the same three products.
  *

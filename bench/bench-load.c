@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm bench — time and peak memory of the dataset plugins' loaders.
  *
  *   bench-load make-csv FILE ROWS COLS     write a deterministic numeric CSV (label first, then

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # flowgmm — experiments over MPI ranks against one process with the same total threads
 # (doc/mpi.md), on this machine:
 #

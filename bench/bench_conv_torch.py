@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """PyTorch reference of the training step timed by bench/bench-conv.c.
 
 The model is the authors' image RealNVP (flow_ssl/realnvp/realnvp.py with the ResNet of

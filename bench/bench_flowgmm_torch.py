@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """PyTorch reference of the FlowGMM training step timed by bench/bench-flowgmm.c.
 
 The model is the authors' RealNVPTabular (flow_ssl/realnvp; doc/flowgmm-method.md):

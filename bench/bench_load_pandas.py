@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Reference side of bench/bench-load: the same files loaded the usual Python way.
 
     /usr/bin/python3 bench/bench_load_pandas.py csv FILE [--label NAME] [--repeat N] [--memory]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the command-line program: run experiment files, render their tables, list and
  * describe plugins.  See flowgmm(1).
  *

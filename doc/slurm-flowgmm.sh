@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # flowgmm over a Slurm cluster: one experiment spread over the ranks of one MPI job
 # (doc/mpi.md).  Submit with
 #

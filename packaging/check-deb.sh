@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The Debian packaging check: what a distribution would do with a flowgmm release.
 #
 #   packaging/check-deb.sh [BUILD_DIR]

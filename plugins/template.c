@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — template plugin: copy this file to start a new plugin.
  *
  * One shared object may hold several components.  This one holds three, one per kind a new

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — shared fixtures of the baseline tests (see baseline-helpers.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — shared fixtures of the baseline tests: load a baseline through the registry
  * (as a user would), hand it a split built by hand, score it. */
 #pragma once

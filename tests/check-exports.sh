@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # libflowgmm exports exactly its public API: every dynamic symbol it defines is an fg_* name
 # declared in core/include/flowgmm/ (doc/versioning.md).  Catches a private helper that leaks
 # (e.g. the ifuncs that gcc's target_clones makes ignore -fvisibility=hidden).  TAP output.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # A fresh install as a plugin author or a packager gets it: `make install` into a private
 # DESTDIR, then, with nothing but pkg-config and the installed files: the template plugin and an
 # out-of-tree plugin build, the installed program loads them from the versioned plugin

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The core's layers go one way: numeric <- data <- loader <- method <- experiment (doc/layers.md).
 # A file may include the private headers of its own folder and of the folders before it, and the
 # public headers of its own layer and the layers before it; the public headers obey the same rule.

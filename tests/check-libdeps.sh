@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # libflowgmm must not depend on cairo: figures are drawn by a module of their own
 # (core/experiment/figure-render.c), built where cairo is and opened when figures are drawn.
 # TAP output.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # plugins/template.c builds out of tree, as a plugin author's copy would, with nothing but cc
 # and pkg-config against the build tree's flowgmm-uninstalled.pc, and the built flowgmm loads
 # it (`flowgmm list --plugin-dir DIR`).  TAP output.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — shared helpers of the dataset plugin tests (test-csv, test-idx, test-npy,
  * test-cifar): load a component through the registry as the runner does, write files into a
  * scratch directory, and the truncate/flip fuzz loop. */

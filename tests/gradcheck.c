@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — gradient checking against central finite differences (see gradcheck.h). */
 #include <math.h>
 #include <string.h>

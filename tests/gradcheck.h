@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — gradient checking against central finite differences.
  *
  * The function under test is built on a tape from leaves of FgWeights (so analytic gradients

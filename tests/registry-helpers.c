@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — see registry-helpers.h. */
 #include "config.h"
 

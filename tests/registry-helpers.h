@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the registry and component parameters as the tests that load plugins use
  * them. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — calibration, out-of-domain and decision-boundary measures
  * (core/method/analysis.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the "cifar" dataset plugin (CIFAR-10/100 binary batches), through the
  * registry. */
 #include "datasets-common.h"

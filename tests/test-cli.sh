@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # flowgmm tests — the command-line program, as a TAP producer.
 #
 # Runs the built program ($FG_TOP_BUILDDIR/cli/flowgmm, a libtool wrapper) with the build

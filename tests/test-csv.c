@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the "csv" dataset plugin, loaded through the registry as the runner does. */
 #include "datasets-common.h"
 

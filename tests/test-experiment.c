@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — experiment files, the runner, the results store and tables.
  *
  * Plugins: the template plugin (template-blobs, template-centroid) from $FG_TEMPLATE_PLUGIN_DIR

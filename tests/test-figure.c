@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — figures: options, capture of a fitted toy model, rendering to PNG/SVG. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the loss plugin "flowgmm" (plugins/losses/flowgmm.c) and the FgLossBatch
  * accessors (core/method/loss-batch.c), with the realnvp-mlp flow, both loaded through the registry.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the latent Gaussian mixture and the Bayes classifier (core/method/gmm.c).
  *
  * - the component, class-conditional and mixture log-densities against closed forms in double;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the sums of a group over MPI (flowgmm/group.h), run on several ranks by
  * tests/test-mpi.sh: every sum equals a naive sum of every rank's values in rank order (each
  * rank can make all ranks' values from their seeds), bit for bit for the ordered sum, within

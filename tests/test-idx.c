@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the "idx" dataset plugin (MNIST family), through the registry. */
 #include "datasets-common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the knn baseline plugin, loaded through the registry. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the label-spreading baseline against a direct matrix solve on tiny graphs,
  * its semi-supervised behaviour, the dense-graph memory refusal and parameter validation. */
 #include "config.h"

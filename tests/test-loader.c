@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the plugin loader: every rejection path has its fixture, a good plugin's
  * components and parameters are registered, validated and listed. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the logreg baseline: closed-form optima, the gradient against finite
  * differences, first-order optimality in long double, parameter validation.
  *

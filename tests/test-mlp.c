@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the mlp and pi-model baselines: their training objectives gradient-checked
  * through the shared autodiff (tests/gradcheck.c), learning on blobs, reproducibility,
  * parameter validation.

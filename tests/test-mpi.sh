@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # flowgmm tests — experiments over MPI ranks (a build configured --with-mpi), as a TAP producer.
 #
 #   - a 2-rank run of tests/data/mpi.exp stores the same records and table as a 1-process run;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — exact nearest neighbours (core/method/neighbors.c) against a naive double reference. */
 #include "config.h"
 

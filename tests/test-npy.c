@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the "npy" plugin's components npy and npz, through the registry. */
 #include "datasets-common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the per-channel ops (core/numeric/ops-norm.c) and the small-matrix ops
  * (core/numeric/ops-lu.c): values against naive references in double, gradients against
  * central finite differences (gradcheck.h).

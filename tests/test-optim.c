@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests for Adam / AdamW and the schedules (core/numeric/optim.c).
  *
  * - single steps against values computed by hand from the PyTorch formulas;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the core's worker pool and the kernels it splits.
  *
  * - the pool runs every task exactly once, nested jobs run inline, two application threads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — declared parameters: parsing, ranges, components, canonical text. */
 #include "config.h"
 

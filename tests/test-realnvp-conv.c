@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the realnvp-conv flow plugin (plugins/flows/realnvp-conv.c), loaded through the
  * registry as a user would.  Single layers are built with the `structure` key.
  *

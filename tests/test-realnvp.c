@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the realnvp-mlp flow plugin (plugins/flows/realnvp-mlp.c), loaded through the
  * registry ($FLOWGMM_PLUGIN_PATH) as a user would.
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # flowgmm tests — a run killed with SIGKILL twice resumes from the cell's saved training state
 # and ends with the very weights of an uninterrupted run (TAP).
 #

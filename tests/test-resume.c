@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — image training: augmentation, the second view of flowgmm-cons, the training
  * state (optimizer, raw bytes) and bit-identical resuming of a stopped run, and the bits/dim
  * metric.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests for the seeded generator (core/numeric/rng.c).  Every statistical test uses a fixed seed, so it
  * either always passes or always fails; the bounds are generous (far beyond 5 sigma) yet tight
  * enough to catch a biased method. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — data sets and the reproducible per-cell split. */
 #include "config.h"
 

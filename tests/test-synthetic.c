@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the synthetic dataset plugin (moons, circles, eight-gaussians, pinwheel). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the autodiff tape and every op in tape.h.
  *
  * Following ggml's test-backend-ops, each op case checks

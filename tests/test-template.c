@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the template plugin (plugins/template.c), loaded through the registry as a
  * new plugin author's copy would be:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests for tensors (core/numeric/tensor.c): storage, views, reshape and the checking helpers. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the `flowgmm` method (core/method/flowgmm-method.c): the built-in baseline component that
  * trains a flow plugin, the latent mixture and a loss plugin, found through the default
  * registry as the runner finds them.

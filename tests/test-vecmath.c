@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — the vectorizable float math of <flowgmm/vecmath.h> against libm.
  *
  * Each function is swept over a wide range of float bit patterns (every 113th to every 257th

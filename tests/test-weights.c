@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests for weight sets, gradient clipping and checkpoints (core/numeric/weights.c, core/numeric/checkpoint.c). */
 #include "config.h"
 

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # CI stage: the build with MPI (configure --with-mpi) and its make check, which runs the MPI
 # tests (tests/test-mpi.sh: runs over 1 to 4 ranks of Open MPI).  Installs Open MPI first; the
 # default build (quickstart.sh) does not need it.  Ends with "N passed, N failed".

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # CI stage: the Debian packaging check (packaging/check-deb.sh): build the .deb packages from the
 # `make dist` tarball, lintian them, install them here, use them, remove them.  About 3 minutes
 # on 2 cores, most of it the package build and its test suite.  Ends with "N passed, N failed".

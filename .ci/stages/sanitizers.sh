@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # CI stage: make check of a build with AddressSanitizer, LeakSanitizer and UBSan
 # (configure --enable-sanitizers) in its own build directory.  Leaks of libraries outside
 # flowgmm (fontconfig's caches) are suppressed by tests/lsan.supp.  Ends with "N passed, N failed".

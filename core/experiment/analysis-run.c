@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the model analyses of an experiment (doc/analysis.md): per fitted cell, the
  * reliability bins, out-of-domain scores, distances to the decision boundary and feature
  * inversions the [experiment] keys ask for; then OUT/analysis.md and SVG figures.

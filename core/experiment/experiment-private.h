@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — what experiment.c, runner.c, results.c, table.c, outputs.c and progress.c share.
  *
  * An FgExperiment exists at two levels.  Its *syntax* (groups, raw values, grids, cells and their

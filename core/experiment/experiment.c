@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — experiment files: parsing, validation against the plugins' declared parameters,
  * grid expansion into cells.  The grammar is documented in doc/flowgmm-experiment.5.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — capturing a fitted cell for the figures of 2-D experiments (paper Fig. 1, 2, 4).
  *
  * After a cell is fitted, evaluate the method on a grid over the data box (class probabilities

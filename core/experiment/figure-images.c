@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — image-grid figures of a fitted generative method on image data (the paper's Fig. 6
  * and Fig. 3a/b), written right after the cell is fitted.
  *

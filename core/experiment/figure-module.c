@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — drawing figures through the renderer module.
  *
  * The renderer (figure-render.c) needs cairo; it is a module of its own, built only where

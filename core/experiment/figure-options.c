@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the figure keys of [experiment] (doc/figures.md): which figures, of which
  * datasets, methods and seed, on what grid, with how many samples at which temperature.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — what the figure files share: figure-options.c, figure-capture.c, figure-module.c
  * (in libflowgmm) and figure-render.c (the cairo renderer, a module of its own).
  *

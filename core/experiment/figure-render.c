@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the figure renderer: a module of its own, built only with cairo, so that
  * libflowgmm does not depend on cairo.  The core opens it when figures are drawn
  * (figure-module.c).

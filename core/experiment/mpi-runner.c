@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — an experiment over MPI ranks (built with --with-mpi).
  *
  * Rank 0 keeps the results store and schedules: it hands the cells still to run to the leaders

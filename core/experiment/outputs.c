@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — what a run leaves in its output directory once its cells are done: the tables
  * and the figures.  The runner writes them at the end of a run and `flowgmm table OUT` writes
  * them again from OUT alone, through the same step, so both stay the same.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — progress of a run on stderr.
  *
  * On a terminal: one status line redrawn in place (a bar, cells done, rate, ETA and what the

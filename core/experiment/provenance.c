@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — what produced a stored number: the provenance member of every record.
  *
  *   "provenance": {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the results store, OUT/results.jsonl: one JSON object per finished cell.
  *
  * Crash safety.  Each record is appended with a single write () of one complete line under the

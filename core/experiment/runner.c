@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the runner: cells → fitted methods → metrics → stored records.
  *
  * Each cell is reproducible from the experiment file and its seed: the split comes from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — selection per (dataset, method) and the comparison table.
  *
  * Selection never looks at test metrics:

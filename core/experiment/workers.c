@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — cells in worker processes (see experiment-private.h).
  *
  * Each worker is forked from the coordinating process once the experiment, its plugins and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the list of components compiled into libflowgmm. */
 #include "config.h"
 

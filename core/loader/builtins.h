@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — components compiled into libflowgmm itself (private). */
 #pragma once
 

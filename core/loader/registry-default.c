@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the process's default registry: deprecated, kept for ABI 1.  The core does not
  * consult it; components are bound to parameters when they are resolved
  * (fg_params_get_resolved_component ()). */

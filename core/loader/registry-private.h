@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — registry internals shared between registry.c and registry-default.c. */
 #pragma once
 

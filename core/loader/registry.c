@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — plugin registry and loader (dlopen, ABI checks, search path). */
 #include "config.h"
 

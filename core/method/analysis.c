@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — calibration, out-of-domain and decision-boundary measures on plain arrays
  * (<flowgmm/analysis.h>).  Everything accumulates in double. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the `flowgmm` method: a flow plugin, a latent Gaussian mixture and a loss plugin
  * trained together (paper §3), registered as a built-in baseline component.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the latent Gaussian mixture and the Bayes classifier (see gmm.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the batch a loss plugin sees (see loss.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — exact nearest neighbours: blocked sgemm distances, heap selection, double refinement.
  *
  * One query block (QUERY_BLOCK rows) is one block of work on the core's pool.  Inside a block the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — weight checkpoints: a versioned little-endian binary format with a SHA-256 trailer.
  *
  * Layout (doc/checkpoint.md):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — a group over an MPI communicator: the sums of flowgmm/group.h with standard MPI
  * collectives only (Open MPI and MPICH alike).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — groups over MPI communicators (built with --with-mpi only). */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — how a group (flowgmm/group.h) is made: an implementation of its two sums.
  *
  * The MPI runner makes groups over MPI communicators (group-mpi.c, built with --with-mpi);

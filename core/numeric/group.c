@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — a group of processes training one model together: the sums every member takes part
  * in, over an implementation chosen by whoever made the group (the MPI runner).  A NULL group is
  * a group of one.  See flowgmm/group.h. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — internals of the numeric layer, shared by its files (and by later layers that run
  * kernels on the pool).  Two parts: the autodiff tape (tape.c and the ops-*.c files) and the
  * worker pool (parallel.c).

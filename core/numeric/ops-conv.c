@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — 2-D convolution, stride 1, zero padding: im2col + sgemm.
  *
  * Per image n: col_n [Cin·kh·kw, Ho·Wo] (im2col into arena scratch) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — elementwise ops: binary with broadcasting of b, unary maps, masks and dropout.
  *
  * Every loop runs row by row with each tensor's own ld (inputs may be strided views) and a

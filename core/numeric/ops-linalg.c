@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — matrix products through cblas_sgemm: matmul, linear, squared distances.
  *
  * Forward and backward are all sgemm calls on the operands in place (their ld is passed

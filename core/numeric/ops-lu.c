@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — small dense square matrices for invertible layers: an LU-parameterised matrix
  * (Glow's invertible 1×1 convolution), triangular solves and log|det|.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — per-channel ops of convolutional networks: batch normalisation (with an activation
  * fused in), weight normalisation, a per-channel affine map, and constant-filled nodes.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — reductions (sum, mean, logsumexp), (log-)softmax and gather.
  *
  * Sums accumulate in double: a loss or a log-determinant summed over a 256 × 784 batch in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — shape ops: concat, slices and reshape (views), space-to-depth.
  *
  * Dimension 1 (columns of a matrix, channels of an image batch) is the one that concat and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — Adam / AdamW and learning-rate schedules.
  *
  * The update follows torch.optim.Adam and torch.optim.AdamW (amsgrad = False, maximize = False)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the core's persistent worker pool (see numeric/numeric-private.h).
  *
  * Hand-off: each worker has its own ticket word on its own cache line.  The caller publishes a

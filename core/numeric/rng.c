@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the one seeded random number generator: xoshiro256** (Blackman & Vigna 2018).
  *
  * Seeding: the four state words are SplitMix64 outputs of the seed, each XORed with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — library-wide state: error domains, version, thread budget. */
 #include "config.h"
 

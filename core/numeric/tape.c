@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the autodiff tape: arena, nodes, records and the backward walk. */
 #include "config.h"
 

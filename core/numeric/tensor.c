@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — float32 tensors: descriptors, views and 64-byte aligned storage.
  *
  * A tensor descriptor is a plain value (FgTensor); only tensors made by fg_tensor_new* own their

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — learnable weights: a named, ordered set of (value, gradient) pairs.
  *
  * The set keeps insertion order (a GPtrArray), which is also the order of checkpoints and of the

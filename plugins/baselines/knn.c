@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — k-nearest-neighbour classifier on the labeled points (baseline "knn").
  *
  * Semantics follow scikit-learn's KNeighborsClassifier (brute force): the k nearest labeled

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — label spreading (Zhou et al. 2004, "local and global consistency"), inductive
  * (baseline "label-spreading").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — multinomial logistic regression with an L2 penalty (baseline "logreg").
  *
  * The objective is scikit-learn's (LogisticRegression, solver lbfgs):

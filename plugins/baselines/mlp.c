@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — fully connected network with dropout (baseline "mlp") and the Π-model on it
  * (baseline "pi-model"), trained with the core's autodiff and optimizer.
  *

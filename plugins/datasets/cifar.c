@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — dataset plugin "cifar": the binary batches of CIFAR-10 and CIFAR-100.
  *
  * A batch is a sequence of records with no header: CIFAR-10 has a 1-byte label then 3,072 pixel

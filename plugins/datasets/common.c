@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — helpers shared by the dataset plugins (see datasets-private.h). */
 #include "config.h"
 

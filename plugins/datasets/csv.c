@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — dataset plugin "csv": delimited text files parsed with libcsv, streamed.
  *
  * One file, or one per part (train, validation, test); plain or gzip-compressed.  Each row is an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — helpers shared by the dataset plugins of this directory (csv, idx, npy, cifar).
  *
  * Compiled into each plugin (not exported: the plugins are built with -fvisibility=hidden and

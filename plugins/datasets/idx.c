@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — dataset plugin "idx": the MNIST family of IDX files (MNIST, Fashion-MNIST,
  * notMNIST, KMNIST, EMNIST ...), plain or gzip-compressed.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — dataset plugin "npy" with two components:
  *
  *   npy  NumPy .npy files: a features array (N×D, N×H×W or N×C×H×W) and a labels array (N), or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the 2-D synthetic data sets of the FlowGMM paper (§5.1, App. C).
  *
  * Four dataset components, each generated from a `seed` with the host's FgRng (never from a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — flow plugin "realnvp-conv": the authors' multi-scale convolutional RealNVP for
  * images (REFERENCE §2.1–2.2; Dinh et al. 2017, as in chrischute/real-nvp and flow_ssl).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — flow plugin "realnvp-mlp": RealNVP affine couplings with MLP scale/shift networks,
  * for tabular and low-dimensional data (the authors' RealNVPTabular, REFERENCE §0 and §1.1).
  *

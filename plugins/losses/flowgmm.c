@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — loss plugin "flowgmm": the FlowGMM objectives.
  *
  *   flowgmm-nll   eq. 4:  λ·mean_lab[−log p(x|y)] + a·mean_unlab[−log p(x)]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: built for a future ABI version. */
 #include "fixture.h"
 

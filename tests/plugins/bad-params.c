@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: a declared parameter whose default lies outside its own range. */
 #include "fixture.h"
 

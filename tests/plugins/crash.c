@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — a baseline that crashes on purpose (a signal, abort (), a kill as the kernel's
  * out-of-memory killer sends, or exit ()) in the phase asked for, to test that the runner keeps a
  * crashing cell from taking the run down.  Without a crash it predicts class 0. */

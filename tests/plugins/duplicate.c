@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected after good.so: provides a baseline named like one of good's. */
 #include "fixture.h"
 

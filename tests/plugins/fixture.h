@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — shared pieces of the fixture plugins.  Each fixture breaks exactly one rule of
  * the plugin ABI so that the loader test can check the matching rejection. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm tests — a well-formed plugin exercising every parameter type and component kind the
  * loader checks, with knobs that make a fit or a load fail on purpose. */
 #include "fixture.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: a baseline without its required predict method. */
 #include "fixture.h"
 

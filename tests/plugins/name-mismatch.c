@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: the descriptor's name is not the file's basename. */
 #include "fixture.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: declares no components. */
 #include "fixture.h"
 

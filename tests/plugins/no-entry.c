@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: a shared object without the fg_plugin_query entry symbol. */
 #include "config.h"
 

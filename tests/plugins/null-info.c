@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: the entry symbol returns no descriptor. */
 #include "fixture.h"
 

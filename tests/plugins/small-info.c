@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: the descriptor claims to be smaller than ABI 1's minimum. */
 #include "fixture.h"
 

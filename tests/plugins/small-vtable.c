@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: a vtable whose struct_size says it ends before the required methods. */
 #include "fixture.h"
 

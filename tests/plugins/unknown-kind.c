@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rejected: a component of a kind this host does not know. */
 #include "fixture.h"
 

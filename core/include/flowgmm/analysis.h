@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — model analysis on plain arrays: calibration (NLL, ECE, Brier, reliability bins,
  * temperature scaling), out-of-domain detection (AUROC, AUPR, FPR at 95 % TPR) and the distance
  * to the decision boundary of a latent Gaussian mixture (paper §6, App. F).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — data sets as loaded by dataset plugins, and the per-cell split handed to methods.
  *
  * A dataset plugin returns an FgDataset: up to three parts (train, validation, test), each a

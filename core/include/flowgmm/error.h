@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — error domains.  Only libflowgmm defines quarks; plugins reuse these. */
 #pragma once
 

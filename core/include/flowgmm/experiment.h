@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — experiment files, the runner, the results store and comparison tables.
  *
  * The grammar is documented in doc/flowgmm-experiment.5.  In short: an [experiment] group, one

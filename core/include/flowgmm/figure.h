@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — figures of 2-D experiments: the paper's Figures 1, 2 and 4.
  *
  * Two steps, so that figures can be redrawn and composed across cells without refitting:

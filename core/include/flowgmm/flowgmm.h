@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — umbrella header for the host runtime and the plugin ABI. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the latent Gaussian mixture of FlowGMM and its Bayes classifier.
  *
  * K components N(μ_k, σ² I) over D latent dimensions with uniform weights π_k = 1/K (paper

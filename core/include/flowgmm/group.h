@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — a group of processes training one model together (data parallelism).
  *
  * A data-parallel cell (the experiment key ranks_per_cell) is trained by a group of MPI ranks:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — file input helpers shared by the core and dataset plugins. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — what a loss plugin sees of one training step: the FgLossBatch accessors.
  *
  * A batch holds the step's tape, the latent mixture, the labeled examples (with labels) and

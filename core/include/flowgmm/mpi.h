@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — running an experiment over MPI ranks (a build configured --with-mpi).
  *
  * `mpirun -np N flowgmm run FILE --out DIR`: rank 0 hands out cells (largest first) to the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — exact nearest neighbours and pairwise distances on the numeric core.
  *
  * Distances are computed block by block with cblas_sgemm (‖q‖² + ‖r‖² − 2 q·r), the k nearest

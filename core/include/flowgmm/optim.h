@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — optimizers and learning-rate schedules. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the thread budget and the core's worker pool.
  *
  * The numeric core owns its threads: skinny products are split by rows over a persistent pool of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — declared component parameters and their validated values.
  *
  * Every component (dataset, flow, loss, baseline) declares its parameters as a static array of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — THE plugin ABI.
  *
  * A plugin is a shared object exporting exactly one symbol, fg_plugin_query (), which returns a

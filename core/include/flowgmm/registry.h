@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — plugin registry and loader.
  *
  * Search order: directories given explicitly (--plugin-dir), then $FLOWGMM_PLUGIN_PATH (a

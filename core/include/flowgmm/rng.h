@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the one seeded random number generator.
  *
  * xoshiro256** (Blackman & Vigna).  A generator is fully determined by (seed, stream): the state

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — the reproducible per-cell split of a data set (labeled / unlabeled / validation /
  * test) and the preprocessing fitted on its training part.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — reverse-mode automatic differentiation on a per-step tape.
  *
  * Ops execute eagerly: each fg_op_* computes its value at once into memory from the tape's arena

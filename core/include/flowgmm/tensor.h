@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — float32 tensors.
  *
  * A tensor is row-major with up to four dimensions (N×C×H×W for images, N×D for tabular data).

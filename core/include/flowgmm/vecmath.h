@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — float exp, expm1, log, log1p and tanh that gcc can vectorize (header only).
  *
  * glibc's scalar tanhf costs 10–17 ns an element and no libm call vectorizes at -O2, so the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — learnable weights (model parameters) and their checkpoints.
  *
  * Weights live outside the autodiff tape: each has a value and a gradient buffer of the same

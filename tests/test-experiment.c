@@ -1474,6 +1474,21 @@ test_reference_columns (void)
     assert_load_error (reg, t3, FG_EXPERIMENT_ERROR_UNKNOWN_KEY, "reference:p", "m");
     assert_load_error (reg, t4, FG_EXPERIMENT_ERROR_BAD_VALUE, "reference:p", "m/a");
   }
+  /* A group left out by `methods` or `datasets` may still have published values (running a
+   * part of a paper file); names that no group has are still errors. */
+  {
+    const char *narrowed = "[experiment]\ntitle = ref\nseeds = 0\nmethods = m\ndatasets = a\n"
+                           "[dataset:a]\nplugin = template-blobs\nn = 60\nlabeled = 6\n"
+                           "[dataset:b]\nplugin = template-blobs\nn = 60\nlabeled = 6\n"
+                           "[method:m]\nplugin = template-centroid\n"
+                           "[method:n]\nplugin = template-centroid\nrow = Other\n";
+    g_autofree char *t5 = g_strconcat (narrowed, "[reference:p]\nOther/a = 1\nm/b = 2\n", NULL);
+    g_autofree char *t6 = g_strconcat (narrowed, "[reference:p]\nnope/a = 1\n", NULL);
+    g_autoptr (FgExperiment) part = fg_experiment_load_data (t5, -1, "ref.exp", tmp, reg, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (fg_experiment_get_n_cells (part), ==, 1);
+    assert_load_error (reg, t6, FG_EXPERIMENT_ERROR_BAD_VALUE, "reference:p", "nope/a");
+  }
   rm_rf (tmp);
 }
 

@@ -1296,7 +1296,8 @@ parse_reference_group (ParseCtx *ctx, const char *group, const char *name, GErro
   return TRUE;
 }
 
-/* Every METHOD/DATASET of a reference group names a method (name or row) and a data set. */
+/* Every METHOD/DATASET of a reference group names a method group (name or row) and a data set
+ * group of the file, listed in `methods`/`datasets` or not. */
 static gboolean
 check_references (ParseCtx *ctx, GError **error)
 {
@@ -1868,6 +1869,10 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
   for (guint i = 0; groups[i]; i++)
     if (!parse_group (&ctx, groups[i], error))
       goto out;
+  /* Against every group of the file: narrowing `methods` or `datasets` must not make the
+   * published values of the groups left out an error (their columns just do not show). */
+  if (!check_references (&ctx, error))
+    goto out;
   if (!apply_order (&ctx, exp->datasets, ctx.dataset_order, "datasets",
                     G_STRUCT_OFFSET (FgExpDataset, name), error)
       || !apply_order (&ctx, exp->methods, ctx.method_order, "methods",
@@ -1925,8 +1930,6 @@ _fg_experiment_parse (const char *data, gsize length, const char *display_name,
               }
           }
       }
-  if (!check_references (&ctx, error))
-    goto out;
   for (guint i = 0; i < exp->table_fields->len; i++)
     if (!_fg_field_is_computed (exp->metrics, g_array_index (exp->table_fields, guint, i)))
       {

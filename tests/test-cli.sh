@@ -8,44 +8,29 @@
 
 set -u
 
-if [ -z "${FG_TOP_BUILDDIR:-}" ] || [ -z "${FG_TOP_SRCDIR:-}" ]; then
-  echo "Bail out! FG_TOP_BUILDDIR and FG_TOP_SRCDIR are not set: run this through 'make check'"
+if [ -z "${FG_TOP_SRCDIR:-}" ]; then
+  echo "Bail out! FG_TOP_SRCDIR is not set: run this through 'make check'"
   exit 1
 fi
+. "$FG_TOP_SRCDIR/tests/tap.sh"
+tap_require FG_TOP_BUILDDIR FLOWGMM_PLUGIN_PATH
 FLOWGMM="$FG_TOP_BUILDDIR/cli/flowgmm"
 DATA="$FG_TOP_SRCDIR/tests/data"
 if [ ! -x "$FLOWGMM" ]; then
   echo "Bail out! $FLOWGMM is not built"
   exit 1
 fi
-if [ -z "${FLOWGMM_PLUGIN_PATH:-}" ]; then
-  echo "Bail out! FLOWGMM_PLUGIN_PATH is not set: the template plugin cannot be found"
-  exit 1
-fi
-
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fgcli.XXXXXX") || { echo "Bail out! mktemp failed"; exit 1; }
 trap 'rm -rf "$tmp"' EXIT
 out="$tmp/out"
 
 echo "1..33"
-n=0
-failed=0
 
-# check DESCRIPTION CONDITION...: runs the condition (a shell command) and reports it.
-check () {
-  n=$((n + 1))
-  desc=$1
-  shift
-  if "$@"; then
-    echo "ok $n - $desc"
-  else
-    echo "not ok $n - $desc"
-    failed=$((failed + 1))
-    # Show what the program said, as TAP diagnostics.
-    for f in "$tmp/stdout" "$tmp/stderr"; do
-      [ -f "$f" ] && sed -e 's/^/# /' "$f" | head -n 20
-    done
-  fi
+# After a failure: what the program said, as TAP diagnostics.
+tap_diag () {
+  for f in "$tmp/stdout" "$tmp/stderr"; do
+    [ -f "$f" ] && sed -e 's/^/# /' "$f" | head -n 20
+  done
 }
 
 # run EXPECTED_STATUS ARGS...: runs flowgmm, keeps its output, checks its exit status.
@@ -149,4 +134,4 @@ check "--plugin-dir naming a file is an error (1)" \
 check "help run shows --no-isolate" eval 'run 0 help run && out_has "--no-isolate"'
 
 [ "$n" -eq 33 ] || echo "# planned 33 checks but ran $n"
-exit 0
+tap_summary

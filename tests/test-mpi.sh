@@ -17,10 +17,12 @@
 
 set -u
 
-if [ -z "${FG_TOP_BUILDDIR:-}" ] || [ -z "${FG_TOP_SRCDIR:-}" ] || [ -z "${FG_MPIEXEC:-}" ]; then
-  echo "Bail out! FG_TOP_BUILDDIR, FG_TOP_SRCDIR and FG_MPIEXEC are not set: run this through 'make check'"
+if [ -z "${FG_TOP_SRCDIR:-}" ]; then
+  echo "Bail out! FG_TOP_SRCDIR is not set: run this through 'make check'"
   exit 1
 fi
+. "$FG_TOP_SRCDIR/tests/tap.sh"
+tap_require FG_TOP_BUILDDIR FG_MPIEXEC
 FLOWGMM="$FG_TOP_BUILDDIR/cli/flowgmm"
 DATA="$FG_TOP_SRCDIR/tests/data"
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -32,20 +34,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fgmpi.XXXXXX") || { echo "Bail out! mktemp fail
 trap 'rm -rf "$tmp"' EXIT
 
 echo "1..9"
-n=0
-failed=0
-check () {
-  n=$((n + 1))
-  desc=$1
-  shift
-  if "$@"; then
-    echo "ok $n - $desc"
-  else
-    echo "not ok $n - $desc"
-    failed=$((failed + 1))
-    [ -f "$tmp/log" ] && sed -e 's/^/# /' "$tmp/log" | tail -n 20
-  fi
-}
+tap_diag () { [ -f "$tmp/log" ] && sed -e 's/^/# /' "$tmp/log" | tail -n 20; }
 
 # mpirun NP ARGS...: flowgmm over NP ranks, output in $tmp/log.
 mpi () {
@@ -121,5 +110,4 @@ check "4 ranks in 2 groups of 2: exactly the records of 1 group of 2" \
 check "group sums on 3 ranks equal a naive sum in rank order" \
   eval 'timeout 60 "$FG_MPIEXEC" -np 3 "$FG_TOP_BUILDDIR/tests/test-group" >"$tmp/log" 2>&1'
 
-echo "# $failed of $n failed"
-test "$failed" -eq 0
+tap_summary

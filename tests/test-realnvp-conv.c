@@ -14,6 +14,8 @@
  *   weights and its determinant taken by the test's own LU in double;
  * - ActNorm's data-dependent init gives per-channel mean 0 and standard deviation 1;
  * - parameter counts of the authors' MNIST and CIFAR models;
+ * - the partial passes forward_to / inverse_from: image shapes at every layer, round trips, and
+ *   eq. 8 through the method (α = 0 gives the input back);
  * - a short seeded MNIST run through the flowgmm method learns (skipped without the data).
  */
 #include "config.h"
@@ -868,6 +870,143 @@ test_method_calls_init (void)
   vt->destroy (model);
 }
 
+/* ---------------------------------------------------------------------- partial passes */
+
+/* forward_to / inverse_from (feature visualisation): layer 0 is the input, layer L forward's z,
+ * the layers between are image-shaped (the activation's channels first, then the factored
+ * pieces squeezed down to its size: here two splits at two scales), and
+ * inverse_from (forward_to (x, ℓ), ℓ) = x for every ℓ; a layer beyond L is an error. */
+static void
+test_partial_passes (void)
+{
+  /* layers 0..9: logit, checker, squeeze, channel, split, squeeze, channel, split, checker */
+  const char *settings[] = { "structure=logit,checker,squeeze,channel,split,squeeze,channel,"
+                             "split,checker",
+                             "mid_channels=4", "blocks=1", "dequant_eval=mid", NULL };
+  const gsize N = 3;
+  const gsize shapes[10][3] = { { 1, 8, 8 }, { 1, 8, 8 }, { 1, 8, 8 }, { 4, 4, 4 },
+                                { 4, 4, 4 }, { 4, 4, 4 }, { 16, 2, 2 }, { 16, 2, 2 },
+                                { 16, 2, 2 }, { 1, 8, 8 } };
+  g_autoptr (FgTensor) x = random_images (N, 1, 8, 8, 5, TRUE);
+  g_autoptr (FgTensor) z = fg_tensor_new (4, x->shape);
+  g_autoptr (GError) error = NULL;
+  Flow f;
+  flow_init (&f, 1, 8, 8, 4, settings);
+  perturb (&f, 6);
+  flow_train_pass (&f, x, 2);
+  g_assert_true (FG_VTABLE_HAS (f.vt, FgFlowVTable, n_layers));
+  g_assert_true (FG_VTABLE_HAS (f.vt, FgFlowVTable, forward_to));
+  g_assert_true (FG_VTABLE_HAS (f.vt, FgFlowVTable, inverse_from));
+  const guint L = f.vt->n_layers (f.self);
+  g_assert_cmpuint (L, ==, 9);
+  flow_run (&f, x, FALSE, z, NULL);
+  for (guint l = 0; l <= L; l++)
+    {
+      g_autoptr (FgTape) tape = fg_tape_new ();
+      fg_tape_set_grad_enabled (tape, FALSE);
+      FgVar *h = f.vt->forward_to (f.self, tape, fg_tape_constant (tape, x), l, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (h->value.ndim, ==, 4);
+      g_assert_cmpuint (h->value.shape[0], ==, N);
+      for (guint d = 0; d < 3; d++)
+        g_assert_cmpuint (h->value.shape[d + 1], ==, shapes[l][d]);
+      if (l == 0)
+        g_assert_cmpfloat (fg_tensor_max_abs_diff (&h->value, x), ==, 0.0);
+      if (l == L)
+        g_assert_cmpfloat (fg_tensor_max_abs_diff (&h->value, z), <, 1e-6);
+      if (l == 8)
+        {
+          /* channels 4..11: the piece factored at layer 4 (2×4×4), squeezed once; 12..15 the
+           * one factored at layer 7 — both where z keeps them (offsets 0 and 32) */
+          for (gsize n = 0; n < N; n++)
+            {
+              const float *hr = fg_tensor_row (&h->value, n), *zr = fg_tensor_row (z, n);
+              for (gsize c = 0; c < 2; c++)
+                for (gsize i = 0; i < 4; i++)
+                  for (gsize j = 0; j < 4; j++)
+                    {
+                      const gsize ch = 4 + 4 * c + 2 * (i % 2) + j % 2;
+                      g_assert_cmpfloat (hr[ch * 4 + (i / 2) * 2 + j / 2], ==,
+                                         zr[c * 16 + i * 4 + j]);
+                    }
+              for (gsize k = 0; k < 16; k++)
+                g_assert_cmpfloat (hr[48 + k], ==, zr[32 + k]);
+            }
+        }
+      FgVar *xr = f.vt->inverse_from (f.self, tape, h, l, &error);
+      g_assert_no_error (error);
+      g_assert_true (fg_tensor_same_shape (&xr->value, x));
+      const double err = fg_tensor_max_abs_diff (&xr->value, x);
+      if (!(err < 1e-4))
+        g_error ("layer %u: ‖inverse_from (forward_to (x)) − x‖∞ = %g", l, err);
+    }
+  {
+    g_autoptr (FgTape) tape = fg_tape_new ();
+    g_assert_null (f.vt->forward_to (f.self, tape, fg_tape_constant (tape, x), L + 1, NULL,
+                                     &error));
+    g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+    g_clear_error (&error);
+    g_assert_null (f.vt->inverse_from (f.self, tape, fg_tape_constant (tape, x), L + 1, &error));
+    g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+  }
+  flow_clear (&f);
+}
+
+/* Eq. 8 through the method on the multi-scale flow: α = 0 reproduces the input (with the
+ * default, noisy dequant_eval), α ≠ 0 changes it, at a layer before and one after the split. */
+static void
+test_feature_inversion (void)
+{
+  const gsize N = 12, C = 1, H = 4, W = 4, D = C * H * W;
+  g_autoptr (FgTensor) x = random_images (N, C, H, W, 31, TRUE);
+  g_autofree gint32 *y = g_new (gint32, N);
+  for (gsize i = 0; i < N; i++)
+    y[i] = (gint32) (i % 2);
+  FgSplit split;
+  memset (&split, 0, sizeof split);
+  split.n_classes = 2;
+  split.shape.ndim = 3;
+  split.shape.dims[0] = C;
+  split.shape.dims[1] = H;
+  split.shape.dims[2] = W;
+  split.dim = D;
+  split.labeled.x = *x;
+  split.labeled.y = y;
+  split.labeled.n = N;
+  split.unlabeled.x = fg_tensor_view_rows (x, 0, 0);
+  split.validation.x = fg_tensor_view_rows (x, 0, 0);
+  split.fingerprint = "features";
+  split.seed = 1;
+  const char *settings[] = { "labeled_only=true", "iterations=2", "flow.scales=2",
+                             "flow.mid_channels=4", "flow.blocks=1", NULL };
+  const FgBaselineVTable *vt;
+  gpointer model = fit_method (&split, settings, &vt);
+  g_assert_true (FG_VTABLE_HAS (vt, FgBaselineVTable, feature_inversion));
+  const double alphas[3] = { -1.0, 0.0, 1.0 };
+  const guint layers[2] = { 5, 9 }; /* squeezed 4×2×2; after the split 2 + 2 channels */
+  g_autofree float *out = g_new (float, 3 * N * D);
+  for (guint k = 0; k < 2; k++)
+    {
+      g_autoptr (GError) error = NULL;
+      double sigma = 0.0;
+      const gboolean ok = vt->feature_inversion (model, x, x, layers[k], 1, alphas, 3, out,
+                                                 &sigma, &error);
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpfloat (sigma, >, 0.0);
+      double e0 = 0.0, e1 = 0.0;
+      for (gsize i = 0; i < N * D; i++)
+        {
+          e0 = MAX (e0, fabs (out[N * D + i] - x->data[i]));
+          e1 = MAX (e1, fabs (out[2 * N * D + i] - x->data[i]));
+        }
+      g_test_message ("layer %u: α = 0 error %g, α = 1 change %g", layers[k], e0, e1);
+      g_assert_cmpfloat (e0, <, 1e-4);
+      g_assert_cmpfloat (e1, >, 1e-3);
+    }
+  vt->destroy (model);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -884,5 +1023,7 @@ main (int argc, char **argv)
   g_test_add_func ("/realnvp-conv/eval-chunks", test_eval_chunks);
   g_test_add_func ("/realnvp-conv/method-calls-init", test_method_calls_init);
   g_test_add_func ("/realnvp-conv/mnist-learns", test_mnist_learns);
+  g_test_add_func ("/realnvp-conv/partial-passes", test_partial_passes);
+  g_test_add_func ("/realnvp-conv/feature-inversion", test_feature_inversion);
   return g_test_run ();
 }

@@ -1442,6 +1442,126 @@ conv_create (const FgParams *params, const FgSampleShape *shape, FgWeightSet *we
   return self;
 }
 
+/* ======================================================================================== */
+/* Partial passes (feature visualisation, paper eq. 8; the flow vtable's optional members)   */
+/* ======================================================================================== */
+
+/* Layer ℓ (0 ≤ ℓ ≤ n_layers) is the state after layers [0, ℓ).  For 0 < ℓ < n_layers it is
+ * given image-shaped, [N, C′, H_ℓ, W_ℓ]: the activation entering layer ℓ (its C_ℓ channels
+ * first), then each piece factored out before ℓ, in order, squeezed down to H_ℓ × W_ℓ (a
+ * piece of c channels factored out k squeezes earlier gives 4^k·c channels).  Layer 0 is the
+ * input as N×C×H×W, layer n_layers forward's z in the input's shape.  Evaluation passes use
+ * the mid-bin dequantisation whatever dequant_eval says, so that
+ * inverse_from (forward_to (x, ℓ), ℓ) = x up to round-off. */
+
+static guint
+conv_n_layers (gpointer data)
+{
+  return ((ConvFlow *) data)->n_layers;
+}
+
+static gboolean
+check_partial_layer (const ConvFlow *self, guint layer, GError **error)
+{
+  if (layer <= self->n_layers)
+    return TRUE;
+  g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+               "realnvp-conv: layer %u of a flow with %u layers (expected 0..%u)", layer,
+               self->n_layers, self->n_layers);
+  return FALSE;
+}
+
+/* The squeezes between split layer S and layer `end` (> S). */
+static guint
+squeezes_between (const ConvFlow *self, guint S, guint end)
+{
+  guint k = 0;
+  for (guint l = S + 1; l < end; l++)
+    k += self->layers[l].kind == L_SQUEEZE;
+  return k;
+}
+
+static FgVar *
+conv_forward_to (gpointer data, FgTape *tape, FgVar *x, guint layer, const FgFlowRun *run,
+                 GError **error)
+{
+  ConvFlow *self = data;
+  FgFlowRun mid;
+  if (!check_partial_layer (self, layer, error))
+    return NULL;
+  if (run == NULL || !run->train)
+    {
+      memset (&mid, 0, sizeof mid);
+      run = &mid; /* no RNG: the mid-bin dequantisation */
+    }
+  FgVar *h = forward_until (self, tape, x, layer, run, NULL, error);
+  if (h == NULL || layer == self->n_layers || !state_is_packed (self, layer))
+    return h;
+  const Layer *E = &self->layers[layer];
+  FgVar *img = unpack_piece (tape, &h->value, E->z_before, E->C, E->H, E->W);
+  for (guint l = 0; l < layer; l++)
+    {
+      const Layer *S = &self->layers[l];
+      if (S->kind != L_SPLIT)
+        continue;
+      FgVar *p = unpack_piece (tape, &h->value, S->z_offset, S->C - S->keep, S->H, S->W);
+      for (guint k = squeezes_between (self, l, layer); k > 0; k--)
+        p = fg_op_squeeze2d (tape, p);
+      img = fg_op_concat (tape, img, p);
+    }
+  if (img == NULL)
+    g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "realnvp-conv: forward_to failed (see the log)");
+  return img;
+}
+
+static FgVar *
+conv_inverse_from (gpointer data, FgTape *tape, FgVar *h, guint layer, GError **error)
+{
+  ConvFlow *self = data;
+  if (!check_partial_layer (self, layer, error))
+    return NULL;
+  if (h == NULL || fg_tensor_cols (&h->value) != self->D)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_DATA,
+                   "realnvp-conv: activation of %" G_GSIZE_FORMAT " values, built for %"
+                   G_GSIZE_FORMAT, h ? fg_tensor_cols (&h->value) : 0, self->D);
+      return NULL;
+    }
+  if (layer == self->n_layers || !state_is_packed (self, layer))
+    return inverse_from (self, tape, h, layer, error);
+  const Layer *E = &self->layers[layer];
+  const gsize N = fg_tensor_rows (&h->value), P = E->H * E->W;
+  FgVar *img = h;
+  if (h->value.ndim != 4 || h->value.shape[2] != E->H || h->value.shape[3] != E->W)
+    img = fg_op_reshape (tape, h, 4, (gsize[]){ N, self->D / P, E->H, E->W });
+  FgVar **pieces = fg_tape_alloc (tape, (self->n_layers + 1) * sizeof (FgVar *));
+  guint n = 0;
+  gsize ch = E->C;
+  for (guint l = 0; l < layer; l++)
+    {
+      const Layer *S = &self->layers[l];
+      if (S->kind != L_SPLIT)
+        continue;
+      const guint k = squeezes_between (self, l, layer);
+      const gsize c = (S->C - S->keep) << (2 * k);
+      FgVar *p = fg_op_slice (tape, img, ch, c);
+      for (guint i = 0; i < k; i++)
+        p = fg_op_unsqueeze2d (tape, p);
+      pieces[n++] = p;
+      ch += c;
+    }
+  pieces[n++] = fg_op_slice (tape, img, 0, E->C);
+  for (guint i = 0; i < n; i++)
+    if (pieces[i] == NULL)
+      {
+        g_set_error (error, FG_ERROR, FG_ERROR_FAILED,
+                     "realnvp-conv: inverse_from failed (see the log)");
+        return NULL;
+      }
+  FgVar *packed = pack_op (tape, pieces, n, 2, (gsize[]){ N, self->D });
+  return inverse_from (self, tape, packed, layer, error);
+}
+
 static const FgFlowVTable conv_vtable = {
   .struct_size = sizeof (FgFlowVTable),
   .create = conv_create,
@@ -1449,6 +1569,9 @@ static const FgFlowVTable conv_vtable = {
   .inverse = conv_inverse,
   .destroy = conv_destroy,
   .init = conv_init,
+  .n_layers = conv_n_layers,
+  .forward_to = conv_forward_to,
+  .inverse_from = conv_inverse_from,
 };
 
 static const FgComponent conv_components[] = {

@@ -425,7 +425,9 @@ test_experiment_keys (void)
 
   /* The experiment files that use these keys parse and validate. */
   {
-    const char *files[] = { "table4-mnist.exp", "ood-mnist-fashion.exp" };
+    const char *files[] = { "table4-mnist.exp", "table4-mnist-pca50.exp",
+                            "ood-mnist-fashion.exp", "ood-mnist-fashion-pca50.exp",
+                            "boundary-mnist.exp" };
     for (guint i = 0; i < G_N_ELEMENTS (files); i++)
       {
         g_autofree char *f = g_build_filename (g_getenv ("FG_TOP_SRCDIR"), "experiments",

@@ -653,6 +653,28 @@ record_progress (gpointer data, double fraction, const char *what)
   t->last = v;
 }
 
+/* A split of N×C×H×W images x, all labeled (y: N labels filled with i mod 2), nothing else. */
+static void
+labeled_split (FgSplit *split, const FgTensor *x, gint32 *y, const char *fingerprint)
+{
+  const gsize N = x->shape[0];
+  for (gsize i = 0; i < N; i++)
+    y[i] = (gint32) (i % 2);
+  memset (split, 0, sizeof *split);
+  split->n_classes = 2;
+  split->shape.ndim = 3;
+  for (guint d = 0; d < 3; d++)
+    split->shape.dims[d] = x->shape[d + 1];
+  split->dim = fg_tensor_cols (x);
+  split->labeled.x = *x;
+  split->labeled.y = y;
+  split->labeled.n = N;
+  split->unlabeled.x = fg_tensor_view_rows (x, 0, 0);
+  split->validation.x = fg_tensor_view_rows (x, 0, 0);
+  split->fingerprint = fingerprint;
+  split->seed = 1;
+}
+
 /* The flowgmm method with flow = realnvp-conv and "key=value" settings, fitted on split. */
 static gpointer
 fit_method (const FgSplit *split, const char *const *settings, const FgBaselineVTable **vt_out)
@@ -830,23 +852,8 @@ test_method_calls_init (void)
   g_autofree gint32 *y = g_new (gint32, N);
   for (gsize i = 0; i < fg_tensor_numel (x); i++)
     x->data[i] = 3.0f * x->data[i] - 1.0f;
-  for (gsize i = 0; i < N; i++)
-    y[i] = (gint32) (i % 2);
   FgSplit split;
-  memset (&split, 0, sizeof split);
-  split.n_classes = 2;
-  split.shape.ndim = 3;
-  split.shape.dims[0] = C;
-  split.shape.dims[1] = H;
-  split.shape.dims[2] = W;
-  split.dim = C * P;
-  split.labeled.x = *x;
-  split.labeled.y = y;
-  split.labeled.n = N;
-  split.unlabeled.x = fg_tensor_view_rows (x, 0, 0);
-  split.validation.x = fg_tensor_view_rows (x, 0, 0);
-  split.fingerprint = "init";
-  split.seed = 1;
+  labeled_split (&split, x, y, "init");
   g_autoptr (GError) error = NULL;
   const char *settings[] = { "labeled_only=true", "iterations=1", "lr=1e-12", "schedule=constant",
                              "flow.structure=actnorm", NULL };
@@ -960,23 +967,8 @@ test_feature_inversion (void)
   const gsize N = 12, C = 1, H = 4, W = 4, D = C * H * W;
   g_autoptr (FgTensor) x = random_images (N, C, H, W, 31, TRUE);
   g_autofree gint32 *y = g_new (gint32, N);
-  for (gsize i = 0; i < N; i++)
-    y[i] = (gint32) (i % 2);
   FgSplit split;
-  memset (&split, 0, sizeof split);
-  split.n_classes = 2;
-  split.shape.ndim = 3;
-  split.shape.dims[0] = C;
-  split.shape.dims[1] = H;
-  split.shape.dims[2] = W;
-  split.dim = D;
-  split.labeled.x = *x;
-  split.labeled.y = y;
-  split.labeled.n = N;
-  split.unlabeled.x = fg_tensor_view_rows (x, 0, 0);
-  split.validation.x = fg_tensor_view_rows (x, 0, 0);
-  split.fingerprint = "features";
-  split.seed = 1;
+  labeled_split (&split, x, y, "features");
   const char *settings[] = { "labeled_only=true", "iterations=2", "flow.scales=2",
                              "flow.mid_channels=4", "flow.blocks=1", NULL };
   const FgBaselineVTable *vt;

@@ -408,6 +408,16 @@ test_bad_input (void)
     g_assert_null (ds);
     ds_assert_error (error, FG_ERROR_DATA, "nul.csv:3:1: non-numeric cell", NULL);
   }
+  /* Nor inside a label cell: "1\0junk" is not the label "1" (class names are C strings). */
+  {
+    static const char text[] = "a,y\n1,0\n2,1\0junk\n3,1\n";
+    g_autofree char *path = ds_write ("nul-label.csv", text, sizeof text - 1);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (FgDataset) ds = load_csv (path, &error);
+    g_assert_null (ds);
+    ds_assert_error (error, FG_ERROR_DATA, "nul-label.csv:3:2: ", "NUL byte in the label cell",
+                     NULL);
+  }
   /* One stray huge label would make the class count (and per-class arrays) enormous. */
   {
     g_autofree char *path = ds_write_text ("huge-label.csv", "a,y\n1,0\n2,2147483646\n3,1\n");

@@ -636,6 +636,12 @@ put_cell (CsvFile *f, gsize field, const char *s, gsize len)
     }
   else if (slot == SLOT_LABEL)
     {
+      /* the label becomes a C string (a class name): a NUL would silently cut it short */
+      if (s != NULL && memchr (s, '\0', len) != NULL)
+        {
+          file_error_at (f, FG_ERROR_DATA, field + 1, "a NUL byte in the label cell");
+          return;
+        }
       g_string_truncate (f->label, 0);
       if (s != NULL)
         g_string_append_len (f->label, s, (gssize) len);

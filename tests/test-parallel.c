@@ -137,7 +137,9 @@ outputs_add (Outputs *o, const float *x, gsize n)
 }
 
 /* Convolutions split their images over the pool: 2 threads give 1 thread's values (up to the
- * order of the weight-gradient sums) and the same bits every time. */
+ * order of the weight-gradient sums) and the same bits every time.  The 3×3 case runs Winograd,
+ * whose weight gradient sums transformed products that cancel afterwards (Gᵀ dU G), so a
+ * different order of those sums moves it more: 2e-4 there. */
 static void
 conv_run (guint threads, gsize kh, guint pad, Outputs *o)
 {
@@ -176,7 +178,7 @@ test_conv (void)
       conv_run (2, k ? 3 : 1, k, &two);
       conv_run (2, k ? 3 : 1, k, &again);
       g_assert_cmpuint (one.n, ==, two.n);
-      g_assert_cmpfloat (max_rel_diff (two.v, one.v, one.n), <, 1e-5);
+      g_assert_cmpfloat (max_rel_diff (two.v, one.v, one.n), <, k ? 2e-4 : 1e-5);
       g_assert_cmpint (memcmp (two.v, again.v, two.n * sizeof (float)), ==, 0);
       g_free (one.v);
       g_free (two.v);

@@ -166,6 +166,7 @@ typedef struct {
   InitKind init[3];
   double val_tol; /* 0: 1e-6 */
   double gc_atol; /* 0: gradcheck default */
+  double gc_eps;  /* 0: gradcheck default */
   float s;
   FgAxis axis;
   gsize start, n;
@@ -292,6 +293,24 @@ static const Case cases[] = {
   { "unsqueeze2d/strided", OP_UNSQUEEZE2D, 1, { T4 (2, 4, 3, 2) }, 1 },
   { "conv2d/k3-pad1", OP_CONV2D, 3, { T4 (2, 3, 5, 4), T4 (4, 3, 3, 3), M (1, 4) }, .pad = 1,
     .val_tol = 1e-5 },
+  /* 3×3 with padding 1 and at least 4 channels each way runs Winograd F(4×4, 3×3): sides that
+   * are and are not multiples of the 4×4 tile, one tile or several, images narrower than a
+   * tile, 4 to 9 channels.  Its transforms cost a few units in the 6th digit (5e-5 against the
+   * double reference), so the finite differences take long steps: the op is linear in each
+   * input, where a central difference is exact for any step and rounding is what a short one
+   * magnifies. */
+  { "conv2d/winograd-5x4", OP_CONV2D, 3, { T4 (2, 4, 5, 4), T4 (4, 4, 3, 3), M (1, 4) },
+    .pad = 1, .val_tol = 5e-5, .gc_eps = 0.5 },
+  { "conv2d/winograd-7x7", OP_CONV2D, 3, { T4 (2, 4, 7, 7), T4 (5, 4, 3, 3), M (1, 5) },
+    .pad = 1, .val_tol = 5e-5, .gc_eps = 0.5 },
+  { "conv2d/winograd-8x12-nobias", OP_CONV2D, 2, { T4 (1, 4, 8, 12), T4 (4, 4, 3, 3) },
+    .pad = 1, .val_tol = 5e-5, .gc_eps = 0.5 },
+  { "conv2d/winograd-14x14", OP_CONV2D, 3, { T4 (1, 4, 14, 14), T4 (4, 4, 3, 3), M (1, 4) },
+    .pad = 1, .val_tol = 5e-5, .gc_eps = 0.5 },
+  { "conv2d/winograd-5x3", OP_CONV2D, 3, { T4 (3, 4, 5, 3), T4 (5, 4, 3, 3), M (1, 5) },
+    .pad = 1, .val_tol = 5e-5, .gc_eps = 0.5 },
+  { "conv2d/winograd-1x2-wide", OP_CONV2D, 3, { T4 (2, 9, 1, 2), T4 (7, 9, 3, 3), M (1, 7) },
+    .pad = 1, .val_tol = 5e-5, .gc_eps = 0.5 },
   { "conv2d/k3-pad0-nobias", OP_CONV2D, 2, { T4 (2, 3, 5, 4), T4 (4, 3, 3, 3) }, .pad = 0,
     .val_tol = 1e-5 },
   { "conv2d/k1-pad0", OP_CONV2D, 3, { T4 (2, 3, 3, 4), T4 (5, 3, 1, 1), M (1, 5) }, .pad = 0,
@@ -302,6 +321,8 @@ static const Case cases[] = {
     .val_tol = 1e-5 },
   { "conv2d/k3-pad1-strided", OP_CONV2D, 3, { T4 (2, 2, 4, 4), T4 (3, 2, 3, 3), M (1, 3) }, 1,
     .pad = 1, .val_tol = 1e-5 },
+  { "conv2d/winograd-6x9-strided", OP_CONV2D, 3, { T4 (2, 4, 6, 9), T4 (4, 4, 3, 3), M (1, 4) },
+    1, .pad = 1, .val_tol = 5e-5, .gc_eps = 0.5 },
   { "conv2d/k1-pad0-strided", OP_CONV2D, 2, { T4 (3, 2, 2, 3), T4 (4, 2, 1, 1) }, 1, .pad = 0,
     .val_tol = 1e-5 },
 };
@@ -974,6 +995,8 @@ test_op_case (gconstpointer data)
   gc_options_init (&opts);
   if (c->gc_atol > 0)
     opts.atol = c->gc_atol;
+  if (c->gc_eps > 0)
+    opts.eps = c->gc_eps;
   gc_assert (w, c->n_in, case_build, (gpointer) c, &opts, c->name);
 
   for (guint i = 0; i < c->n_in; i++)

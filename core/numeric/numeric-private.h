@@ -11,6 +11,13 @@
  * same order as the previous one therefore reuses exactly the same memory and never calls the
  * heap.
  *
+ * Backward passes are the exception: the gradient of a record is taken from a pool of
+ * buffers (kept across resets) and returned to it as soon as the record's own backward has
+ * run, since every consumer of a node was created after it and has run before it; and the
+ * arena is rewound after each backward function, so its scratch is reused by the next.  A
+ * step's memory is then its activations plus the gradients alive at one time, not every
+ * gradient of the step.
+ *
  * Gradients: every gradient buffer the tape hands out is contiguous (ld == cols).  Leaves of
  * weights alias w->grad; slice_rows and reshape views alias a range of their parent's gradient
  * (so their consumers accumulate straight into it); column/channel slices are strided, so they
@@ -41,6 +48,7 @@ struct _FgNode {
   FgNode *alias_parent;
   gsize alias_row;
   FgWeight *weight;        /* leaves of trainable weights (fg_tape_weight): the weight */
+  gboolean grad_pooled;    /* grad.data is a buffer of the tape's gradient pool */
 };
 
 static inline FgNode *
@@ -78,6 +86,10 @@ FgTensor *_fg_tape_grad_fresh (FgTape *tape, FgVar *v, gboolean *fresh);
 FgVar *_fg_tape_view_new (FgTape *tape, FgVar *parent, const FgTensor *value, FgNodeAlias alias,
                           gsize alias_row, FgBackwardFunc backward, gsize saved_size,
                           gpointer *saved);
+
+/* Scratch for one kernel at a time (64-byte aligned, not zeroed), valid until the next call;
+ * kept by the tape across resets and freed with it. */
+gpointer _fg_tape_workspace (FgTape *tape, gsize bytes);
 
 /* ---- Kernels shared by the op files ------------------------------------------------------ */
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* flowgmm — 2-D convolution, stride 1, zero padding: im2col + sgemm.
+/* flowgmm — 2-D convolution, stride 1, zero padding: Winograd F(4×4, 3×3) for 3×3 kernels with
+ * padding 1 (below), im2col + sgemm for every other shape.
  *
  * Per image n: col_n [Cin·kh·kw, Ho·Wo] (im2col into arena scratch) and
  * out_n [Cout, Ho·Wo] = W [Cout, Cin·kh·kw] · col_n, with the bias written first (beta = 1).
@@ -10,6 +11,12 @@
  * needs no im2col: x_n itself is [Cin, H·W].
  */
 #include "config.h"
+
+/* The Winograd transforms are compiled for several vector widths (FG_CLONES): without
+ * contraction every clone computes the same values. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize ("fp-contract=off")
+#endif
 
 #include <flowgmm/vecmath.h>
 
@@ -81,6 +88,543 @@ col2im_add (const ConvGeom *g, const float *col, float *dx)
               FG_SIMD_FOR (j, ox1 - ox0, dst[j] += src[j]);
             }
         }
+}
+
+/* n floats rounded up to whole 64-byte lines. */
+static inline gsize
+round_up_floats (gsize n)
+{
+  return (n + 15) / 16 * 16;
+}
+
+/* ---- Winograd F(4×4, 3×3): the 3×3 kernels with padding 1 ---------------------------------
+ *
+ * Lavin & Gray (2016).  Per 4×4 tile of the output, with d the 6×6 input tile around it (zeros
+ * outside the image) and g a 3×3 kernel,  Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A:  36 products per
+ * tile and (input, output) channel pair where the direct convolution needs 144, i.e. a quarter
+ * of the multiplications, at the price of the transforms (linear maps with small integer
+ * coefficients, O(1) per tile and channel).  With U[ξ] = G g Gᵀ and V[ξ] = Bᵀ d B laid out as
+ * [ξ][channel][tile], the sum over input channels is, for each of the 36 positions ξ, one sgemm
+ * M[ξ] [Cout, T] = U[ξ] [Cout, Cin] · V[ξ] [Cin, T] over the T tiles of a chunk of images.
+ *
+ * Backward is the adjoint of the same linear maps (the exact gradient of the exact convolution
+ * it computes): dM[ξ] = A dY Aᵀ per tile; dU[ξ] = Σ_tiles dM[ξ] · V[ξ]ᵀ and dW = Gᵀ dU G;
+ * dV[ξ] = U[ξ]ᵀ · dM[ξ] and dX = Σ_tiles B dV Bᵀ (overlapping tiles add up).  V is recomputed
+ * from X rather than kept from the forward pass, and every transformed buffer lives in the
+ * tape's workspace: the op's memory is its output, as with im2col.
+ *
+ * The transforms are vector code over the images of a chunk: a channel plane of the chunk's
+ * nc images is first copied image-innermost ([y][x][n], zero-padded), so every tile of every
+ * image is transformed by loops over n, and a chunk's tile index is t = tile · nc + n.
+ *
+ * Tiles whose rows or columns fall beyond the image (a side that is not a multiple of 4) see
+ * zeros there, and their extra outputs are dropped.  Float rounding: the transforms scale
+ * values by up to ~100 and cancel them again, which costs about 1e-6 relative (rms) against
+ * the direct sum (tests/test-tape.c compares both with a double reference). */
+
+#define WG_M 4   /* output tile side */
+#define WG_A 6   /* input tile side */
+#define WG_XI 36 /* WG_A² transformed positions */
+
+typedef struct {
+  gsize th, tw, tpi; /* tiles per image: rows, columns, total */
+  gsize ph, pw;      /* the zero-padded plane the tiles are cut from: 4·th + 2, 4·tw + 2 */
+  gsize nb;          /* images per chunk (T = nb · tpi tiles per sgemm) */
+  gsize tmp;         /* floats of per-task scratch for the planes and a tile */
+} WgGeom;
+
+static inline gboolean
+conv_is_winograd (const ConvGeom *g)
+{
+  /* With very few channels the transforms cost more than the products they save. */
+  return g->kh == 3 && g->kw == 3 && g->pad == 1 && g->cin >= 4 && g->cout >= 4;
+}
+
+/* Images per chunk: a multiple of the vector width where the batch allows, and few enough that
+ * V and M of a chunk stay within about this many floats (the last-level cache). */
+#define WG_CHUNK_FLOATS ((gsize) 3 << 20)
+#define WG_LANES 16
+
+static void
+wg_geom (const ConvGeom *g, gsize n_images, WgGeom *wg)
+{
+  wg->th = (g->ho + WG_M - 1) / WG_M;
+  wg->tw = (g->wo + WG_M - 1) / WG_M;
+  wg->tpi = wg->th * wg->tw;
+  wg->ph = WG_M * wg->th + 2;
+  wg->pw = WG_M * wg->tw + 2;
+  const gsize per_image = WG_XI * (g->cin + g->cout) * wg->tpi;
+  gsize nb = MAX (WG_CHUNK_FLOATS / per_image, 1);
+  if (nb > WG_LANES)
+    nb = nb / WG_LANES * WG_LANES;
+  wg->nb = MIN (nb, MAX (n_images, 1));
+  wg->tmp = (wg->ph * wg->pw + 2 * WG_XI) * wg->nb;
+}
+
+/* U[ξ][co][ci] = (G g Gᵀ)[ξ] for the kernel g = w[co, ci] (rows of w every ldw floats). */
+static const double wg_G[WG_A][3] = {
+  { 1.0 / 4, 0, 0 },
+  { -1.0 / 6, -1.0 / 6, -1.0 / 6 },
+  { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
+  { 1.0 / 24, 1.0 / 12, 1.0 / 6 },
+  { 1.0 / 24, -1.0 / 12, 1.0 / 6 },
+  { 0, 0, 1 },
+};
+
+static void
+wg_weights (const float *w, gsize ldw, gsize cout, gsize cin, float *U)
+{
+  const gsize xs = cout * cin;
+  for (gsize co = 0; co < cout; co++)
+    for (gsize ci = 0; ci < cin; ci++)
+      {
+        const float *k = w + co * ldw + ci * 9;
+        double t[WG_A][3];
+        for (int a = 0; a < WG_A; a++)
+          for (int j = 0; j < 3; j++)
+            t[a][j] = wg_G[a][0] * k[j] + wg_G[a][1] * k[3 + j] + wg_G[a][2] * k[6 + j];
+        for (int a = 0; a < WG_A; a++)
+          for (int b = 0; b < WG_A; b++)
+            U[(a * WG_A + b) * xs + co * cin + ci]
+              = (float) (t[a][0] * wg_G[b][0] + t[a][1] * wg_G[b][1] + t[a][2] * wg_G[b][2]);
+      }
+}
+
+/* dw[co, ci] (+)= Gᵀ dU[·][co][ci] G: the adjoint of wg_weights. */
+static void
+wg_weights_adjoint (const float *dU, gsize cout, gsize cin, float *dw, gsize lddw,
+                    gboolean overwrite)
+{
+  const gsize xs = cout * cin;
+  for (gsize co = 0; co < cout; co++)
+    for (gsize ci = 0; ci < cin; ci++)
+      {
+        double t[3][WG_A]; /* Gᵀ dU */
+        for (int i = 0; i < 3; i++)
+          for (int b = 0; b < WG_A; b++)
+            {
+              double s = 0.0;
+              for (int a = 0; a < WG_A; a++)
+                s += wg_G[a][i] * dU[(a * WG_A + b) * xs + co * cin + ci];
+              t[i][b] = s;
+            }
+        float *k = dw + co * lddw + ci * 9;
+        for (int i = 0; i < 3; i++)
+          for (int j = 0; j < 3; j++)
+            {
+              double s = 0.0;
+              for (int b = 0; b < WG_A; b++)
+                s += t[i][b] * wg_G[b][j];
+              k[i * 3 + j] = (float) (overwrite ? s : k[i * 3 + j] + s);
+            }
+      }
+}
+
+/* The 1-D transforms, each on nc lanes: inputs i0.., outputs o0.. (distinct buffers). */
+#define WG_R const float *restrict
+#define WG_W float *restrict
+
+static inline void
+wg_bt (WG_R d0, WG_R d1, WG_R d2, WG_R d3, WG_R d4, WG_R d5, WG_W o0, WG_W o1, WG_W o2,
+       WG_W o3, WG_W o4, WG_W o5, gsize nc)
+{
+  for (gsize n = 0; n < nc; n++)
+    {
+      o0[n] = 4.0f * d0[n] - 5.0f * d2[n] + d4[n];
+      o1[n] = -4.0f * (d1[n] + d2[n]) + d3[n] + d4[n];
+      o2[n] = 4.0f * (d1[n] - d2[n]) - d3[n] + d4[n];
+      o3[n] = 2.0f * (d3[n] - d1[n]) - d2[n] + d4[n];
+      o4[n] = 2.0f * (d1[n] - d3[n]) - d2[n] + d4[n];
+      o5[n] = 4.0f * d1[n] - 5.0f * d3[n] + d5[n];
+    }
+}
+
+/* Bᵀ's adjoint B, adding into o (tiles overlap) */
+static inline void
+wg_b_add (WG_R e0, WG_R e1, WG_R e2, WG_R e3, WG_R e4, WG_R e5, WG_W o0, WG_W o1, WG_W o2,
+          WG_W o3, WG_W o4, WG_W o5, gsize nc)
+{
+  for (gsize n = 0; n < nc; n++)
+    {
+      o0[n] += 4.0f * e0[n];
+      o1[n] += 4.0f * (e2[n] - e1[n] + e5[n]) + 2.0f * (e4[n] - e3[n]);
+      o2[n] += -5.0f * e0[n] - 4.0f * (e1[n] + e2[n]) - e3[n] - e4[n];
+      o3[n] += e1[n] - e2[n] + 2.0f * (e3[n] - e4[n]) - 5.0f * e5[n];
+      o4[n] += e0[n] + e1[n] + e2[n] + e3[n] + e4[n];
+      o5[n] += e5[n];
+    }
+}
+
+static inline void
+wg_b (WG_R e0, WG_R e1, WG_R e2, WG_R e3, WG_R e4, WG_R e5, WG_W o0, WG_W o1, WG_W o2,
+      WG_W o3, WG_W o4, WG_W o5, gsize nc)
+{
+  for (gsize n = 0; n < nc; n++)
+    {
+      o0[n] = 4.0f * e0[n];
+      o1[n] = 4.0f * (e2[n] - e1[n] + e5[n]) + 2.0f * (e4[n] - e3[n]);
+      o2[n] = -5.0f * e0[n] - 4.0f * (e1[n] + e2[n]) - e3[n] - e4[n];
+      o3[n] = e1[n] - e2[n] + 2.0f * (e3[n] - e4[n]) - 5.0f * e5[n];
+      o4[n] = e0[n] + e1[n] + e2[n] + e3[n] + e4[n];
+      o5[n] = e5[n];
+    }
+}
+
+static inline void
+wg_at (WG_R m0, WG_R m1, WG_R m2, WG_R m3, WG_R m4, WG_R m5, WG_W o0, WG_W o1, WG_W o2,
+       WG_W o3, gsize nc)
+{
+  for (gsize n = 0; n < nc; n++)
+    {
+      const float p = m1[n] + m2[n], q = m1[n] - m2[n];
+      const float u = m3[n] + m4[n], w = m3[n] - m4[n];
+      o0[n] = m0[n] + p + u;
+      o1[n] = q + 2.0f * w;
+      o2[n] = p + 4.0f * u;
+      o3[n] = q + 8.0f * w + m5[n];
+    }
+}
+
+static inline void
+wg_a (WG_R y0, WG_R y1, WG_R y2, WG_R y3, WG_W o0, WG_W o1, WG_W o2, WG_W o3, WG_W o4, WG_W o5,
+      gsize nc)
+{
+  for (gsize n = 0; n < nc; n++)
+    {
+      const float e = y0[n] + y2[n], o = y1[n] + y3[n];
+      const float f = y0[n] + 4.0f * y2[n], h = 2.0f * y1[n] + 8.0f * y3[n];
+      o0[n] = y0[n];
+      o1[n] = e + o;
+      o2[n] = e - o;
+      o3[n] = f + h;
+      o4[n] = f - h;
+      o5[n] = y3[n];
+    }
+}
+
+/* p[y][x][n] = plane n at (y − off, x − off), 0 outside; p is rows × cols (× nc). */
+static void FG_CLONES
+wg_gather (const FgTensor *X, gsize n0, gsize nc, gsize plane, gsize h, gsize w, gsize off,
+           gsize rows, gsize cols, float *p)
+{
+  /* zeros only around the planes */
+  memset (p, 0, off * cols * nc * sizeof (float));
+  memset (p + (off + h) * cols * nc, 0, (rows - off - h) * cols * nc * sizeof (float));
+  for (gsize y = off; y < off + h; y++)
+    {
+      memset (p + y * cols * nc, 0, off * nc * sizeof (float));
+      memset (p + (y * cols + off + w) * nc, 0, (cols - off - w) * nc * sizeof (float));
+    }
+  for (gsize n = 0; n < nc; n++)
+    {
+      const float *src = fg_tensor_row (X, n0 + n) + plane;
+      for (gsize y = 0; y < h; y++)
+        {
+          float *restrict d = p + ((y + off) * cols + off) * nc + n;
+          const float *restrict s = src + y * w;
+          for (gsize x = 0; x < w; x++)
+            d[x * nc] = s[x];
+        }
+    }
+}
+
+/* Plane n of Y (at `plane` in each row, h × w) (+)= p[y + off][x + off][n] (+ bias). */
+static void FG_CLONES
+wg_scatter (const float *p, gsize nc, gsize off, gsize cols, FgTensor *Y, gsize n0, gsize plane,
+            gsize h, gsize w, float bias, gboolean overwrite)
+{
+  for (gsize n = 0; n < nc; n++)
+    {
+      float *dst = fg_tensor_row (Y, n0 + n) + plane;
+      for (gsize y = 0; y < h; y++)
+        {
+          float *restrict d = dst + y * w;
+          const float *restrict s = p + ((y + off) * cols + off) * nc + n;
+          if (overwrite)
+            for (gsize x = 0; x < w; x++)
+              d[x] = bias + s[x * nc];
+          else
+            for (gsize x = 0; x < w; x++)
+              d[x] += s[x * nc];
+        }
+    }
+}
+
+/* V[ξ][t] (stride xs between ξ) = Bᵀ d B for every tile of the padded planes p. */
+static void FG_CLONES
+wg_input (const WgGeom *wg, gsize nc, const float *p, float *restrict tmp, float *v, gsize xs)
+{
+  const gsize rs = wg->pw * nc; /* row stride of p */
+  for (gsize ty = 0; ty < wg->th; ty++)
+    for (gsize tx = 0; tx < wg->tw; tx++)
+      {
+        const float *d = p + (WG_M * ty * wg->pw + WG_M * tx) * nc;
+        float *o = v + (ty * wg->tw + tx) * nc;
+        for (int j = 0; j < WG_A; j++) /* Bᵀ down each column j: tmp[a][j] */
+          {
+            const float *c = d + j * nc;
+            wg_bt (c, c + rs, c + 2 * rs, c + 3 * rs, c + 4 * rs, c + 5 * rs, tmp + j * nc,
+                   tmp + (6 + j) * nc, tmp + (12 + j) * nc, tmp + (18 + j) * nc,
+                   tmp + (24 + j) * nc, tmp + (30 + j) * nc, nc);
+          }
+        for (int a = 0; a < WG_A; a++) /* B along each row a */
+          {
+            const float *r = tmp + 6 * a * nc;
+            float *q = o + 6 * a * xs;
+            wg_bt (r, r + nc, r + 2 * nc, r + 3 * nc, r + 4 * nc, r + 5 * nc, q, q + xs,
+                   q + 2 * xs, q + 3 * xs, q + 4 * xs, q + 5 * xs, nc);
+          }
+      }
+}
+
+/* p[4ty + r][4tx + c][n] = (Aᵀ M A)[r][c] for every tile, M[ξ][t] with stride xs. */
+static void FG_CLONES
+wg_output (const WgGeom *wg, gsize nc, const float *m, gsize xs, float *restrict tmp, float *p)
+{
+  const gsize cols = WG_M * wg->tw, rs = cols * nc;
+  for (gsize ty = 0; ty < wg->th; ty++)
+    for (gsize tx = 0; tx < wg->tw; tx++)
+      {
+        const float *s = m + (ty * wg->tw + tx) * nc;
+        for (int a = 0; a < WG_A; a++) /* Aᵀ along row a: tmp[a][c] */
+          {
+            const float *q = s + 6 * a * xs;
+            float *o = tmp + 4 * a * nc;
+            wg_at (q, q + xs, q + 2 * xs, q + 3 * xs, q + 4 * xs, q + 5 * xs, o, o + nc,
+                   o + 2 * nc, o + 3 * nc, nc);
+          }
+        float *d = p + (WG_M * ty * cols + WG_M * tx) * nc;
+        for (int c = 0; c < WG_M; c++) /* Aᵀ down column c */
+          {
+            const float *q = tmp + c * nc;
+            float *o = d + c * nc;
+            wg_at (q, q + 4 * nc, q + 8 * nc, q + 12 * nc, q + 16 * nc, q + 20 * nc, o, o + rs,
+                   o + 2 * rs, o + 3 * rs, nc);
+          }
+      }
+}
+
+/* dM[ξ][t] (stride xs) = A dY Aᵀ for every tile of the planes p (4·th × 4·tw, zero-padded). */
+static void FG_CLONES
+wg_grad_output (const WgGeom *wg, gsize nc, const float *p, float *restrict tmp, float *dm,
+                gsize xs)
+{
+  const gsize cols = WG_M * wg->tw, rs = cols * nc;
+  for (gsize ty = 0; ty < wg->th; ty++)
+    for (gsize tx = 0; tx < wg->tw; tx++)
+      {
+        const float *d = p + (WG_M * ty * cols + WG_M * tx) * nc;
+        float *o = dm + (ty * wg->tw + tx) * nc;
+        for (int c = 0; c < WG_M; c++) /* A down column c: tmp[a][c] */
+          {
+            const float *q = d + c * nc;
+            float *t = tmp + c * nc;
+            wg_a (q, q + rs, q + 2 * rs, q + 3 * rs, t, t + 4 * nc, t + 8 * nc, t + 12 * nc,
+                  t + 16 * nc, t + 20 * nc, nc);
+          }
+        for (int a = 0; a < WG_A; a++) /* Aᵀ's adjoint along row a */
+          {
+            const float *r = tmp + 4 * a * nc;
+            float *q = o + 6 * a * xs;
+            wg_a (r, r + nc, r + 2 * nc, r + 3 * nc, q, q + xs, q + 2 * xs, q + 3 * xs,
+                  q + 4 * xs, q + 5 * xs, nc);
+          }
+      }
+}
+
+/* p (padded planes, zeroed by the caller) += Σ_tiles B dV Bᵀ, dV[ξ][t] with stride xs. */
+static void FG_CLONES
+wg_grad_input (const WgGeom *wg, gsize nc, const float *dv, gsize xs, float *restrict tmp,
+               float *p)
+{
+  const gsize rs = wg->pw * nc;
+  for (gsize ty = 0; ty < wg->th; ty++)
+    for (gsize tx = 0; tx < wg->tw; tx++)
+      {
+        const float *s = dv + (ty * wg->tw + tx) * nc;
+        for (int a = 0; a < WG_A; a++) /* B along row a: tmp[a][j] */
+          {
+            const float *q = s + 6 * a * xs;
+            float *o = tmp + 6 * a * nc;
+            wg_b (q, q + xs, q + 2 * xs, q + 3 * xs, q + 4 * xs, q + 5 * xs, o, o + nc,
+                  o + 2 * nc, o + 3 * nc, o + 4 * nc, o + 5 * nc, nc);
+          }
+        float *d = p + (WG_M * ty * wg->pw + WG_M * tx) * nc;
+        for (int j = 0; j < WG_A; j++) /* B down column j, into the overlapping tile */
+          {
+            const float *q = tmp + j * nc;
+            float *o = d + j * nc;
+            wg_b_add (q, q + 6 * nc, q + 12 * nc, q + 18 * nc, q + 24 * nc, q + 30 * nc, o,
+                      o + rs, o + 2 * rs, o + 3 * rs, o + 4 * rs, o + 5 * rs, nc);
+          }
+      }
+}
+
+/* Forward of a chunk of images: V, then 36 sgemms, then the output transform. */
+typedef struct {
+  const ConvGeom *g;
+  const WgGeom *wg;
+  const FgTensor *X;
+  const float *U, *bias;
+  FgTensor *Y;
+  float *ws;    /* per task: V, M and tmp */
+  gsize ws_task;
+  gsize N;
+} WgFwdJob;
+
+static void
+wg_fwd_task (gpointer data, guint t, guint n_tasks)
+{
+  const WgFwdJob *j = data;
+  const ConvGeom *g = j->g;
+  const WgGeom *wg = j->wg;
+  const gsize tmax = wg->nb * wg->tpi, plane = g->h * g->w, oplane = g->ho * g->wo;
+  float *V = j->ws + t * j->ws_task, *M = V + WG_XI * g->cin * tmax;
+  float *p = M + WG_XI * g->cout * tmax, *tmp = p + wg->ph * wg->pw * wg->nb;
+  gsize n0, n1;
+  _fg_pool_range (j->N, t, n_tasks, 1, &n0, &n1);
+  for (gsize c0 = n0; c0 < n1; c0 += wg->nb)
+    {
+      const gsize nc = MIN (wg->nb, n1 - c0), T = nc * wg->tpi;
+      const gsize xsv = g->cin * T, xsm = g->cout * T;
+      for (gsize ci = 0; ci < g->cin; ci++)
+        {
+          wg_gather (j->X, c0, nc, ci * plane, g->h, g->w, 1, wg->ph, wg->pw, p);
+          wg_input (wg, nc, p, tmp, V + ci * T, xsv);
+        }
+      for (gsize xi = 0; xi < WG_XI; xi++)
+        _fg_sgemm (FALSE, FALSE, g->cout, T, g->cin, 1.0f, j->U + xi * g->cout * g->cin, g->cin,
+                   V + xi * xsv, T, 0.0f, M + xi * xsm, T);
+      for (gsize co = 0; co < g->cout; co++)
+        {
+          wg_output (wg, nc, M + co * T, xsm, tmp, p);
+          wg_scatter (p, nc, 0, WG_M * wg->tw, j->Y, c0, co * oplane, g->ho, g->wo,
+                      j->bias ? j->bias[co] : 0.0f, TRUE);
+        }
+    }
+}
+
+static void
+wg_forward (FgTape *tape, const ConvGeom *g, const FgTensor *X, const FgTensor *W,
+            const float *bias, FgTensor *Y, guint tasks)
+{
+  const gsize N = fg_tensor_rows (X), K = g->cin * 9;
+  WgGeom wg;
+  wg_geom (g, (N + tasks - 1) / tasks, &wg);
+  const gsize tmax = wg.nb * wg.tpi;
+  const gsize u_size = round_up_floats (WG_XI * g->cout * g->cin);
+  const gsize ws_task = round_up_floats (WG_XI * (g->cin + g->cout) * tmax + wg.tmp);
+  float *ws = _fg_tape_workspace (tape, (u_size + tasks * ws_task) * sizeof (float));
+  wg_weights (W->data, MAX (W->ld, K), g->cout, g->cin, ws);
+  WgFwdJob j = { g, &wg, X, ws, bias, Y, ws + u_size, ws_task, N };
+  if (tasks > 1)
+    _fg_pool_run (tasks, wg_fwd_task, &j);
+  else
+    wg_fwd_task (&j, 0, 1);
+}
+
+/* Backward of a chunk: dM from dY; dU_t += dM · Vᵀ (V recomputed from X); dV = Uᵀ · dM into V's
+ * place; dX from dV. */
+typedef struct {
+  const ConvGeom *g;
+  const WgGeom *wg;
+  const FgTensor *X, *G;
+  const float *U;
+  FgTensor *dX;
+  gboolean dx_fresh;
+  float *dU;    /* [tasks][du_stride], NULL without dW */
+  gsize du_stride;
+  float *ws;
+  gsize ws_task;
+  gsize N;
+} WgBwdJob;
+
+static void
+wg_bwd_task (gpointer data, guint t, guint n_tasks)
+{
+  const WgBwdJob *j = data;
+  const ConvGeom *g = j->g;
+  const WgGeom *wg = j->wg;
+  const gsize tmax = wg->nb * wg->tpi, u_size = WG_XI * g->cout * g->cin;
+  const gsize plane = g->h * g->w, oplane = g->ho * g->wo;
+  float *V = j->ws + t * j->ws_task, *dM = V + WG_XI * g->cin * tmax;
+  float *p = dM + WG_XI * g->cout * tmax, *tmp = p + wg->ph * wg->pw * wg->nb;
+  float *dU = j->dU ? j->dU + t * j->du_stride : NULL;
+  gboolean du_first = TRUE;
+  gsize n0, n1;
+  _fg_pool_range (j->N, t, n_tasks, 1, &n0, &n1);
+  if (dU != NULL && n0 == n1)
+    memset (dU, 0, u_size * sizeof (float));
+  for (gsize c0 = n0; c0 < n1; c0 += wg->nb)
+    {
+      const gsize nc = MIN (wg->nb, n1 - c0), T = nc * wg->tpi;
+      const gsize xsv = g->cin * T, xsm = g->cout * T;
+      for (gsize co = 0; co < g->cout; co++)
+        {
+          wg_gather (j->G, c0, nc, co * oplane, g->ho, g->wo, 0, WG_M * wg->th, WG_M * wg->tw,
+                     p);
+          wg_grad_output (wg, nc, p, tmp, dM + co * T, xsm);
+        }
+      if (dU != NULL)
+        {
+          for (gsize ci = 0; ci < g->cin; ci++)
+            {
+              wg_gather (j->X, c0, nc, ci * plane, g->h, g->w, 1, wg->ph, wg->pw, p);
+              wg_input (wg, nc, p, tmp, V + ci * T, xsv);
+            }
+          for (gsize xi = 0; xi < WG_XI; xi++) /* dU[ξ] [Cout, Cin] += dM[ξ] · V[ξ]ᵀ */
+            _fg_sgemm (FALSE, TRUE, g->cout, g->cin, T, 1.0f, dM + xi * xsm, T, V + xi * xsv, T,
+                       du_first ? 0.0f : 1.0f, dU + xi * g->cout * g->cin, g->cin);
+          du_first = FALSE;
+        }
+      if (j->dX != NULL)
+        {
+          for (gsize xi = 0; xi < WG_XI; xi++) /* dV[ξ] [Cin, T] = U[ξ]ᵀ · dM[ξ] */
+            _fg_sgemm (TRUE, FALSE, g->cin, T, g->cout, 1.0f, j->U + xi * g->cout * g->cin,
+                       g->cin, dM + xi * xsm, T, 0.0f, V + xi * xsv, T);
+          for (gsize ci = 0; ci < g->cin; ci++)
+            {
+              memset (p, 0, wg->ph * wg->pw * nc * sizeof (float));
+              wg_grad_input (wg, nc, V + ci * T, xsv, tmp, p);
+              wg_scatter (p, nc, 1, wg->pw, j->dX, c0, ci * plane, g->h, g->w, 0.0f,
+                          j->dx_fresh);
+            }
+        }
+    }
+}
+
+static void
+wg_backward (FgTape *tape, const ConvGeom *g, const FgTensor *X, const FgTensor *W,
+             const FgTensor *G, FgTensor *dX, gboolean dx_fresh, FgTensor *dW, gboolean dw_fresh,
+             guint tasks)
+{
+  const gsize N = fg_tensor_rows (X), K = g->cin * 9;
+  WgGeom wg;
+  wg_geom (g, (N + tasks - 1) / tasks, &wg);
+  const gsize tmax = wg.nb * wg.tpi;
+  const gsize u_size = round_up_floats (WG_XI * g->cout * g->cin);
+  const gsize ws_task = round_up_floats (WG_XI * (g->cin + g->cout) * tmax + wg.tmp);
+  const gsize n_du = dW != NULL ? tasks : 0;
+  float *ws = _fg_tape_workspace (tape, ((1 + n_du) * u_size + tasks * ws_task) * sizeof (float));
+  float *U = ws, *dU = n_du ? ws + u_size : NULL;
+  if (dX != NULL)
+    wg_weights (W->data, MAX (W->ld, K), g->cout, g->cin, U);
+  WgBwdJob j = { g, &wg, X, G, U, dX, dx_fresh, dU, u_size, ws + (1 + n_du) * u_size, ws_task,
+                 N };
+  if (tasks > 1)
+    _fg_pool_run (tasks, wg_bwd_task, &j);
+  else
+    wg_bwd_task (&j, 0, 1);
+  if (dW != NULL)
+    {
+      for (guint t = 1; t < tasks; t++) /* in task order: the sum depends on the task count only */
+        {
+          float *restrict d = dU;
+          const float *restrict s = dU + t * u_size;
+          FG_SIMD_FOR (k, WG_XI * g->cout * g->cin, d[k] += s[k]);
+        }
+      wg_weights_adjoint (dU, g->cout, g->cin, dW->data, MAX (dW->ld, K), dw_fresh);
+    }
 }
 
 typedef struct {
@@ -175,7 +719,13 @@ conv_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
   FgTensor *dW = _fg_tape_grad_fresh (tape, in[1], &dw_fresh);
   FgTensor *db = cs->has_bias ? _fg_tape_grad_fresh (tape, in[2], &db_fresh) : NULL;
 
-  if (dX != NULL || dW != NULL)
+  if ((dX != NULL || dW != NULL) && conv_is_winograd (g))
+    {
+      const double flops = 2.0 * (double) N * g->cout * K * P * ((dX != NULL) + (dW != NULL));
+      const guint tasks = MIN ((gsize) _fg_pool_tasks (flops * FG_POOL_NS_PER_FLOP), MAX (N, 1));
+      wg_backward (tape, g, X, W, G, dX, dx_fresh, dW, dw_fresh, tasks);
+    }
+  else if (dX != NULL || dW != NULL)
     {
       const double flops = 2.0 * (double) N * g->cout * K * P * ((dX != NULL) + (dW != NULL));
       const guint tasks = MIN ((gsize) _fg_pool_tasks (flops * FG_POOL_NS_PER_FLOP), MAX (N, 1));
@@ -308,6 +858,11 @@ fg_op_conv2d (FgTape *tape, FgVar *x, FgVar *w, FgVar *bias, guint pad)
 
   const double flops = 2.0 * (double) N * g.cout * K * P;
   const guint tasks = MIN ((gsize) _fg_pool_tasks (flops * FG_POOL_NS_PER_FLOP), MAX (N, 1));
+  if (conv_is_winograd (&g))
+    {
+      wg_forward (tape, &g, X, W, bias ? bias->value.data : NULL, &out->value, tasks);
+      return out;
+    }
   ConvFwdJob j = { &g, X, W, bias ? bias->value.data : NULL, &out->value, NULL, N };
   if (!conv_is_pointwise (&g))
     j.scratch = fg_tape_alloc_floats (tape, tasks * K * P);

@@ -46,6 +46,16 @@ struct _FgTape {
   /* during backward: the record whose backward runs now, and how many entries of gsq are
    * still to be finished (those of this record are just below next_gsq) */
   gsize cur_record, next_gsq;
+
+  /* Gradients of records during a backward pass: free buffers by size in floats (a stack of
+   * aligned pointers each), and every buffer's g_malloc'ed memory, freed with the tape. */
+  gboolean in_backward;
+  GHashTable *grad_free;
+  GPtrArray *grad_raw;
+
+  /* Reusable scratch of one kernel at a time (_fg_tape_workspace): kept across resets. */
+  gpointer ws_raw;
+  gsize ws_size;
 };
 
 static inline gsize
@@ -85,6 +95,11 @@ fg_tape_free (FgTape *tape)
     g_free (tape->blocks[i].raw);
   g_free (tape->blocks);
   g_free (tape->records);
+  g_free (tape->ws_raw);
+  if (tape->grad_free != NULL)
+    g_hash_table_unref (tape->grad_free);
+  if (tape->grad_raw != NULL)
+    g_ptr_array_unref (tape->grad_raw);
   g_free (tape);
 }
 
@@ -228,6 +243,25 @@ float *
 fg_tape_alloc_floats (FgTape *tape, gsize n)
 {
   return fg_tape_alloc (tape, n * sizeof (float));
+}
+
+/* Scratch for the kernel running now, valid until the next call: unlike fg_tape_alloc it is not
+ * kept until the tape is reset, so a kernel's large temporary buffers (transformed tiles of a
+ * convolution) cost their size once per tape rather than once per op of a step.  The kernels
+ * of the tape never nest, so one buffer serves them all. */
+gpointer
+_fg_tape_workspace (FgTape *tape, gsize bytes)
+{
+  g_return_val_if_fail (tape != NULL, NULL);
+  bytes = round_up (MAX (bytes, 1), FG_ARENA_ALIGN);
+  if (bytes > tape->ws_size)
+    {
+      g_free (tape->ws_raw);
+      tape->ws_size = MAX (bytes, tape->ws_size + tape->ws_size / 2);
+      tape->ws_raw = g_malloc (tape->ws_size + FG_ARENA_ALIGN);
+      tape->heap_allocs++;
+    }
+  return (gpointer) round_up ((guintptr) tape->ws_raw, FG_ARENA_ALIGN);
 }
 
 /**
@@ -496,6 +530,38 @@ _fg_tape_view_new (FgTape *tape, FgVar *parent, const FgTensor *value, FgNodeAli
   return &node->var;
 }
 
+/* A gradient buffer of n floats from the pool (64-byte aligned, not zeroed). */
+static float *
+grad_pool_get (FgTape *tape, gsize n)
+{
+  if (tape->grad_free == NULL)
+    {
+      tape->grad_free = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
+                                               (GDestroyNotify) g_ptr_array_unref);
+      tape->grad_raw = g_ptr_array_new_with_free_func (g_free);
+    }
+  GPtrArray *stack = g_hash_table_lookup (tape->grad_free, GSIZE_TO_POINTER (n));
+  if (stack != NULL && stack->len > 0)
+    return g_ptr_array_steal_index_fast (stack, stack->len - 1);
+  gpointer raw = g_malloc (n * sizeof (float) + FG_ARENA_ALIGN);
+  g_ptr_array_add (tape->grad_raw, raw);
+  tape->heap_allocs++;
+  return (float *) round_up ((guintptr) raw, FG_ARENA_ALIGN);
+}
+
+static void
+grad_pool_put (FgTape *tape, float *data, gsize n)
+{
+  GPtrArray *stack = g_hash_table_lookup (tape->grad_free, GSIZE_TO_POINTER (n));
+  if (stack == NULL)
+    {
+      stack = g_ptr_array_new ();
+      g_hash_table_insert (tape->grad_free, GSIZE_TO_POINTER (n), stack);
+      tape->heap_allocs++;
+    }
+  g_ptr_array_add (stack, data);
+}
+
 static FgTensor *
 grad_get (FgTape *tape, FgVar *v, gboolean zero, gboolean *fresh)
 {
@@ -527,7 +593,13 @@ grad_get (FgTape *tape, FgVar *v, gboolean zero, gboolean *fresh)
 
   v->grad = _fg_tensor_make (NULL, v->value.ndim, v->value.shape);
   gsize n = fg_tensor_numel (&v->grad);
-  v->grad.data = fg_tape_alloc_floats (tape, n);
+  if (tape->in_backward && node->backward != NULL)
+    {
+      v->grad.data = grad_pool_get (tape, MAX (n, 1));
+      node->grad_pooled = TRUE;
+    }
+  else
+    v->grad.data = fg_tape_alloc_floats (tape, n);
   if (zero)
     memset (v->grad.data, 0, n * sizeof (float));
   else if (fresh != NULL)
@@ -655,6 +727,7 @@ run_backward (FgTape *tape, FgVar *out, const FgTensor *seed)
   for (gsize i = 0; i < tape->n_records; i++)
     tape->records[i]->var.grad.data = NULL;
 
+  tape->in_backward = TRUE;
   FgTensor *g = fg_tape_grad (tape, out);
   if (seed != NULL)
     _fg_accumulate (g, seed, 1.0f, FALSE);
@@ -673,13 +746,26 @@ run_backward (FgTape *tape, FgVar *out, const FgTensor *seed)
       tape->cur_record = i;
       tape->next_gsq = next;
       if (node->backward != NULL && node->var.grad.data != NULL)
-        node->backward (tape, &node->var, node->inputs, node->saved);
+        {
+          const guint cur = tape->cur;
+          const gsize used = tape->used;
+          node->backward (tape, &node->var, node->inputs, node->saved);
+          tape->cur = cur; /* its scratch is dead now */
+          tape->used = used;
+        }
+      if (node->grad_pooled) /* every consumer of the node has run */
+        {
+          grad_pool_put (tape, node->var.grad.data, MAX (fg_tensor_numel (&node->var.grad), 1));
+          node->var.grad.data = NULL;
+          node->grad_pooled = FALSE;
+        }
       for (; next > 0 && tape->gsq[next - 1].last == i; next--)
         if (!tape->gsq[next - 1].taken)
           tape->gsq[next - 1].sumsq = _fg_weight_grad_sumsq (tape->gsq[next - 1].w);
     }
   tape->next_gsq = 0;
   tape->grad_enabled = enabled;
+  tape->in_backward = FALSE;
   return TRUE;
 }
 

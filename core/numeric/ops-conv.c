@@ -460,6 +460,19 @@ wg_grad_input (const WgGeom *wg, gsize nc, const float *dv, gsize xs, float *res
       }
 }
 
+/* V of the chunk's images [c0, c0 + nc) of X: [ξ][ci][t], T = nc · tpi. */
+static void
+wg_chunk_input (const ConvGeom *g, const WgGeom *wg, const FgTensor *X, gsize c0, gsize nc,
+                float *p, float *tmp, float *V)
+{
+  const gsize T = nc * wg->tpi;
+  for (gsize ci = 0; ci < g->cin; ci++)
+    {
+      wg_gather (X, c0, nc, ci * g->h * g->w, g->h, g->w, 1, wg->ph, wg->pw, p);
+      wg_input (wg, nc, p, tmp, V + ci * T, g->cin * T);
+    }
+}
+
 /* Forward of a chunk of images: V, then 36 sgemms, then the output transform. */
 typedef struct {
   const ConvGeom *g;
@@ -478,7 +491,7 @@ wg_fwd_task (gpointer data, guint t, guint n_tasks)
   const WgFwdJob *j = data;
   const ConvGeom *g = j->g;
   const WgGeom *wg = j->wg;
-  const gsize tmax = wg->nb * wg->tpi, plane = g->h * g->w, oplane = g->ho * g->wo;
+  const gsize tmax = wg->nb * wg->tpi, oplane = g->ho * g->wo;
   float *V = j->ws + t * j->ws_task, *M = V + WG_XI * g->cin * tmax;
   float *p = M + WG_XI * g->cout * tmax, *tmp = p + wg->ph * wg->pw * wg->nb;
   gsize n0, n1;
@@ -487,11 +500,7 @@ wg_fwd_task (gpointer data, guint t, guint n_tasks)
     {
       const gsize nc = MIN (wg->nb, n1 - c0), T = nc * wg->tpi;
       const gsize xsv = g->cin * T, xsm = g->cout * T;
-      for (gsize ci = 0; ci < g->cin; ci++)
-        {
-          wg_gather (j->X, c0, nc, ci * plane, g->h, g->w, 1, wg->ph, wg->pw, p);
-          wg_input (wg, nc, p, tmp, V + ci * T, xsv);
-        }
+      wg_chunk_input (g, wg, j->X, c0, nc, p, tmp, V);
       for (gsize xi = 0; xi < WG_XI; xi++)
         _fg_sgemm (FALSE, FALSE, g->cout, T, g->cin, 1.0f, j->U + xi * g->cout * g->cin, g->cin,
                    V + xi * xsv, T, 0.0f, M + xi * xsm, T);
@@ -567,11 +576,7 @@ wg_bwd_task (gpointer data, guint t, guint n_tasks)
         }
       if (dU != NULL)
         {
-          for (gsize ci = 0; ci < g->cin; ci++)
-            {
-              wg_gather (j->X, c0, nc, ci * plane, g->h, g->w, 1, wg->ph, wg->pw, p);
-              wg_input (wg, nc, p, tmp, V + ci * T, xsv);
-            }
+          wg_chunk_input (g, wg, j->X, c0, nc, p, tmp, V);
           for (gsize xi = 0; xi < WG_XI; xi++) /* dU[ξ] [Cout, Cin] += dM[ξ] · V[ξ]ᵀ */
             _fg_sgemm (FALSE, TRUE, g->cout, g->cin, T, 1.0f, dM + xi * xsm, T, V + xi * xsv, T,
                        du_first ? 0.0f : 1.0f, dU + xi * g->cout * g->cin, g->cin);

@@ -24,6 +24,8 @@
 #   --nice N           run training and evaluation under nice -n N (default 0)
 #   --title TEXT       the figure's title (default: FILE METHOD)
 #   --plot-only        only draw OUTDIR/curve.svg again from OUTDIR/curve.tsv
+#   --eval-metrics L   `metrics` of the evaluation runs (default: the file's); e.g. `accuracy`
+#                      when the file's bpd also scores every training image
 # The thread count comes from the environment as for flowgmm run (OPENBLAS_NUM_THREADS).
 set -eu
 
@@ -34,6 +36,7 @@ flowgmm=flowgmm
 niceness=0
 title=
 plot_only=
+eval_metrics=
 while [ $# -gt 0 ]; do
   case $1 in
     --slice) slice=$2; shift 2 ;;
@@ -43,7 +46,8 @@ while [ $# -gt 0 ]; do
     --nice) niceness=$2; shift 2 ;;
     --title) title=$2; shift 2 ;;
     --plot-only) plot_only=yes; shift ;;
-    -h|--help) sed -n '3,29p' "$0"; exit 0 ;;
+    --eval-metrics) eval_metrics=$2; shift 2 ;;
+    -h|--help) sed -n '3,31p' "$0"; exit 0 ;;
     -*) echo "accuracy-vs-time.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -130,13 +134,57 @@ if [ -n "$plot_only" ]; then
   draw
   exit 0
 fi
-finished=
-# already done (a rerun after the end): only draw the figure again
-if grep -q '"test_accuracy":[0-9]' "$dir/train.out/results.jsonl" 2>/dev/null \
-   && ! ls "$dir"/train.out/resume/*/*.fgw >/dev/null 2>&1; then
-  finished=yes
-fi
-while [ -z "$finished" ]; do
+# the training state of the cell, if it is paused (one file; more means more than one cell)
+training_state () {
+  states=$(ls "$dir"/train.out/resume/*/*.fgw 2>/dev/null || true)
+  if [ "$(echo "$states" | grep -c .)" -gt 1 ]; then
+    echo "accuracy-vs-time.sh: more than one cell is training: give --seed (and --dataset)" >&2
+    exit 2
+  fi
+  echo "$states"
+}
+# the step of the last pause, from the runner's line "... (run_steps) at step N of TOTAL; ..."
+paused_at () { sed -n 's/.*(run_steps) at step \([0-9]*\) of \([0-9]*\).*/\'"$1"'/p' "$dir/train.log" 2>/dev/null | tail -n 1; }
+row () {
+  [ -n "$timer" ] || cpu=
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$wall" "$cpu" "$2" "$3" >> "$curve"
+  draw
+}
+
+# evaluate STATE STEP: a copy of the training state on the test set, in a run of its own
+evaluate () {
+  cp "$1" "$dir/eval.fgw"
+  # the method group: evaluate the copied state (no training, no checkpoint of its own)
+  narrow "" "sec == \"[method:$method]\" && /^\\[method:/ { print; print \"epochs = 0\"; print \"init_checkpoint = $dir/eval.fgw\"; next }
+    sec == \"[method:$method]\" && /^(iterations|epochs|checkpoint|init_checkpoint) *=/ { next }
+    sec == \"[experiment]\" && /^(checkpoint_every|checkpoint_minutes) *=/ { next }
+    sec == \"[experiment]\" && \"$eval_metrics\" != \"\" && /^metrics *=/ { next }
+    \"$eval_metrics\" != \"\" && /^\\[experiment\\]/ { print; print \"metrics = $eval_metrics\"; next }" \
+    > "$dir/eval.exp"
+  rm -rf "$dir/eval.out"
+  if ! nice -n "$niceness" "$flowgmm" run "$dir/eval.exp" --out "$dir/eval.out" > "$dir/eval.log" 2>&1; then
+    echo "accuracy-vs-time.sh: evaluating the state at step $2 failed; see $dir/eval.log" >&2
+    exit 1
+  fi
+  row "$2" "$(metric test_accuracy "$dir/eval.out/results.jsonl")" \
+      "$(metric test_bpd "$dir/eval.out/results.jsonl")"
+  rm -f "$dir/eval.fgw"
+}
+
+while :; do
+  state=$(training_state)
+  if [ -z "$state" ] && grep -q '"test_accuracy":[0-9]' "$dir/train.out/results.jsonl" 2>/dev/null; then
+    # the cell is finished (now, or a rerun after the end): its own result is the last row
+    step=$(paused_at 2); [ -n "$step" ] || step=end
+    grep -q "^$step	" "$curve" || row "$step" "$(metric test_accuracy "$dir/train.out/results.jsonl")" \
+                                       "$(metric test_bpd "$dir/train.out/results.jsonl")"
+    break
+  fi
+  # a paused state not evaluated yet (also after a kill during an evaluation)
+  step=$(paused_at 1)
+  if [ -n "$state" ] && [ -n "$step" ] && ! grep -q "^$step	" "$curve"; then
+    evaluate "$state" "$step"
+  fi
   t0=$(date +%s.%N)
   set +e
   if [ -n "$timer" ]; then
@@ -152,45 +200,10 @@ while [ -z "$finished" ]; do
   if [ -n "$timer" ]; then
     cpu=$(awk -v a="$cpu" '{ c = $1 + $2 } END { printf "%.0f", a + c }' "$dir/slice.time")
   fi
-  states=$(ls "$dir"/train.out/resume/*/*.fgw 2>/dev/null || true)
-  if [ "$(echo "$states" | grep -c .)" -gt 1 ]; then
-    echo "accuracy-vs-time.sh: more than one cell is training: give --seed (and --dataset)" >&2
-    exit 2
+  if [ -z "$(training_state)" ] && ! grep -q '"test_accuracy":[0-9]' "$dir/train.out/results.jsonl" 2>/dev/null; then
+    echo "accuracy-vs-time.sh: the training run stopped without a result (status $rc); see $dir/train.log" >&2
+    exit 1
   fi
-  state=$states
-  # the runner's line for a paused cell: "... (run_steps) at step N of TOTAL; ..."
-  step=$(sed -n 's/.*(run_steps) at step \([0-9]*\) of [0-9]*.*/\1/p' "$dir/train.log" | tail -n 1)
-  if [ -z "$state" ]; then
-    # no training state left: the cell finished (its record is stored) or failed
-    if [ ! -s "$dir/train.out/results.jsonl" ] || ! grep -q '"test_accuracy":[0-9]' "$dir/train.out/results.jsonl"; then
-      echo "accuracy-vs-time.sh: the training run stopped without a result (status $rc); see $dir/train.log" >&2
-      exit 1
-    fi
-    step=$(sed -n 's/.*(run_steps) at step [0-9]* of \([0-9]*\).*/\1/p' "$dir/train.log" | tail -n 1)
-    [ -n "$step" ] || step=end
-    acc=$(metric test_accuracy "$dir/train.out/results.jsonl")
-    bpd=$(metric test_bpd "$dir/train.out/results.jsonl")
-    finished=yes
-  else
-    cp "$state" "$dir/eval.fgw"
-    # the method group: evaluate the copied state (no training, no checkpoint of its own)
-    narrow "" "sec == \"[method:$method]\" && /^\\[method:/ { print; print \"epochs = 0\"; print \"init_checkpoint = $dir/eval.fgw\"; next }
-      sec == \"[method:$method]\" && /^(iterations|epochs|checkpoint|init_checkpoint) *=/ { next }
-      sec == \"[experiment]\" && /^(checkpoint_every|checkpoint_minutes) *=/ { next }" \
-      > "$dir/eval.exp"
-    rm -rf "$dir/eval.out"
-    if ! nice -n "$niceness" "$flowgmm" run "$dir/eval.exp" --out "$dir/eval.out" > "$dir/eval.log" 2>&1; then
-      echo "accuracy-vs-time.sh: evaluating the state at step $step failed; see $dir/eval.log" >&2
-      exit 1
-    fi
-    acc=$(metric test_accuracy "$dir/eval.out/results.jsonl")
-    bpd=$(metric test_bpd "$dir/eval.out/results.jsonl")
-  fi
-  [ -n "$timer" ] || cpu=
-  printf '%s\t%s\t%s\t%s\t%s\n' "$step" "$wall" "$cpu" "$acc" "$bpd" >> "$curve"
-  draw
 done
 draw
-
-
 echo "accuracy-vs-time.sh: $(($(wc -l < "$curve") - 1)) points in $curve, figure $dir/curve.svg"

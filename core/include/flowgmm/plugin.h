@@ -97,7 +97,9 @@ typedef struct {
    * first training batch x_batch (the shape forward takes) after create and before the first
    * training step, in training mode (`run`), and never when the weights come from a checkpoint
    * or a resumed run.  It may run forward passes on `tape` (the caller resets it afterwards)
-   * and set weights from the data. */
+   * and set weights from the data.  In data-parallel training every member gets the whole
+   * first batch (not its slice) and run->group is NULL, so every member sets the same weights
+   * as one process would. */
   gboolean (*init) (gpointer self, FgTape *tape, FgVar *x_batch, const FgFlowRun *run,
                     GError **error);
   /* ---- Optional, ABI 1 additions (after init): partial passes for feature visualisation

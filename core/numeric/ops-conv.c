@@ -140,8 +140,11 @@ conv_is_winograd (const ConvGeom *g)
   return g->kh == 3 && g->kw == 3 && g->pad == 1 && g->cin >= 4 && g->cout >= 4;
 }
 
-/* Images per chunk: a multiple of the vector width where the batch allows, and few enough that
- * V and M of a chunk stay within about this many floats (the last-level cache). */
+/* Images per chunk: enough for about WG_CHUNK_TILES tiles (the sgemms' width), but V and M of
+ * a chunk within WG_CHUNK_FLOATS (the last-level cache), and a multiple of the vector width
+ * above it.  Measured on the benchmark's two models (doc/performance.md): wider chunks spill
+ * the caches with 16 channels, narrower ones starve sgemm with 64. */
+#define WG_CHUNK_TILES 768
 #define WG_CHUNK_FLOATS ((gsize) 3 << 20)
 #define WG_LANES 16
 
@@ -154,11 +157,11 @@ wg_geom (const ConvGeom *g, gsize n_images, WgGeom *wg)
   wg->ph = WG_M * wg->th + 2;
   wg->pw = WG_M * wg->tw + 2;
   const gsize per_image = WG_XI * (g->cin + g->cout) * wg->tpi;
-  gsize nb = MAX (WG_CHUNK_FLOATS / per_image, 1);
+  gsize nb = MIN ((WG_CHUNK_TILES + wg->tpi - 1) / wg->tpi, MAX (WG_CHUNK_FLOATS / per_image, 1));
   if (nb > WG_LANES)
     nb = nb / WG_LANES * WG_LANES;
   wg->nb = MIN (nb, MAX (n_images, 1));
-  wg->tmp = (wg->ph * wg->pw + 2 * WG_XI) * wg->nb;
+  wg->tmp = (wg->ph * wg->pw + MAX (2 * WG_XI, WG_A * wg->pw)) * wg->nb;
 }
 
 /* U[ξ][co][ci] = (G g Gᵀ)[ξ] for the kernel g = w[co, ci] (rows of w every ldw floats). */
@@ -315,17 +318,18 @@ wg_gather (const FgTensor *X, gsize n0, gsize nc, gsize plane, gsize h, gsize w,
       memset (p + y * cols * nc, 0, off * nc * sizeof (float));
       memset (p + (y * cols + off + w) * nc, 0, (cols - off - w) * nc * sizeof (float));
     }
-  for (gsize n = 0; n < nc; n++)
-    {
-      const float *src = fg_tensor_row (X, n0 + n) + plane;
-      for (gsize y = 0; y < h; y++)
-        {
-          float *restrict d = p + ((y + off) * cols + off) * nc + n;
-          const float *restrict s = src + y * w;
-          for (gsize x = 0; x < w; x++)
-            d[x * nc] = s[x];
-        }
-    }
+  /* images innermost: the stores run through p in order, the loads take one value of each
+   * image (nc lines, reused for the next x) */
+  const float *base = fg_tensor_row (X, n0) + plane;
+  const gsize ld = X->ld;
+  for (gsize y = 0; y < h; y++)
+    for (gsize x = 0; x < w; x++)
+      {
+        float *restrict d = p + ((y + off) * cols + off + x) * nc;
+        const float *restrict s = base + y * w + x;
+        for (gsize n = 0; n < nc; n++)
+          d[n] = s[n * ld];
+      }
 }
 
 /* Plane n of Y (at `plane` in each row, h × w) (+)= p[y + off][x + off][n] (+ bias). */
@@ -356,25 +360,23 @@ wg_input (const WgGeom *wg, gsize nc, const float *p, float *restrict tmp, float
 {
   const gsize rs = wg->pw * nc; /* row stride of p */
   for (gsize ty = 0; ty < wg->th; ty++)
-    for (gsize tx = 0; tx < wg->tw; tx++)
-      {
-        const float *d = p + (WG_M * ty * wg->pw + WG_M * tx) * nc;
-        float *o = v + (ty * wg->tw + tx) * nc;
-        for (int j = 0; j < WG_A; j++) /* Bᵀ down each column j: tmp[a][j] */
-          {
-            const float *c = d + j * nc;
-            wg_bt (c, c + rs, c + 2 * rs, c + 3 * rs, c + 4 * rs, c + 5 * rs, tmp + j * nc,
-                   tmp + (6 + j) * nc, tmp + (12 + j) * nc, tmp + (18 + j) * nc,
-                   tmp + (24 + j) * nc, tmp + (30 + j) * nc, nc);
-          }
-        for (int a = 0; a < WG_A; a++) /* B along each row a */
-          {
-            const float *r = tmp + 6 * a * nc;
-            float *q = o + 6 * a * xs;
-            wg_bt (r, r + nc, r + 2 * nc, r + 3 * nc, r + 4 * nc, r + 5 * nc, q, q + xs,
-                   q + 2 * xs, q + 3 * xs, q + 4 * xs, q + 5 * xs, nc);
-          }
-      }
+    {
+      /* Bᵀ down the columns of the tile row's six input rows at once: tmp[a][x][n] */
+      const float *d = p + WG_M * ty * rs;
+      wg_bt (d, d + rs, d + 2 * rs, d + 3 * rs, d + 4 * rs, d + 5 * rs, tmp, tmp + rs,
+             tmp + 2 * rs, tmp + 3 * rs, tmp + 4 * rs, tmp + 5 * rs, rs);
+      for (gsize tx = 0; tx < wg->tw; tx++)
+        {
+          float *o = v + (ty * wg->tw + tx) * nc;
+          for (int a = 0; a < WG_A; a++) /* B along row a of the tile */
+            {
+              const float *r = tmp + a * rs + WG_M * tx * nc;
+              float *q = o + 6 * a * xs;
+              wg_bt (r, r + nc, r + 2 * nc, r + 3 * nc, r + 4 * nc, r + 5 * nc, q, q + xs,
+                     q + 2 * xs, q + 3 * xs, q + 4 * xs, q + 5 * xs, nc);
+            }
+        }
+    }
 }
 
 /* p[4ty + r][4tx + c][n] = (Aᵀ M A)[r][c] for every tile, M[ξ][t] with stride xs. */

@@ -51,6 +51,56 @@ typedef struct {
   double M;             /* elements per channel in the whole batch */
 } BatchNormSaved;
 
+/* Σ d and Σ d·x̂ (x̂ = (x − μ)·σ⁻¹) of one plane, in double with four accumulators each: a
+ * single chain of double adds would cost its full latency per element. */
+static void
+dz_sums (const float *restrict d, const float *restrict x, float mu, float is, gsize P,
+         double *sum_d, double *sum_dx)
+{
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+  gsize j = 0;
+  for (; j + 4 <= P; j += 4)
+    {
+      a0 += d[j];
+      a1 += d[j + 1];
+      a2 += d[j + 2];
+      a3 += d[j + 3];
+      b0 += (double) d[j] * ((x[j] - mu) * is);
+      b1 += (double) d[j + 1] * ((x[j + 1] - mu) * is);
+      b2 += (double) d[j + 2] * ((x[j + 2] - mu) * is);
+      b3 += (double) d[j + 3] * ((x[j + 3] - mu) * is);
+    }
+  for (; j < P; j++)
+    {
+      a0 += d[j];
+      b0 += (double) d[j] * ((x[j] - mu) * is);
+    }
+  *sum_d += (a0 + a1) + (a2 + a3);
+  *sum_dx += (b0 + b1) + (b2 + b3);
+}
+
+/* Σ (x − μ)² of one plane in double, four accumulators. */
+static double
+sq_dev (const float *restrict x, double mu, gsize P)
+{
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  gsize j = 0;
+  for (; j + 4 <= P; j += 4)
+    {
+      const double d0 = x[j] - mu, d1 = x[j + 1] - mu, d2 = x[j + 2] - mu, d3 = x[j + 3] - mu;
+      s0 += d0 * d0;
+      s1 += d1 * d1;
+      s2 += d2 * d2;
+      s3 += d3 * d3;
+    }
+  for (; j < P; j++)
+    {
+      const double d0 = x[j] - mu;
+      s0 += d0 * d0;
+    }
+  return (s0 + s1) + (s2 + s3);
+}
+
 /* Two passes over the planes: the per-channel sums of dz = g · act'(y) and dz · x̂, then dx.
  * dz is recomputed in the second pass into one plane of scratch rather than kept: a batch-sized
  * buffer per batch norm would stay in the tape's arena until the step ends. */
@@ -81,11 +131,7 @@ batch_norm_backward (FgTape *tape, FgVar *out, FgVar *const *in, gpointer saved)
           _fg_act_grad (s->act, 0.0f, d, fg_tensor_row (G, n) + c * P,
                         fg_tensor_row (Y, n) + c * P, P);
           double a = 0.0, b = 0.0;
-          for (gsize j = 0; j < P; j++)
-            {
-              a += d[j];
-              b += (double) d[j] * ((x[j] - mu) * is);
-            }
+          dz_sums (d, x, mu, is, P, &a, &b);
           sum_dz[c] += a;
           sum_dzx[c] += b;
         }
@@ -253,14 +299,7 @@ fg_op_batch_norm2d_group (FgTape *tape, FgVar *x, FgVar *gamma, FgVar *beta,
           const double mu = stats[c] / s->M;
           sq[c] = 0.0;
           for (gsize n = 0; n < N; n++)
-            {
-              const float *restrict xr = fg_tensor_row (X, n) + c * P;
-              for (gsize j = 0; j < P; j++)
-                {
-                  const double d = (double) xr[j] - mu;
-                  sq[c] += d * d;
-                }
-            }
+            sq[c] += sq_dev (fg_tensor_row (X, n) + c * P, mu, P);
         }
       if (!fg_group_sum_doubles (group, sq, C, &error))
         {

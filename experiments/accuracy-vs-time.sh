@@ -155,11 +155,11 @@ row () {
 evaluate () {
   cp "$1" "$dir/eval.fgw"
   # the method group: evaluate the copied state (no training, no checkpoint of its own)
-  narrow "" "sec == \"[method:$method]\" && /^\\[method:/ { print; print \"epochs = 0\"; print \"init_checkpoint = $dir/eval.fgw\"; next }
+  narrow "${eval_metrics:+metrics = $eval_metrics}" \
+    "sec == \"[method:$method]\" && /^\\[method:/ { print; print \"epochs = 0\"; print \"init_checkpoint = $dir/eval.fgw\"; next }
     sec == \"[method:$method]\" && /^(iterations|epochs|checkpoint|init_checkpoint) *=/ { next }
     sec == \"[experiment]\" && /^(checkpoint_every|checkpoint_minutes) *=/ { next }
-    sec == \"[experiment]\" && \"$eval_metrics\" != \"\" && /^metrics *=/ { next }
-    \"$eval_metrics\" != \"\" && /^\\[experiment\\]/ { print; print \"metrics = $eval_metrics\"; next }" \
+    sec == \"[experiment]\" && \"$eval_metrics\" != \"\" && /^metrics *=/ { next }" \
     > "$dir/eval.exp"
   rm -rf "$dir/eval.out"
   if ! nice -n "$niceness" "$flowgmm" run "$dir/eval.exp" --out "$dir/eval.out" > "$dir/eval.log" 2>&1; then

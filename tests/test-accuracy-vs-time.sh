@@ -23,7 +23,7 @@ cat > "$tmp/m.exp" <<'EXP'
 [experiment]
 title = avt
 seeds = 3;4
-metrics = accuracy
+metrics = accuracy;nll
 
 [dataset:moons]
 plugin = moons
@@ -36,10 +36,13 @@ iterations = 300
 unlabeled_batch = 50
 EXP
 
-echo "1..5"
+echo "1..6"
 check "three slices of 100 steps give three rows" \
-  eval 'sh "$SCRIPT" --slice 100 --seed 4 --flowgmm "$FLOWGMM" "$tmp/m.exp" fg "$tmp/out" >"$tmp/log" 2>&1 &&
+  eval 'sh "$SCRIPT" --slice 100 --seed 4 --eval-metrics accuracy --flowgmm "$FLOWGMM" "$tmp/m.exp" fg "$tmp/out" >"$tmp/log" 2>&1 &&
         test "$(cut -f1 "$tmp/out/curve.tsv" | tr "\n" " ")" = "step 100 200 300 "'
+check "the evaluations ran the one cell with --eval-metrics" \
+  eval 'grep -q "^metrics = accuracy\$" "$tmp/out/eval.exp" && grep -q "^methods = fg\$" "$tmp/out/eval.exp" &&
+        test "$(grep -c "^metrics" "$tmp/out/eval.exp")" -eq 1'
 check "every row has a test accuracy in (0.5, 1]" \
   eval 'awk -F "\t" "NR > 1 && !(\$4 > 0.5 && \$4 <= 1) { bad = 1 } END { exit bad }" "$tmp/out/curve.tsv"'
 # the same cell without slices

@@ -190,6 +190,97 @@ test_temperature_recovers (void)
   g_assert_cmpfloat (fabs (T - 0.5) / 0.5, <, 0.05);
 }
 
+/* Log-probabilities: labels from softmax(l), reported log p(x, y = k) = β l_k + c_i with
+ * β = 400 (FlowGMM's regime: latent distances of hundreds).  As floats most probabilities are 0
+ * and no temperature can bring them back; from the log joint (normalised in double) the fit
+ * recovers T ≈ β and the tempered metrics are those of the true conditional. */
+static void
+test_temperature_log (void)
+{
+  const gsize n = 20000;
+  const guint K = 4;
+  const double beta = 400.0;
+  g_autofree double *lj = g_new (double, n * K), *truth = g_new (double, n * K);
+  g_autofree float *p = g_new (float, n * K);
+  g_autofree gint32 *y = g_new (gint32, n);
+  g_autoptr (GError) error = NULL;
+  FgCalibration cal, cal_true, cal_float;
+  gsize zeros = 0;
+  FgRng rng;
+  double T, T_float;
+
+  fg_rng_init (&rng, 8, 0);
+  for (gsize i = 0; i < n; i++)
+    {
+      double l[4], s = 0, u, acc = 0, c = 50.0 * fg_rng_normal (&rng);
+      for (guint k = 0; k < K; k++)
+        {
+          l[k] = fg_rng_normal (&rng);
+          s += exp (l[k]);
+        }
+      u = fg_rng_uniform (&rng);
+      y[i] = K - 1;
+      for (guint k = 0; k < K; k++)
+        {
+          acc += exp (l[k]) / s;
+          if (u < acc)
+            {
+              y[i] = k;
+              break;
+            }
+        }
+      for (guint k = 0; k < K; k++)
+        {
+          lj[i * K + k] = beta * l[k] + c;
+          truth[i * K + k] = l[k] - log (s);
+        }
+    }
+  fg_log_joint_to_log_posterior (lj, n, K);
+  for (gsize i = 0; i < n * K; i++)
+    {
+      p[i] = (float) exp (lj[i]);
+      zeros += p[i] == 0.0f;
+    }
+  g_test_message ("%" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT " float probabilities are 0", zeros,
+                  n * K);
+  g_assert_cmpuint (zeros, >, n);
+  g_assert_true (fg_temperature_fit_log (lj, y, n, K, &T, &error));
+  g_assert_no_error (error);
+  g_test_message ("fitted T = %.2f (true %.0f)", T, beta);
+  g_assert_cmpfloat (fabs (T - beta) / beta, <, 0.05);
+  g_assert_true (fg_calibration_compute_log (lj, y, n, K, T, &cal, NULL, &error));
+  g_assert_true (fg_calibration_compute_log (truth, y, n, K, 1.0, &cal_true, NULL, &error));
+  g_assert_cmpfloat_with_epsilon (cal.nll, cal_true.nll, 0.01);
+  g_assert_cmpfloat (cal.nll, <, log ((double) K));
+  g_assert_cmpfloat (cal.ece, <, 0.02);
+  /* The float probabilities: the rows whose true class is 0 stay at the floor. */
+  g_assert_true (fg_temperature_fit (p, y, n, K, &T_float, &error));
+  g_assert_true (fg_calibration_compute (p, y, n, K, T_float, &cal_float, NULL, &error));
+  g_test_message ("from floats: T = %.2f, NLL %.3f (from the log joint %.3f)", T_float,
+                  cal_float.nll, cal.nll);
+  g_assert_cmpfloat (cal_float.nll, >, 2.0 * cal.nll);
+  /* The two entry points agree where nothing underflows (T = 1 and tempered). */
+  {
+    const float q[6] = { 0.7f, 0.2f, 0.1f, 0.05f, 0.05f, 0.9f };
+    const gint32 yq[2] = { 0, 1 };
+    double lq[6];
+    FgCalibration a, b;
+    g_assert_true (fg_proba_to_log (q, 2, 3, lq, &error));
+    for (guint k = 0; k < 2; k++)
+      {
+        const double t = k ? 2.5 : 1.0;
+        g_assert_true (fg_calibration_compute (q, yq, 2, 3, t, &a, NULL, &error));
+        g_assert_true (fg_calibration_compute_log (lq, yq, 2, 3, t, &b, NULL, &error));
+        g_assert_cmpfloat_with_epsilon (a.nll, b.nll, 1e-12);
+        g_assert_cmpfloat_with_epsilon (a.ece, b.ece, 1e-12);
+        g_assert_cmpfloat_with_epsilon (a.brier, b.brier, 1e-12);
+      }
+    lq[1] = NAN;
+    g_assert_false (fg_calibration_compute_log (lq, yq, 2, 3, 1.0, &b, NULL, &error));
+    g_assert_error (error, FG_ERROR, FG_ERROR_NUMERIC);
+  }
+}
+
 /* Every row right: the NLL falls towards 0 as T → 0; the fit goes there (to where the NLL is 0
  * in double, or to the bound). */
 static void
@@ -487,6 +578,7 @@ main (int argc, char **argv)
   g_test_add_func ("/analysis/calibration/errors", test_calibration_errors);
   g_test_add_func ("/analysis/temperature/recovers", test_temperature_recovers);
   g_test_add_func ("/analysis/temperature/bound", test_temperature_bound);
+  g_test_add_func ("/analysis/temperature/log", test_temperature_log);
   g_test_add_func ("/analysis/ood/sklearn", test_ood_sklearn);
   g_test_add_func ("/analysis/ood/hand", test_ood_hand);
   g_test_add_func ("/analysis/decision-distance", test_decision_distance);

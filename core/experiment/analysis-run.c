@@ -220,7 +220,7 @@ histogram_object (const double *v, gsize n, double lo, double hi, guint bins)
 /* ---- the analyses of one cell ---------------------------------------------------------------- */
 
 static gboolean
-reliability_object (const float *proba, const FgDataPart *test, guint K, double temperature,
+reliability_object (const double *logp, const FgDataPart *test, guint K, double temperature,
                     guint n_bins, JsonObject **out, GError **error)
 {
   g_autofree gsize *count = g_new (gsize, n_bins);
@@ -234,7 +234,7 @@ reliability_object (const float *proba, const FgDataPart *test, guint K, double 
       JsonObject *r;
       if (pass == 1 && !(temperature > 0 && isfinite (temperature)))
         break;
-      if (!fg_calibration_compute (proba, test->y, test->n, K, T, &cal, &rel, error))
+      if (!fg_calibration_compute_log (logp, test->y, test->n, K, T, &cal, &rel, error))
         {
           json_object_unref (o);
           return FALSE;
@@ -545,7 +545,7 @@ write_json (const char *path, JsonObject *obj, GError **error)
 gboolean
 _fg_analysis_run_cell (FgExperiment *exp, const char *out_dir, const FgCell *cell,
                        const FgBaselineVTable *vt, gpointer self, const FgSplitData *sd,
-                       const GArray *ood_starts, GPtrArray *ood_names, const float *test_proba,
+                       const GArray *ood_starts, GPtrArray *ood_names, const double *test_logp,
                        double temperature, JsonObject *summary, GError **error)
 {
   const FgAnalysisOptions *a = &exp->analysis;
@@ -564,9 +564,9 @@ _fg_analysis_run_cell (FgExperiment *exp, const char *out_dir, const FgCell *cel
     {
       JsonObject *r = NULL;
       const FgDataPart *test = fg_split_data_get_test (sd);
-      if (test_proba != NULL && test != NULL && test->n > 0)
+      if (test_logp != NULL && test != NULL && test->n > 0)
         {
-          if (!reliability_object (test_proba, test, split->n_classes, temperature, FG_ECE_BINS,
+          if (!reliability_object (test_logp, test, split->n_classes, temperature, FG_ECE_BINS,
                                    &r, error))
             return FALSE;
           json_object_set_object_member (data, "reliability", r);

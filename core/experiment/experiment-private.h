@@ -321,7 +321,7 @@ FgTensor     *_fg_analysis_ood_rows (FgExperiment *exp, const FgCell *cell, GArr
 gboolean      _fg_analysis_run_cell (FgExperiment *exp, const char *out_dir, const FgCell *cell,
                                      const FgBaselineVTable *vt, gpointer self,
                                      const FgSplitData *sd, const GArray *ood_starts,
-                                     GPtrArray *ood_names, const float *test_proba,
+                                     GPtrArray *ood_names, const double *test_logp,
                                      double temperature, JsonObject *summary, GError **error);
 /* Whether the stored record `rec` holds every analysis asked for. */
 gboolean      _fg_analysis_is_done (const FgExperiment *exp, JsonObject *rec);

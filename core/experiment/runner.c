@@ -167,22 +167,27 @@ _fg_dataset_cache_get (FgExperiment *exp, const FgExpDataset *d, guint64 seed, G
 typedef struct {
   gsize   n;
   const gint32 *y; /* borrowed: the part's labels */
-  float  *proba;  /* n × K, or NULL when no metric needs probabilities */
+  double *logp;   /* n × K class log-probabilities, or NULL when no metric needs them */
   gint32 *labels; /* n */
 } PartPrediction;
 
 static void
 part_prediction_clear (PartPrediction *p)
 {
-  g_clear_pointer (&p->proba, g_free);
+  g_clear_pointer (&p->logp, g_free);
   g_clear_pointer (&p->labels, g_free);
 }
 
-/* Predict the whole part (chunk by chunk) and check the labels and probabilities. */
+/* Predict the whole part (chunk by chunk) and check the labels; with need_proba also the class
+ * log-probabilities: from log_joint when the method has it (in double: FlowGMM's posteriors
+ * underflow to 0 as floats, which no temperature could undo), else the logs of predict's
+ * probabilities. */
 static gboolean
 predict_part (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part, guint n_classes,
               gboolean need_proba, const char *what, PartPrediction *out, GError **error)
 {
+  const gboolean joint = need_proba && FG_VTABLE_HAS (vt, FgBaselineVTable, log_joint);
+  g_autofree float *proba = NULL;
   memset (out, 0, sizeof *out);
   if (part == NULL || part->n == 0)
     return TRUE;
@@ -195,17 +200,28 @@ predict_part (const FgBaselineVTable *vt, gpointer self, const FgDataPart *part,
   out->y = part->y;
   out->labels = g_new (gint32, part->n);
   if (need_proba)
-    out->proba = g_new (float, part->n * n_classes);
+    out->logp = g_new (double, part->n * n_classes);
+  if (need_proba && !joint)
+    proba = g_new (float, MIN (PREDICT_CHUNK, part->n) * n_classes);
   for (gsize start = 0; start < part->n; start += PREDICT_CHUNK)
     {
       gsize rows = MIN (PREDICT_CHUNK, part->n - start);
       FgTensor view = fg_tensor_view_rows (&part->x, start, rows);
-      if (!vt->predict (self, &view, out->labels + start,
-                        out->proba ? out->proba + start * n_classes : NULL, error))
+      double *logp = out->logp ? out->logp + start * n_classes : NULL;
+      if (!vt->predict (self, &view, out->labels + start, proba, error)
+          || (joint && !vt->log_joint (self, &view, logp, error)))
         {
           if (error != NULL && *error == NULL)
             g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "the plugin gave no reason");
-          g_prefix_error (error, "predict (%s): ", what);
+          g_prefix_error (error, joint ? "predict or log_joint (%s): " : "predict (%s): ", what);
+          return FALSE;
+        }
+      if (joint)
+        fg_log_joint_to_log_posterior (logp, rows, n_classes);
+      else if (proba != NULL && !fg_proba_to_log (proba, rows, n_classes, logp, error))
+        {
+          g_prefix_error (error, "predict (%s, rows from %" G_GSIZE_FORMAT " on): ", what,
+                          start);
           return FALSE;
         }
       for (gsize i = 0; i < rows; i++)
@@ -244,9 +260,9 @@ evaluate (const PartPrediction *p, guint n_classes, const gboolean *metrics, dou
   if (n_eval == 0)
     return TRUE;
   out[FG_METRIC_ACCURACY] = (double) correct / (double) n_eval;
-  if (p->proba == NULL)
+  if (p->logp == NULL)
     return TRUE;
-  if (!fg_calibration_compute (p->proba, p->y, p->n, n_classes, 1.0, &cal, NULL, error))
+  if (!fg_calibration_compute_log (p->logp, p->y, p->n, n_classes, 1.0, &cal, NULL, error))
     {
       g_prefix_error (error, "predict (%s): ", what);
       return FALSE;
@@ -256,8 +272,8 @@ evaluate (const PartPrediction *p, guint n_classes, const gboolean *metrics, dou
   out[FG_METRIC_BRIER] = metrics[FG_METRIC_BRIER] ? cal.brier : NAN;
   if (temperature > 0 && isfinite (temperature))
     {
-      if (!fg_calibration_compute (p->proba, p->y, p->n, n_classes, temperature, &cal, NULL,
-                                   error))
+      if (!fg_calibration_compute_log (p->logp, p->y, p->n, n_classes, temperature, &cal, NULL,
+                                       error))
         return FALSE;
       out[FG_METRIC_NLL_TEMP] = metrics[FG_METRIC_NLL_TEMP] ? cal.nll : NAN;
       out[FG_METRIC_ECE_TEMP] = metrics[FG_METRIC_ECE_TEMP] ? cal.ece : NAN;
@@ -787,8 +803,8 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
         if (val_pred.n == 0)
           g_message ("%s: no validation part: the *_temp metrics are not computed",
                      cell->label);
-        else if (!fg_temperature_fit (val_pred.proba, val_pred.y, val_pred.n, split->n_classes,
-                                      &o.temperature, &local))
+        else if (!fg_temperature_fit_log (val_pred.logp, val_pred.y, val_pred.n,
+                                          split->n_classes, &o.temperature, &local))
           {
             g_prefix_error (&local, "temperature: ");
             goto done;
@@ -806,7 +822,7 @@ _fg_cell_run (FgExperiment *exp, const char *out_dir, const FgCell *cell,
     {
       o.analysis = json_object_new ();
       if (!_fg_analysis_run_cell (exp, out_dir, cell, vt, self, sd, ood_starts, ood_names,
-                                  test_pred.proba, o.temperature, o.analysis, &local))
+                                  test_pred.logp, o.temperature, o.analysis, &local))
         {
           g_prefix_error (&local, "analysis: ");
           goto done;

@@ -8,15 +8,15 @@
 
 #include <flowgmm/analysis.h>
 
-/* log-probabilities of one row tempered at T, normalised: out_k = log softmax(log p / T).  A
- * class with p_k = 0 gets −inf. */
+/* One row of log-probabilities tempered at T, normalised: out_k = log softmax(log p / T).  A
+ * class with log p_k = −inf gets −inf. */
 static void
-tempered_log_row (const float *p, guint K, double T, double *out)
+tempered_log_row (const double *lp, guint K, double T, double *out)
 {
   double m = -INFINITY, s = 0.0, lse;
   for (guint k = 0; k < K; k++)
     {
-      out[k] = p[k] > 0.0f ? log ((double) p[k]) / T : -INFINITY;
+      out[k] = lp[k] / T;
       if (out[k] > m)
         m = out[k];
     }
@@ -32,6 +32,54 @@ tempered_log_row (const float *p, guint K, double T, double *out)
   lse = m + log (s);
   for (guint k = 0; k < K; k++)
     out[k] -= lse;
+}
+
+/**
+ * fg_proba_to_log:
+ * @proba: n × K probabilities
+ * @n: rows
+ * @K: classes
+ * @logp: (out): n × K log-probabilities (−inf where p = 0)
+ * @error: return location for a #GError
+ *
+ * Returns: %FALSE (FG_ERROR_NUMERIC, naming the row) on a non-finite or negative probability.
+ */
+gboolean
+fg_proba_to_log (const float *proba, gsize n, guint K, double *logp, GError **error)
+{
+  for (gsize i = 0; i < n; i++)
+    for (guint k = 0; k < K; k++)
+      {
+        const float p = proba[i * K + k];
+        if (!isfinite (p) || p < 0.0f)
+          {
+            g_set_error (error, FG_ERROR, FG_ERROR_NUMERIC,
+                         "probability %g of class %u in row %" G_GSIZE_FORMAT
+                         " (expected a finite value >= 0)", (double) p, k, i);
+            return FALSE;
+          }
+        logp[i * K + k] = p > 0.0f ? log ((double) p) : -INFINITY;
+      }
+  return TRUE;
+}
+
+/**
+ * fg_log_joint_to_log_posterior:
+ * @log_joint: (inout): n × K values log p(x, y = k), replaced by log p(y = k | x)
+ * @n: rows
+ * @K: classes
+ *
+ * Normalises each row (subtracts its logsumexp, in double: no class underflows to 0 as the
+ * probabilities would).  A row without a finite value becomes uniform.
+ */
+void
+fg_log_joint_to_log_posterior (double *log_joint, gsize n, guint K)
+{
+  for (gsize i = 0; i < n; i++)
+    {
+      double *row = log_joint + i * K;
+      tempered_log_row (row, K, 1.0, row);
+    }
 }
 
 /* Guo et al.'s bins ((b−1)/M, b/M]: conf in (0, 1/M] is bin 0, 1 is bin M−1. */
@@ -59,6 +107,27 @@ gboolean
 fg_calibration_compute (const float *proba, const gint32 *y, gsize n, guint K, double temperature,
                         FgCalibration *out, FgReliability *rel, GError **error)
 {
+  g_autofree double *logp = g_new (double, n * K);
+  g_return_val_if_fail (K > 0, FALSE);
+  if (!fg_proba_to_log (proba, n, K, logp, error))
+    return FALSE;
+  return fg_calibration_compute_log (logp, y, n, K, temperature, out, rel, error);
+}
+
+/**
+ * fg_calibration_compute_log:
+ * @logp: n × K class log-probabilities (−inf allowed), row-major
+ *
+ * fg_calibration_compute () on log-probabilities: q = softmax(log p / T), and at T = 1
+ * q = exp (log p) as given.
+ *
+ * Returns: %FALSE on a NaN or +inf log-probability or a label ≥ K.
+ */
+gboolean
+fg_calibration_compute_log (const double *logp, const gint32 *y, gsize n, guint K,
+                            double temperature, FgCalibration *out, FgReliability *rel,
+                            GError **error)
+{
   guint n_bins = rel != NULL ? rel->n_bins : FG_ECE_BINS;
   g_autofree double *conf_sum = g_new0 (double, n_bins);
   g_autofree double *correct_sum = g_new0 (double, n_bins);
@@ -71,15 +140,15 @@ fg_calibration_compute (const float *proba, const gint32 *y, gsize n, guint K, d
   memset (out, 0, sizeof *out);
   for (gsize i = 0; i < n; i++)
     {
-      const float *p = proba + i * K;
+      const double *p = logp + i * K;
       guint arg = 0;
       double conf;
       for (guint k = 0; k < K; k++)
-        if (!isfinite (p[k]) || p[k] < 0.0f)
+        if (isnan (p[k]) || p[k] == INFINITY)
           {
             g_set_error (error, FG_ERROR, FG_ERROR_NUMERIC,
-                         "probability %g of class %u in row %" G_GSIZE_FORMAT
-                         " (expected a finite value >= 0)", (double) p[k], k, i);
+                         "log-probability %g of class %u in row %" G_GSIZE_FORMAT
+                         " (expected a number < +inf)", p[k], k, i);
             return FALSE;
           }
       if (y[i] < 0)
@@ -92,7 +161,7 @@ fg_calibration_compute (const float *proba, const gint32 *y, gsize n, guint K, d
         }
       if (temperature == 1.0)
         for (guint k = 0; k < K; k++)
-          q[k] = p[k];
+          q[k] = exp (p[k]);
       else
         {
           tempered_log_row (p, K, temperature, q);
@@ -152,14 +221,28 @@ fg_calibration_compute (const float *proba, const gint32 *y, gsize n, guint K, d
 double
 fg_tempered_nll (const float *proba, const gint32 *y, gsize n, guint K, double temperature)
 {
+  g_autofree double *logp = g_new (double, n * K);
+  if (!fg_proba_to_log (proba, n, K, logp, NULL))
+    return NAN;
+  return fg_tempered_nll_log (logp, y, n, K, temperature);
+}
+
+/**
+ * fg_tempered_nll_log:
+ *
+ * fg_tempered_nll () on log-probabilities (rows whose true class has log p = −inf are skipped).
+ */
+double
+fg_tempered_nll_log (const double *logp, const gint32 *y, gsize n, guint K, double temperature)
+{
   g_autofree double *q = g_new (double, K);
   double sum = 0;
   gsize used = 0;
   for (gsize i = 0; i < n; i++)
     {
-      if (y[i] < 0 || (guint) y[i] >= K || !(proba[i * K + y[i]] > 0.0f))
+      if (y[i] < 0 || (guint) y[i] >= K || !(logp[i * K + y[i]] > -INFINITY))
         continue;
-      tempered_log_row (proba + i * K, K, temperature, q);
+      tempered_log_row (logp + i * K, K, temperature, q);
       sum -= q[y[i]];
       used++;
     }
@@ -169,9 +252,9 @@ fg_tempered_nll (const float *proba, const gint32 *y, gsize n, guint K, double t
 #define LOG_T_BOUND 20.0
 
 static double
-objective (const float *proba, const gint32 *y, gsize n, guint K, double u)
+objective (const double *logp, const gint32 *y, gsize n, guint K, double u)
 {
-  return fg_tempered_nll (proba, y, n, K, exp (u));
+  return fg_tempered_nll_log (logp, y, n, K, exp (u));
 }
 
 /**
@@ -192,11 +275,26 @@ gboolean
 fg_temperature_fit (const float *proba, const gint32 *y, gsize n, guint K, double *temperature,
                     GError **error)
 {
+  g_autofree double *logp = g_new (double, n * K);
+  if (!fg_proba_to_log (proba, n, K, logp, error))
+    return FALSE;
+  return fg_temperature_fit_log (logp, y, n, K, temperature, error);
+}
+
+/**
+ * fg_temperature_fit_log:
+ *
+ * fg_temperature_fit () on log-probabilities.
+ */
+gboolean
+fg_temperature_fit_log (const double *logp, const gint32 *y, gsize n, guint K,
+                        double *temperature, GError **error)
+{
   const double golden = 0.3819660112501051, tol = 1e-7;
   double a, b, c, fa, fb, fc, step = 0.5;
   double x, w, v, fx, fw, fv, d = 0, e = 0;
 
-  fb = objective (proba, y, n, K, 0.0);
+  fb = objective (logp, y, n, K, 0.0);
   if (isnan (fb))
     {
       g_set_error (error, FG_ERROR, FG_ERROR_DATA,
@@ -207,8 +305,8 @@ fg_temperature_fit (const float *proba, const gint32 *y, gsize n, guint K, doubl
   b = 0.0;
   a = -step;
   c = step;
-  fa = objective (proba, y, n, K, a);
-  fc = objective (proba, y, n, K, c);
+  fa = objective (logp, y, n, K, a);
+  fc = objective (logp, y, n, K, c);
   while (!(fb <= fa && fb <= fc))
     {
       step *= 2.0;
@@ -218,7 +316,7 @@ fg_temperature_fit (const float *proba, const gint32 *y, gsize n, guint K, doubl
           c = b, fc = fb;
           b = a, fb = fa;
           a = MAX (b - step, -LOG_T_BOUND);
-          fa = objective (proba, y, n, K, a);
+          fa = objective (logp, y, n, K, a);
           if (a <= -LOG_T_BOUND && fa <= fb)
             {
               *temperature = exp (a);
@@ -230,7 +328,7 @@ fg_temperature_fit (const float *proba, const gint32 *y, gsize n, guint K, doubl
           a = b, fa = fb;
           b = c, fb = fc;
           c = MIN (b + step, LOG_T_BOUND);
-          fc = objective (proba, y, n, K, c);
+          fc = objective (logp, y, n, K, c);
           if (c >= LOG_T_BOUND && fc <= fb)
             {
               *temperature = exp (c);
@@ -279,7 +377,7 @@ fg_temperature_fit (const float *proba, const gint32 *y, gsize n, guint K, doubl
           d = golden * e;
         }
       u = fabs (d) >= tol1 ? x + d : x + (d >= 0 ? tol1 : -tol1);
-      fu = objective (proba, y, n, K, u);
+      fu = objective (logp, y, n, K, u);
       if (fu <= fx)
         {
           if (u >= x)

@@ -4,7 +4,8 @@
  * to the decision boundary of a latent Gaussian mixture (paper §6, App. F).
  *
  * Conventions (doc/analysis.md):
- *  - probabilities are n × K row-major floats, labels in [0, K) (a label < 0 is not scored);
+ *  - probabilities are n × K row-major floats, or log-probabilities n × K doubles (the *_log
+ *    functions, −inf for 0), labels in [0, K) (a label < 0 is not scored);
  *  - temperature T scales log-probabilities: q_k ∝ p_k^(1/T), i.e. softmax(log p / T), which is
  *    classic temperature scaling of the logits (log p differs from them by a per-row constant).
  *    For FlowGMM's mixture of N(μ_k, σ²I) with uniform weights it is exactly σ² → T·σ² (§6.1);
@@ -61,6 +62,23 @@ FG_API double   fg_tempered_nll (const float *proba, const gint32 *y, gsize n, g
  * returns the bound.  FG_ERROR_DATA when no row is scored. */
 FG_API gboolean fg_temperature_fit (const float *proba, const gint32 *y, gsize n, guint K,
                                     double *temperature, GError **error);
+
+/* The same on log-probabilities (n × K doubles, −inf for p = 0): what a method that gives
+ * log p(x, y = k) offers (fg_log_joint_to_log_posterior ()), free of the underflow of
+ * probabilities far from 1 (FlowGMM's posteriors in a high-dimensional latent space).  A NaN or
+ * +inf entry is an error (FG_ERROR_NUMERIC). */
+FG_API gboolean fg_calibration_compute_log (const double *logp, const gint32 *y, gsize n, guint K,
+                                            double temperature, FgCalibration *out,
+                                            FgReliability *rel, GError **error);
+FG_API double   fg_tempered_nll_log (const double *logp, const gint32 *y, gsize n, guint K,
+                                     double temperature);
+FG_API gboolean fg_temperature_fit_log (const double *logp, const gint32 *y, gsize n, guint K,
+                                        double *temperature, GError **error);
+/* log p of n × K probabilities (−inf for 0); FG_ERROR_NUMERIC for a non-finite or negative one. */
+FG_API gboolean fg_proba_to_log (const float *proba, gsize n, guint K, double *logp,
+                                 GError **error);
+/* Rows of log p(x, y = k) (n × K) normalised in place to log p(y = k | x). */
+FG_API void     fg_log_joint_to_log_posterior (double *log_joint, gsize n, guint K);
 
 typedef struct {
   double auroc;  /* P(s_in > s_out) + P(s_in = s_out)/2 */

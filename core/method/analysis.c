@@ -132,7 +132,7 @@ fg_calibration_compute_log (const double *logp, const gint32 *y, gsize n, guint 
   g_autofree double *conf_sum = g_new0 (double, n_bins);
   g_autofree double *correct_sum = g_new0 (double, n_bins);
   g_autofree gsize *count = g_new0 (gsize, n_bins);
-  g_autofree double *q = g_new (double, K);
+  g_autofree double *q = g_new (double, K), *lq = g_new (double, K);
   double nll = 0, brier = 0, ece = 0;
   gsize scored = 0, correct = 0;
 
@@ -160,20 +160,18 @@ fg_calibration_compute_log (const double *logp, const gint32 *y, gsize n, guint 
           return FALSE;
         }
       if (temperature == 1.0)
-        for (guint k = 0; k < K; k++)
-          q[k] = exp (p[k]);
+        memcpy (lq, p, K * sizeof (double));
       else
-        {
-          tempered_log_row (p, K, temperature, q);
-          for (guint k = 0; k < K; k++)
-            q[k] = exp (q[k]);
-        }
+        tempered_log_row (p, K, temperature, lq);
+      for (guint k = 0; k < K; k++)
+        q[k] = exp (lq[k]);
       for (guint k = 1; k < K; k++)
         if (q[k] > q[arg])
           arg = k;
       scored++;
       correct += (gint32) arg == y[i];
-      nll -= log (CLAMP (q[y[i]], FG_PROBA_FLOOR, 1.0));
+      /* exact from the log-probability; only p = 0 takes the floor */
+      nll -= lq[y[i]] > -INFINITY ? MIN (lq[y[i]], 0.0) : log (FG_PROBA_FLOOR);
       for (guint k = 0; k < K; k++)
         {
           double t = q[k] - ((gint32) k == y[i] ? 1.0 : 0.0);

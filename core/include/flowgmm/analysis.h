@@ -23,13 +23,13 @@
 G_BEGIN_DECLS
 
 #define FG_ECE_BINS 15
-/* NLL clamps the true class's probability at least to this. */
+/* NLL counts a true class of probability 0 as this (−log: 27.6 nats); others exactly. */
 #define FG_PROBA_FLOOR 1e-12
 
 typedef struct {
   gsize  n;        /* examples scored (label ≥ 0) */
   double accuracy; /* of the argmax (lowest k on ties) */
-  double nll;      /* mean −log max(q_y, FG_PROBA_FLOOR) */
+  double nll;      /* mean −log q_y (q_y = 0 counted as FG_PROBA_FLOOR) */
   double ece;
   double brier;
 } FgCalibration;

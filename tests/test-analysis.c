@@ -124,6 +124,26 @@ test_calibration_errors (void)
   }
 }
 
+/* K standard normal logits l and a label drawn from softmax(l). */
+static gint32
+draw_logits_and_label (FgRng *rng, double *l, guint K)
+{
+  double s = 0, acc = 0, u;
+  for (guint k = 0; k < K; k++)
+    {
+      l[k] = fg_rng_normal (rng);
+      s += exp (l[k]);
+    }
+  u = fg_rng_uniform (rng);
+  for (guint k = 0; k < K; k++)
+    {
+      acc += exp (l[k]) / s;
+      if (u < acc)
+        return (gint32) k;
+    }
+  return (gint32) K - 1;
+}
+
 /* Labels drawn from softmax(l) and reported probabilities softmax(β l): tempering with T = β
  * gives back the true conditional, so the fitted T should be close to β. */
 static void
@@ -141,25 +161,10 @@ test_temperature_recovers (void)
   fg_rng_init (&rng, 7, 0);
   for (gsize i = 0; i < n; i++)
     {
-      double l[4], s = 0, sb = 0, u, acc = 0;
+      double l[4], sb = 0;
+      y[i] = draw_logits_and_label (&rng, l, K);
       for (guint k = 0; k < K; k++)
-        l[k] = fg_rng_normal (&rng);
-      for (guint k = 0; k < K; k++)
-        {
-          s += exp (l[k]);
-          sb += exp (beta * l[k]);
-        }
-      u = fg_rng_uniform (&rng);
-      y[i] = K - 1;
-      for (guint k = 0; k < K; k++)
-        {
-          acc += exp (l[k]) / s;
-          if (u < acc)
-            {
-              y[i] = k;
-              break;
-            }
-        }
+        sb += exp (beta * l[k]);
       for (guint k = 0; k < K; k++)
         p[i * K + k] = (float) (exp (beta * l[k]) / sb);
     }
@@ -212,23 +217,10 @@ test_temperature_log (void)
   fg_rng_init (&rng, 8, 0);
   for (gsize i = 0; i < n; i++)
     {
-      double l[4], s = 0, u, acc = 0, c = 50.0 * fg_rng_normal (&rng);
+      double l[4], s = 0, c = 50.0 * fg_rng_normal (&rng);
+      y[i] = draw_logits_and_label (&rng, l, K);
       for (guint k = 0; k < K; k++)
-        {
-          l[k] = fg_rng_normal (&rng);
-          s += exp (l[k]);
-        }
-      u = fg_rng_uniform (&rng);
-      y[i] = K - 1;
-      for (guint k = 0; k < K; k++)
-        {
-          acc += exp (l[k]) / s;
-          if (u < acc)
-            {
-              y[i] = k;
-              break;
-            }
-        }
+        s += exp (l[k]);
       for (guint k = 0; k < K; k++)
         {
           lj[i * K + k] = beta * l[k] + c;

@@ -37,6 +37,7 @@ typedef struct {
   gsize n_l, n_u, D;
   guint K;
   double epoch;
+  const float *targets; /* n_u × K soft targets handed to the batch, or NULL */
 } Fixture;
 
 static void
@@ -103,6 +104,7 @@ fixture_loss (Fixture *f, FgTape *tape)
   fg_tape_reset (tape);
   fg_rng_init (&f->rng, 77, 7);
   fg_loss_batch_begin (f->batch, tape, f->x, f->n_l, f->y);
+  fg_loss_batch_set_targets (f->batch, f->targets);
   fg_loss_batch_set_progress (f->batch, 0, f->epoch, 100.0);
   loss = f->loss_vt->compute (f->loss, f->batch, &error);
   g_assert_no_error (error);
@@ -245,13 +247,14 @@ build_loss (FgTape *tape, FgVar *const *inputs, gpointer user_data)
   /* gc_check has reset the tape and made leaves; the flow takes its own weight leaves. */
   fg_rng_init (&f->rng, 77, 7);
   fg_loss_batch_begin (f->batch, tape, f->x, f->n_l, f->y);
+  fg_loss_batch_set_targets (f->batch, f->targets);
   fg_loss_batch_set_progress (f->batch, 0, f->epoch, 100.0);
   return f->loss_vt->compute (f->loss, f->batch, &error);
 }
 
 static void
-gradcheck_loss (const char *name, const char *const *settings, gboolean means_trainable,
-                guint64 seed)
+gradcheck_loss_targets (const char *name, const char *const *settings, gboolean means_trainable,
+                        guint64 seed, const float *targets)
 {
   Fixture f;
   LossBuild b = { &f };
@@ -260,6 +263,7 @@ gradcheck_loss (const char *name, const char *const *settings, gboolean means_tr
   GcOptions opts;
   char what[96];
   fixture_init (&f, name, settings, small_flow, 4, 6, 3, 2, seed);
+  f.targets = targets;
   /* means well apart, so that ŷ (cons) and the hard E-step do not flip under ±h */
   fg_gmm_init_means (f.gmm, FG_GMM_MEANS_CIRCLE, 4.0, 0.3, NULL);
   f.epoch = 3.0;
@@ -277,6 +281,59 @@ gradcheck_loss (const char *name, const char *const *settings, gboolean means_tr
   g_snprintf (what, sizeof what, "%s%s", name, means_trainable ? " with trainable mixture" : "");
   gc_assert (inputs, n, build_loss, &b, &opts, what);
   fixture_clear (&f);
+}
+
+static void
+gradcheck_loss (const char *name, const char *const *settings, gboolean means_trainable,
+                guint64 seed)
+{
+  gradcheck_loss_targets (name, settings, means_trainable, seed, NULL);
+}
+
+/* Soft targets from the trainer replace the unlabeled term: a·mean_u[−Σ_k q_ik log N(z_i; μ_k)
+ * + log K − ld_i], by hand; the labeled term is unchanged; and the gradient. */
+static void
+test_targets (void)
+{
+  const char *const w[] = { "label_weight=1.5", "unlabeled_weight=0.7", NULL };
+  const char *const loss_names[] = { "flowgmm-nll", "flowgmm-em" };
+  const float q[6 * 2] = { 0.9f, 0.1f, 0.2f, 0.8f, 0.5f, 0.5f, 1.0f, 0.0f, 0.3f, 0.7f, 0.0f, 1.0f };
+  for (guint l = 0; l < G_N_ELEMENTS (loss_names); l++)
+    {
+      Fixture f;
+      g_autoptr (FgTape) tape = fg_tape_new ();
+      g_autoptr (FgTensor) z = NULL;
+      g_autofree double *ld = NULL, *comp = NULL;
+      double lab, unlab, cons, want = 0.0;
+      const gsize N = 10;
+      FgVar *loss;
+      fixture_init (&f, loss_names[l], w, small_flow, 4, 6, 3, 2, 21 + l);
+      f.targets = q;
+      reference_terms (&f, &lab, &unlab, &cons);
+      z = fg_tensor_new_2d (N, f.D);
+      ld = g_new (double, N);
+      comp = g_new (double, N * f.K);
+      flow_outputs (&f, z, ld);
+      fg_gmm_log_prob_components (f.gmm, z, comp);
+      for (gsize i = f.n_l; i < N; i++)
+        {
+          double e = 0.0;
+          for (guint k = 0; k < f.K; k++)
+            e += q[(i - f.n_l) * f.K + k] * comp[i * f.K + k];
+          want += (-e + log ((double) f.K) - ld[i]) / (double) f.n_u;
+        }
+      want = 1.5 * lab + 0.7 * want;
+      loss = fixture_loss (&f, tape);
+      g_assert_cmpfloat_with_epsilon (loss->value.data[0], want, 1e-4 * MAX (1.0, fabs (want)));
+      /* without targets, the loss's own unlabeled term again */
+      f.targets = NULL;
+      loss = fixture_loss (&f, tape);
+      g_assert_cmpfloat (fabs (loss->value.data[0] - want), >, 1e-3);
+      fixture_clear (&f);
+    }
+  gradcheck_loss_targets ("flowgmm-nll", w, FALSE, 31, q);
+  gradcheck_loss_targets ("flowgmm-nll", w, TRUE, 32, q);
+  gradcheck_loss_targets ("flowgmm-cons", w, FALSE, 33, q);
 }
 
 static void
@@ -426,6 +483,7 @@ main (int argc, char **argv)
   g_test_add_func ("/flowgmm-losses/cons-value-and-ramp", test_cons_value_and_ramp);
   g_test_add_func ("/flowgmm-losses/gradcheck", test_gradcheck);
   g_test_add_func ("/flowgmm-losses/em-fisher-identity", test_em_fisher_identity);
+  g_test_add_func ("/flowgmm-losses/targets", test_targets);
   g_test_add_func ("/flowgmm-losses/batch-forward", test_batch_forward);
   g_test_add_func ("/flowgmm-losses/empty-batch", test_empty_batch);
   return g_test_run ();

@@ -292,6 +292,96 @@ test_normalize_rows (void)
   g_assert_cmpfloat (x[5], ==, 0.0f);
 }
 
+/* The kNN graph against brute force in double, and its smoothing against a dense naive
+ * iteration F ← α S F + (1 − α) F0 with S = D^{-1/2} W D^{-1/2}, W = max(A, Aᵀ). */
+static void
+test_knn_graph_naive (void)
+{
+  const gsize n = 40, d = 3, k = 4;
+  const guint K = 3, iters = 7;
+  const double alpha = 0.8;
+  g_autoptr (FgTensor) x = random_rows (11, n, d, 0, 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgKnnGraph) g = fg_knn_graph_new (x, k, &error);
+  g_autofree double *W = g_new0 (double, n * n), *deg = g_new0 (double, n);
+  g_autofree double *F = g_new (double, n * K), *Fn = g_new (double, n * K);
+  g_autofree float *f0 = g_new (float, n * K), *out = g_new (float, n * K);
+  g_autofree guint8 *clamp = g_new0 (guint8, n);
+  FgRng rng;
+  g_assert_no_error (error);
+  g_assert_cmpuint (fg_knn_graph_get_n (g), ==, n);
+  g_assert_cmpuint (fg_knn_graph_get_k (g), ==, k);
+  for (gsize i = 0; i < n; i++)
+    {
+      Ref r[64];
+      gsize m = 0;
+      const guint32 *nb = fg_knn_graph_get_neighbors (g, i);
+      for (gsize j = 0; j < n; j++)
+        if (j != i)
+          {
+            r[m].d = naive_dist (fg_tensor_row (x, i), fg_tensor_row (x, j), d, FG_DISTANCE_L2);
+            r[m++].i = (guint32) j;
+          }
+      qsort (r, m, sizeof *r, ref_compare);
+      for (gsize j = 0; j < k; j++)
+        {
+          g_assert_cmpuint (nb[j], ==, r[j].i);
+          W[i * n + r[j].i] = W[r[j].i * n + i] = 1.0;
+        }
+    }
+  for (gsize i = 0; i < n; i++)
+    for (gsize j = 0; j < n; j++)
+      deg[i] += W[i * n + j];
+  fg_rng_init (&rng, 5, 1);
+  for (gsize i = 0; i < n * K; i++)
+    f0[i] = (float) fg_rng_uniform (&rng);
+  clamp[3] = clamp[17] = 1;
+  for (gsize i = 0; i < n * K; i++)
+    F[i] = f0[i];
+  for (guint it = 0; it < iters; it++)
+    {
+      for (gsize i = 0; i < n; i++)
+        for (guint c = 0; c < K; c++)
+          {
+            double sf = 0.0;
+            for (gsize j = 0; j < n; j++)
+              sf += W[i * n + j] / sqrt (deg[i] * deg[j]) * F[j * K + c];
+            Fn[i * K + c] = clamp[i] ? f0[i * K + c] : alpha * sf + (1 - alpha) * f0[i * K + c];
+          }
+      memcpy (F, Fn, n * K * sizeof (double));
+    }
+  fg_knn_graph_smooth (g, f0, clamp, K, alpha, iters, out);
+  for (gsize i = 0; i < n; i++)
+    {
+      double s = 0.0;
+      for (guint c = 0; c < K; c++)
+        s += F[i * K + c];
+      for (guint c = 0; c < K; c++)
+        g_assert_cmpfloat_with_epsilon (out[i * K + c], F[i * K + c] / s, 1e-6);
+    }
+  /* errors */
+  g_assert_null (fg_knn_graph_new (x, n, &error));
+  g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+}
+
+/* An exact duplicate of a row is its nearest neighbour; the row itself never is. */
+static void
+test_knn_graph_duplicates (void)
+{
+  g_autoptr (FgTensor) x = random_rows (3, 30, 2, 0, 5);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FgKnnGraph) g = fg_knn_graph_new (x, 3, &error);
+  g_assert_no_error (error);
+  for (gsize i = 0; i < 30; i++)
+    {
+      const guint32 *nb = fg_knn_graph_get_neighbors (g, i);
+      for (gsize j = 0; j < 3; j++)
+        g_assert_cmpuint (nb[j], !=, i);
+      if (i >= 5 && i % 7 == 0)
+        g_assert_cmpuint (nb[0], ==, i - 5);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -304,5 +394,7 @@ main (int argc, char **argv)
   g_test_add_func ("/neighbors/query-self", test_query_self);
   g_test_add_func ("/neighbors/errors", test_errors);
   g_test_add_func ("/neighbors/normalize-rows", test_normalize_rows);
+  g_test_add_func ("/knn-graph/naive", test_knn_graph_naive);
+  g_test_add_func ("/knn-graph/duplicates", test_knn_graph_duplicates);
   return g_test_run ();
 }

@@ -546,6 +546,91 @@ test_bad_params (void)
   g_rmdir (dir);
 }
 
+/* warped-clusters: shapes and classes; with noise 0 every point of a class is the class's
+ * warped centre, the same in the training and the test parts (one layout per seed), and with
+ * warp 0 as well it is the centre itself, so the warp moves each coordinate by at most
+ * 2·warp; with noise, the within-class spread before warping is noise·a, a in [0.3, 1.7]. */
+static void
+test_warped_clusters (void)
+{
+  g_autoptr (FgDataset) ds = load_ok ("warped-clusters", "n_train", "400", "n_test", "300",
+                                      "seed", "4", NULL);
+  g_autoptr (FgDataset) flat = load_ok ("warped-clusters", "n_train", "400", "n_test", "300",
+                                        "seed", "4", "noise", "0", "warp", "0", NULL);
+  g_autoptr (FgDataset) bent = load_ok ("warped-clusters", "n_train", "400", "n_test", "300",
+                                        "seed", "4", "noise", "0", "warp", "0.5", NULL);
+  g_autoptr (FgDataset) loose = load_ok ("warped-clusters", "n_train", "4000", "n_test", "0",
+                                         "seed", "4", "warp", "0", "classes", "3", "dim", "2",
+                                         NULL);
+  const FgDataPart *tr = fg_dataset_get_part (ds, FG_PART_TRAIN);
+  const FgDataPart *te = fg_dataset_get_part (ds, FG_PART_TEST);
+  const FgDataPart *ft = fg_dataset_get_part (flat, FG_PART_TRAIN);
+  const FgDataPart *fe = fg_dataset_get_part (flat, FG_PART_TEST);
+  const FgDataPart *bt = fg_dataset_get_part (bent, FG_PART_TRAIN);
+  const FgDataPart *be = fg_dataset_get_part (bent, FG_PART_TEST);
+  const FgDataPart *lt = fg_dataset_get_part (loose, FG_PART_TRAIN);
+  float centre[20][12], warped[20][12];
+  gboolean seen[20] = { FALSE };
+  guint counts[20];
+  double m[3][2] = { { 0 } }, q[3][2] = { { 0 } }, n[3] = { 0 };
+  const FgComponent *comp = component ("warped-clusters");
+
+  /* no clash with the host's split keys, which share the [dataset:NAME] group */
+  for (const FgParamSpec *s = fg_split_param_specs (); s->name; s++)
+    g_assert_null (fg_param_spec_lookup (comp->params, s->name));
+
+  g_assert_cmpuint (fg_dataset_get_n_classes (ds), ==, 20);
+  g_assert_cmpuint (fg_tensor_cols (&tr->x), ==, 12);
+  g_assert_cmpuint (tr->n, ==, 400);
+  g_assert_cmpuint (te->n, ==, 300);
+  class_counts (tr, 20, counts);
+  for (guint k = 0; k < 20; k++)
+    g_assert_cmpuint (counts[k], >, 0);
+  /* same labels (same streams) in all three */
+  for (gsize i = 0; i < tr->n; i++)
+    g_assert_cmpint (tr->y[i], ==, ft->y[i]);
+  for (gsize i = 0; i < ft->n; i++)
+    {
+      const gint32 k = ft->y[i];
+      const float *c = fg_tensor_row (&ft->x, i), *w = fg_tensor_row (&bt->x, i);
+      if (!seen[k])
+        {
+          memcpy (centre[k], c, sizeof centre[k]);
+          memcpy (warped[k], w, sizeof warped[k]);
+          seen[k] = TRUE;
+        }
+      for (gsize j = 0; j < 12; j++)
+        {
+          g_assert_cmpfloat (c[j], ==, centre[k][j]);
+          g_assert_cmpfloat (w[j], ==, warped[k][j]);
+          g_assert_cmpfloat (fabs (w[j] - c[j]), <=, 2 * 0.5 + 1e-6);
+        }
+    }
+  for (gsize i = 0; i < fe->n; i++)
+    for (gsize j = 0; j < 12; j++)
+      {
+        g_assert_true (seen[fe->y[i]]);
+        g_assert_cmpfloat (fg_tensor_row (&fe->x, i)[j], ==, centre[fe->y[i]][j]);
+        g_assert_cmpfloat (fg_tensor_row (&be->x, i)[j], ==, warped[be->y[i]][j]);
+      }
+  /* spreads without warp: noise·a per coordinate, a in [0.3, 1.7] */
+  for (gsize i = 0; i < lt->n; i++)
+    for (gsize j = 0; j < 2; j++)
+      {
+        const double v = fg_tensor_row (&lt->x, i)[j];
+        m[lt->y[i]][j] += v;
+        q[lt->y[i]][j] += v * v;
+        n[lt->y[i]] += j == 0;
+      }
+  for (guint k = 0; k < 3; k++)
+    for (gsize j = 0; j < 2; j++)
+      {
+        const double mean = m[k][j] / n[k], sd = sqrt (q[k][j] / n[k] - mean * mean);
+        g_assert_cmpfloat (sd, >, 0.45 * 0.3 * 0.9);
+        g_assert_cmpfloat (sd, <, 0.45 * 1.7 * 1.1);
+      }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -573,6 +658,7 @@ main (int argc, char **argv)
   g_test_add_func ("/synthetic/pinwheel-layout", test_pinwheel_layout);
   g_test_add_func ("/synthetic/authors-sets", test_authors_sets);
   g_test_add_func ("/synthetic/split", test_split);
+  g_test_add_func ("/synthetic/warped-clusters", test_warped_clusters);
   g_test_add_func ("/synthetic/bad-params", test_bad_params);
   ret = g_test_run ();
   return ret;

@@ -27,6 +27,7 @@
 #include <flowgmm/io.h>
 #include <flowgmm/gmm.h>
 #include <flowgmm/loss.h>
+#include <flowgmm/neighbors.h>
 
 #include "loader/builtins.h"
 
@@ -113,6 +114,31 @@ static const FgParamSpec trainer_params[] = {
   FG_PARAM_SPEC_DOUBLE ("input_noise", "0", 0.0, INFINITY,
                         "standard deviation of Gaussian noise added to the inputs of perturbed "
                         "passes (flowgmm-cons's x′ and x″)"),
+  FG_PARAM_SPEC_CHOICE ("graph", "none", "none|smooth",
+                        "smooth: at every phase, the current model's responsibilities of the "
+                        "unlabeled pool are smoothed over a k-nearest-neighbour graph of the pool "
+                        "and the labeled rows (labeled rows clamped to their class; LapGMM's "
+                        "Laplacian-regularised E-step) and become the soft targets of the "
+                        "unlabeled term and the weights of the EM refit"),
+  FG_PARAM_SPEC_INT ("graph_k", "10", 1, 100000,
+                     "neighbours per row of the graph (graph, neighbor_consistency)"),
+  FG_PARAM_SPEC_DOUBLE ("graph_alpha", "0.99", 0.0, 0.999999,
+                        "weight α of the neighbours in F ← αSF + (1−α)P"),
+  FG_PARAM_SPEC_INT ("graph_iterations", "50", 0, 100000,
+                     "products with S per smoothing"),
+  FG_PARAM_SPEC_DOUBLE ("graph_prior", "1", 0.0, 1.0,
+                        "weight of the model's responsibilities in the prior P of an unlabeled "
+                        "row (labeled rows: 1); 0 gives plain label spreading's targets"),
+  FG_PARAM_SPEC_BOOL ("graph_predict", "false",
+                      "predict p(y|x) ∝ α·mean of the smoothed distributions F of x's graph_k "
+                      "nearest training rows + (1−α)·w·p_flow(y|x), F smoothed from the trained "
+                      "model's responsibilities weighted by w; the flow alone or w from {1, 0.3, "
+                      "0.1, 0}, whichever predicts the validation rows best (ties: the earlier; "
+                      "w = graph_prior without validation rows)"),
+  FG_PARAM_SPEC_BOOL ("neighbor_consistency", "false",
+                      "flowgmm-cons: the pseudo-label of an unlabeled row comes from a random "
+                      "one of its graph_k nearest neighbours in data space (x″) instead of a "
+                      "second perturbation of the row itself"),
   FG_PARAM_SPEC_INT ("predict_batch", "1024", 1, INFINITY, "rows per evaluation chunk"),
   FG_PARAM_SPEC_DOUBLE ("max_loss", NULL, -INFINITY, INFINITY,
                         "stop as diverged when the loss exceeds this (NaN and ±inf always stop)"),
@@ -145,6 +171,10 @@ typedef struct {
   gboolean means_trainable, sigma_trainable;
   gboolean sigma_auto, refit_em, early_stopping;
   gint64 default_iterations, refit_every, refit_max_rows;
+  gboolean graph_smooth, neighbor_cons, graph_predict;
+  gsize graph_k;
+  double graph_alpha, graph_prior;
+  guint graph_iterations;
   FgRng rng; /* the cell's stream (copied) */
 
   /* The trained model. */
@@ -157,6 +187,10 @@ typedef struct {
   gsize D;
   guint K;
   gboolean fitted;
+  /* graph_predict: the training rows' index, their smoothed distributions and w */
+  FgNeighborIndex *gindex;
+  float *gF;
+  double gw;
 } Trainer;
 
 static const FgFlowVTable *
@@ -185,6 +219,8 @@ trainer_destroy (gpointer data)
   g_clear_pointer (&self->flow_weights, fg_weight_set_free);
   g_clear_pointer (&self->gmm_weights, fg_weight_set_free);
   g_clear_pointer (&self->tape, fg_tape_free);
+  g_clear_pointer (&self->gindex, fg_neighbor_index_free);
+  g_free (self->gF);
   g_clear_pointer (&self->flow_params, fg_params_free);
   g_clear_pointer (&self->loss_params, fg_params_free);
   g_free (self->means_values);
@@ -246,6 +282,13 @@ trainer_create (const FgParams *params, FgRng *rng, GError **error)
   self->refit_every = fg_params_get_int (params, "refit_every");
   self->refit_max_rows = fg_params_get_int (params, "refit_max_rows");
   self->early_stopping = fg_params_get_bool (params, "early_stopping");
+  self->graph_smooth = g_strcmp0 (fg_params_get_string (params, "graph"), "smooth") == 0;
+  self->graph_k = (gsize) fg_params_get_int (params, "graph_k");
+  self->graph_alpha = fg_params_get_double (params, "graph_alpha");
+  self->graph_prior = fg_params_get_double (params, "graph_prior");
+  self->graph_iterations = (guint) fg_params_get_int (params, "graph_iterations");
+  self->neighbor_cons = fg_params_get_bool (params, "neighbor_consistency");
+  self->graph_predict = fg_params_get_bool (params, "graph_predict");
   self->labeled_batch = (gsize) fg_params_get_int (params, "labeled_batch");
   self->unlabeled_batch = (gsize) fg_params_get_int (params, "unlabeled_batch");
   self->predict_batch = (gsize) fg_params_get_int (params, "predict_batch");
@@ -451,13 +494,88 @@ predict_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTens
                   o->proba != NULL ? o->proba + start * self->K : NULL);
 }
 
+/* A row of class probabilities that is not finite (a latent that overflowed) becomes uniform:
+ * smoothing would spread it over the graph. */
+static void
+sanitize_rows (float *p, gsize n, guint K)
+{
+  for (gsize i = 0; i < n; i++)
+    {
+      gboolean ok = TRUE;
+      for (guint k = 0; k < K && ok; k++)
+        ok = isfinite (p[i * K + k]);
+      if (!ok)
+        for (guint k = 0; k < K; k++)
+          p[i * K + k] = 1.0f / (float) K;
+    }
+}
+
+/* graph_predict: rows [0, n) of `proba` (the flow's p(y|x), n × K) become
+ * normalise(α · mean_j F[nb_ij] + (1 − α) · w · proba_i), nb the k nearest training rows of
+ * each row; labels the argmax (ties to the smaller class). */
+static void
+graph_combine (const Trainer *self, const float *F, double w, const guint32 *nb, gsize n,
+               float *proba, gint32 *labels)
+{
+  const guint K = self->K;
+  const gsize k = self->graph_k;
+  const double a = self->graph_alpha;
+  for (gsize i = 0; i < n; i++)
+    {
+      double p[K], sum = 0.0;
+      float *pi = proba + i * K;
+      guint best = 0;
+      for (guint c = 0; c < K; c++)
+        p[c] = (1.0 - a) * w * pi[c];
+      for (gsize j = 0; j < k; j++)
+        {
+          const float *fj = F + (gsize) nb[i * k + j] * K;
+          for (guint c = 0; c < K; c++)
+            p[c] += a * fj[c] / (double) k;
+        }
+      for (guint c = 0; c < K; c++)
+        sum += p[c];
+      for (guint c = 0; c < K; c++)
+        {
+          pi[c] = sum > 0.0 ? (float) (p[c] / sum) : 1.0f / (float) K;
+          if (pi[c] > pi[best])
+            best = c;
+        }
+      if (labels != NULL)
+        labels[i] = (gint32) best;
+    }
+}
+
 static gboolean
 trainer_predict (gpointer data, const FgTensor *x, gint32 *labels_out, float *proba_out,
                  GError **error)
 {
   Trainer *self = data;
+  const gsize n = fg_tensor_rows (x);
+  g_autofree float *own = NULL;
+  g_autofree guint32 *nb = NULL;
   PredictOut o = { labels_out, proba_out };
-  return for_each_latent (self, x, "predict", predict_chunk, &o, error);
+  if (self->gindex == NULL)
+    return for_each_latent (self, x, "predict", predict_chunk, &o, error);
+  if (o.proba == NULL)
+    o.proba = own = g_new (float, MAX (n, 1) * self->K);
+  if (!for_each_latent (self, x, "predict", predict_chunk, &o, error))
+    return FALSE;
+  sanitize_rows (o.proba, n, self->K);
+  nb = g_new (guint32, self->predict_batch * self->graph_k);
+  for (gsize start = 0; start < n; start += self->predict_batch)
+    {
+      const gsize rows = MIN (self->predict_batch, n - start);
+      g_autoptr (FgTensor) chunk = fg_tensor_new_2d (rows, self->D);
+      for (gsize i = 0; i < rows; i++)
+        memcpy (fg_tensor_row (chunk, i), fg_tensor_row (x, start + i),
+                self->D * sizeof (float));
+      if (!fg_neighbor_index_query (self->gindex, chunk, self->graph_k, nb, NULL, error))
+        return FALSE;
+      graph_combine (self, self->gF, self->gw, nb, rows, o.proba + start * self->K,
+                     labels_out + start);
+    }
+  return TRUE;
 }
 
 /* log p(x) = log p_Z(f(x)) + log|det ∂f/∂x| per row, from the chunk's latents and log-dets. */
@@ -780,6 +898,7 @@ typedef struct {
   double *w;          /* K: Σ w */
   double sq;          /* Σ w ‖z‖² */
   const gint32 *y;    /* labels of the rows, or NULL: responsibilities */
+  const float *q;     /* with y NULL: given weights of the rows (rows × K), or NULL */
   gint32 *labels;     /* predict_batch (responsibilities only) */
   float *proba;       /* predict_batch × K */
 } MixStats;
@@ -790,7 +909,7 @@ stats_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor
 {
   MixStats *st = data;
   const gsize n = fg_tensor_rows (z), D = self->D;
-  if (st->y == NULL)
+  if (st->y == NULL && st->q == NULL)
     fg_gmm_predict (self->gmm, z, st->labels, st->proba);
   for (gsize i = 0; i < n; i++)
     {
@@ -800,7 +919,9 @@ stats_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor
         zz += (double) zr[j] * zr[j];
       for (guint k = 0; k < self->K; k++)
         {
-          double w = st->y != NULL ? (st->y[start + i] == (gint32) k) : st->proba[i * self->K + k];
+          double w = st->y != NULL   ? (st->y[start + i] == (gint32) k)
+                     : st->q != NULL ? st->q[(start + i) * self->K + k]
+                                     : st->proba[i * self->K + k];
           double *sk = st->sum + (gsize) k * D;
           if (w < 1e-8)
             continue;
@@ -813,11 +934,11 @@ stats_chunk (const Trainer *self, gsize start, const FgTensor *z, const FgTensor
 }
 
 /* Refit the means (set_means) and/or σ (set_sigma) to the latents of the labeled points and of
- * `ux` (nullable).  σ² is the weighted within-component mean square per dimension, its
+ * `ux` (nullable), weighted by `uq` (rows × K; NULL: the current responsibilities).  σ² is the weighted within-component mean square per dimension, its
  * denominator less one per component used; too few points leave σ as it is. */
 static gboolean
-refit_mixture (Trainer *self, const FgSplit *split, const FgTensor *ux, gboolean set_means,
-               gboolean set_sigma, GError **error)
+refit_mixture (Trainer *self, const FgSplit *split, const FgTensor *ux, const float *uq,
+               gboolean set_means, gboolean set_sigma, GError **error)
 {
   const gsize D = self->D;
   const guint K = self->K;
@@ -825,7 +946,7 @@ refit_mixture (Trainer *self, const FgSplit *split, const FgTensor *ux, gboolean
   g_autofree double *w = g_new0 (double, K);
   g_autofree gint32 *labels = g_new (gint32, self->predict_batch);
   g_autofree float *proba = g_new (float, self->predict_batch * K);
-  MixStats st = { sum, w, 0.0, split->labeled.y, labels, proba };
+  MixStats st = { sum, w, 0.0, split->labeled.y, NULL, labels, proba };
   double total = 0.0, within;
   guint used = 0;
   float *mu = fg_gmm_get_means (self->gmm)->value.data;
@@ -834,6 +955,7 @@ refit_mixture (Trainer *self, const FgSplit *split, const FgTensor *ux, gboolean
       && !for_each_latent (self, &split->labeled.x, NULL, stats_chunk, &st, error))
     return FALSE;
   st.y = NULL;
+  st.q = uq;
   if (ux != NULL && fg_tensor_rows (ux) > 0
       && !for_each_latent (self, ux, NULL, stats_chunk, &st, error))
     return FALSE;
@@ -929,17 +1051,20 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Snapshot, snapshot_clear)
 
 /* Between training phases: refit the mixture, then keep the model if validation says so. */
 static gboolean
-phase_check (Trainer *self, const FgSplit *split, const FgTensor *ux, gboolean refit_means,
-             gboolean refit_sigma, gint32 *val_labels, Snapshot *best, GError **error)
+phase_check (Trainer *self, const FgSplit *split, const FgTensor *ux, const float *uq,
+             gboolean refit_means, gboolean refit_sigma, gint32 *val_labels, Snapshot *best,
+             GError **error)
 {
   double acc;
   if ((refit_means || refit_sigma)
-      && !refit_mixture (self, split, ux, refit_means, refit_sigma, error))
+      && !refit_mixture (self, split, ux, uq, refit_means, refit_sigma, error))
     return FALSE;
   if (val_labels == NULL)
     return TRUE;
   if (!validation_accuracy (self, split, val_labels, &acc, error))
     return FALSE;
+  g_debug ("flowgmm: phase check: validation accuracy %.4f, σ %.4g", acc,
+           fg_gmm_get_sigma (self->gmm));
   if (best->weights == NULL || acc > best->accuracy)
     snapshot_save (self, best, acc);
   return TRUE;
@@ -1168,7 +1293,8 @@ build_model (Trainer *self, const FgSplit *split, GError **error)
       return fg_gmm_set_means_from_string (self->gmm, self->means_values, error);
     case FG_GMM_MEANS_DATA:
       return init_means_from_data (self, split, &means_rng, error)
-             && (!self->sigma_auto || refit_mixture (self, split, NULL, FALSE, TRUE, error));
+             && (!self->sigma_auto
+                 || refit_mixture (self, split, NULL, NULL, FALSE, TRUE, error));
     case FG_GMM_MEANS_RANDOM:
     case FG_GMM_MEANS_TABULAR:
     case FG_GMM_MEANS_CIRCLE:
@@ -1300,6 +1426,16 @@ typedef struct {
   FgTensor         *ux;           /* the unlabeled rows a refit embeds, or NULL */
   gint32           *val_labels;   /* early stopping's buffer, or NULL: no checks */
   Snapshot          best;
+  /* The neighbour graph (graph, neighbor_consistency): its nodes are the pool's rows, then the
+   * labeled rows. */
+  FgKnnGraph       *graph;
+  FgTensor         *gx;           /* the nodes' inputs */
+  float            *gp, *gq;      /* nodes × K: responsibilities (prior), smoothed targets */
+  gint32           *glabels;      /* nodes: scratch for predictions */
+  guint8           *gclamp;       /* nodes: the labeled ones */
+  guint32          *uidx;         /* pool indices of the step's unlabeled rows */
+  float            *tbuf;         /* n_ub × K: the step's targets */
+  float            *uq;           /* rows of ux × K: the refit's weights (graph), or NULL */
 } Fit;
 
 static void
@@ -1320,6 +1456,15 @@ fit_clear (Fit *f)
   g_clear_pointer (&f->ux, fg_tensor_free);
   g_free (f->val_labels);
   snapshot_clear (&f->best);
+  g_clear_pointer (&f->graph, fg_knn_graph_free);
+  g_clear_pointer (&f->gx, fg_tensor_free);
+  g_free (f->gp);
+  g_free (f->gq);
+  g_free (f->glabels);
+  g_free (f->gclamp);
+  g_free (f->uidx);
+  g_free (f->tbuf);
+  g_free (f->uq);
 }
 
 /* What fit () refuses before building anything. */
@@ -1379,6 +1524,186 @@ fit_plan (Fit *f, GError **error)
   return TRUE;
 }
 
+/* The neighbour graph over the pool's rows and the labeled rows (graph, neighbor_consistency),
+ * when there is a pool. */
+static gboolean
+fit_graph_init (Fit *f, GError **error)
+{
+  Trainer *self = f->self;
+  const FgSplit *split = f->split;
+  const gsize n = f->pool.n + f->n_l;
+  const guint K = self->K;
+  if (!(self->graph_smooth || self->neighbor_cons || self->graph_predict) || f->pool.n == 0)
+    return TRUE;
+  if (self->graph_k >= n)
+    {
+      g_set_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM,
+                   "flowgmm: graph_k = %" G_GSIZE_FORMAT " needs more than %" G_GSIZE_FORMAT
+                   " training rows", self->graph_k, n);
+      return FALSE;
+    }
+  f->gx = fg_tensor_new_2d (n, f->dim);
+  for (gsize i = 0; i < f->pool.n; i++)
+    memcpy (fg_tensor_row (f->gx, i), f->pool.rows[i], f->dim * sizeof (float));
+  for (gsize i = 0; i < f->n_l; i++)
+    memcpy (fg_tensor_row (f->gx, f->pool.n + i), fg_tensor_row (&split->labeled.x, i),
+            f->dim * sizeof (float));
+  f->graph = fg_knn_graph_new (f->gx, self->graph_k, error);
+  if (f->graph == NULL)
+    {
+      g_prefix_error (error, "flowgmm: ");
+      return FALSE;
+    }
+  f->gclamp = g_new0 (guint8, n);
+  for (gsize i = 0; i < f->n_l; i++)
+    f->gclamp[f->pool.n + i] = 1;
+  if (!self->graph_smooth)
+    return TRUE;
+  f->gp = g_new (float, n * K);
+  f->gq = g_new (float, n * K);
+  f->glabels = g_new (gint32, n);
+  f->tbuf = g_new (float, MAX (f->n_ub, 1) * K);
+  return TRUE;
+}
+
+/* The smoothed targets of the current model: its responsibilities on the graph's nodes (one-hot
+ * for the labeled ones), smoothed; and the refit's weights of the rows of ux. */
+static gboolean
+fit_graph_update (Fit *f, GError **error)
+{
+  Trainer *self = f->self;
+  const guint K = self->K;
+  PredictOut o = { f->glabels, f->gp };
+  if (f->gq == NULL)
+    return TRUE;
+  if (!for_each_latent (self, f->gx, NULL, predict_chunk, &o, error))
+    return FALSE;
+  sanitize_rows (f->gp, f->pool.n, K);
+  for (gsize i = 0; i < f->pool.n * K; i++)
+    f->gp[i] *= (float) self->graph_prior;
+  for (gsize i = 0; i < f->n_l; i++)
+    {
+      float *p = f->gp + (f->pool.n + i) * K;
+      for (guint k = 0; k < K; k++)
+        p[k] = (gint32) k == f->split->labeled.y[i] ? 1.0f : 0.0f;
+    }
+  fg_knn_graph_smooth (f->graph, f->gp, f->gclamp, K, self->graph_alpha,
+                       self->graph_iterations, f->gq);
+  if (f->uq != NULL)
+    {
+      const gsize rows = fg_tensor_rows (f->ux);
+      for (gsize i = 0; i < rows; i++)
+        memcpy (f->uq + i * K, f->gq + (i * f->pool.n / rows) * K, K * sizeof (float));
+    }
+  return TRUE;
+}
+
+/* graph_predict, after training: the trained model's responsibilities on the graph's nodes,
+ * smoothed with prior weight w, for each candidate w; the one whose predictions of the
+ * validation rows are best is kept (the larger w on ties; graph_prior without validation). */
+static gboolean
+fit_graph_final (Fit *f, GError **error)
+{
+  static const double candidates[] = { INFINITY, 1.0, 0.3, 0.1, 0.0 };
+  Trainer *self = f->self;
+  const FgSplit *split = f->split;
+  const guint K = self->K;
+  const gsize n = fg_tensor_rows (f->gx), nv = split->validation.n;
+  const gboolean select = nv > 0 && split->validation.y != NULL;
+  g_autofree float *P = g_new (float, n * K), *prior = g_new (float, n * K);
+  g_autofree float *F = g_new (float, n * K), *vflow = NULL, *vp = NULL;
+  g_autofree gint32 *labels = g_new (gint32, MAX (n, MAX (nv, 1)));
+  g_autofree guint32 *nb = NULL;
+  PredictOut o = { labels, P };
+  double best_acc = -1.0;
+
+  if (!for_each_latent (self, f->gx, NULL, predict_chunk, &o, error))
+    return FALSE;
+  sanitize_rows (P, n, K);
+  self->gindex = fg_neighbor_index_new (f->gx, FG_DISTANCE_L2, error);
+  if (self->gindex == NULL)
+    return FALSE;
+  self->gF = g_new (float, n * K);
+  if (select)
+    {
+      PredictOut ov;
+      vflow = g_new (float, nv * K);
+      vp = g_new (float, nv * K);
+      ov.labels = labels;
+      ov.proba = vflow;
+      nb = g_new (guint32, nv * self->graph_k);
+      if (!for_each_latent (self, &split->validation.x, NULL, predict_chunk, &ov, error)
+          || !fg_neighbor_index_query (self->gindex, &split->validation.x, self->graph_k, nb,
+                                       NULL, error))
+        return FALSE;
+      sanitize_rows (vflow, nv, K);
+    }
+  for (guint c = 0; c < (select ? G_N_ELEMENTS (candidates) : 1); c++)
+    {
+      const double w = select ? candidates[c] : self->graph_prior;
+      gsize hit = 0;
+      double acc;
+      if (isinf (w))
+        {
+          /* the flow alone */
+          for (gsize i = 0; i < nv; i++)
+            {
+              guint best = 0;
+              for (guint k = 1; k < K; k++)
+                if (vflow[i * K + k] > vflow[i * K + best])
+                  best = k;
+              hit += (gint32) best == split->validation.y[i];
+            }
+          best_acc = (double) hit / (double) nv;
+          self->gw = w;
+          g_debug ("flowgmm: graph_predict: the flow alone: validation accuracy %.4f", best_acc);
+          continue;
+        }
+      for (gsize i = 0; i < n * K; i++)
+        prior[i] = (float) (w * P[i]);
+      for (gsize i = 0; i < f->n_l; i++)
+        for (guint k = 0; k < K; k++)
+          prior[(f->pool.n + i) * K + k] = (gint32) k == split->labeled.y[i] ? 1.0f : 0.0f;
+      fg_knn_graph_smooth (f->graph, prior, f->gclamp, K, self->graph_alpha,
+                           self->graph_iterations, F);
+      if (!select)
+        {
+          memcpy (self->gF, F, n * K * sizeof (float));
+          self->gw = w;
+          break;
+        }
+      memcpy (vp, vflow, nv * K * sizeof (float));
+      graph_combine (self, F, w, nb, nv, vp, labels);
+      for (gsize i = 0; i < nv; i++)
+        hit += labels[i] == split->validation.y[i];
+      acc = (double) hit / (double) nv;
+      g_debug ("flowgmm: graph_predict: w = %g: validation accuracy %.4f", w, acc);
+      if (acc > best_acc)
+        {
+          best_acc = acc;
+          memcpy (self->gF, F, n * K * sizeof (float));
+          self->gw = w;
+        }
+    }
+  if (isinf (self->gw))
+    {
+      g_clear_pointer (&self->gindex, fg_neighbor_index_free);
+      g_clear_pointer (&self->gF, g_free);
+    }
+  return TRUE;
+}
+
+/* The step's targets: the smoothed rows of its unlabeled rows. */
+static void
+fit_graph_targets (Fit *f, gsize nu)
+{
+  const guint K = f->self->K;
+  if (f->gq == NULL)
+    return;
+  for (gsize i = 0; i < nu; i++)
+    memcpy (f->tbuf + i * K, f->gq + (gsize) f->uidx[i] * K, K * sizeof (float));
+}
+
 /* Buffers, random streams, optimizers, schedule and loss batch: everything a step touches. */
 static void
 fit_allocate (Fit *f)
@@ -1388,7 +1713,8 @@ fit_allocate (Fit *f)
   FgOptimConfig cfg;
   f->xbuf = g_new (float, MAX (rows * f->dim, 1));
   f->src_rows = g_new (const float *, MAX (rows, 1));
-  if (f->aug != NULL)
+  f->uidx = g_new (guint32, MAX (f->n_ub, 1));
+  if (f->aug != NULL || (f->graph != NULL && self->neighbor_cons))
     f->x2buf = g_new (float, MAX (rows * f->dim, 1));
   f->ybuf = g_new (gint32, MAX (f->n_lb, 1));
   f->lperm = g_new (guint32, MAX (f->n_l, 1));
@@ -1399,7 +1725,7 @@ fit_allocate (Fit *f)
     f->uperm[i] = (guint32) i;
   fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-order"), &f->order_rng);
   fg_rng_fork (&self->rng, fg_rng_stream_id ("batch-noise"), &f->batch_rng);
-  if (f->aug != NULL)
+  if (f->x2buf != NULL)
     fg_rng_fork (&self->rng, fg_rng_stream_id ("augment"), &f->aug_rng);
   if (f->n_ranks > 1)
     {
@@ -1501,7 +1827,10 @@ fit_gather_rows (Fit *f, gsize b)
     {
       nu = f->n_ub;
       for (gsize i = 0; i < nu; i++)
-        dst[i] = f->pool.rows[fg_rng_below (&f->order_rng, f->pool.n)];
+        {
+          f->uidx[i] = (guint32) fg_rng_below (&f->order_rng, f->pool.n);
+          dst[i] = f->pool.rows[f->uidx[i]];
+        }
     }
   else
     {
@@ -1510,7 +1839,10 @@ fit_gather_rows (Fit *f, gsize b)
         fg_rng_shuffle (&f->order_rng, f->uperm, f->pool.n);
       nu = MIN (self->unlabeled_batch, f->pool.n - start);
       for (gsize i = 0; i < nu; i++)
-        dst[i] = f->pool.rows[f->uperm[start + i]];
+        {
+          f->uidx[i] = f->uperm[start + i];
+          dst[i] = f->pool.rows[f->uidx[i]];
+        }
     }
   return nu;
 }
@@ -1524,7 +1856,19 @@ fit_fill_inputs (Fit *f, gsize n, gsize shape[FG_TENSOR_MAX_DIMS])
   const Trainer *self = f->self;
   for (gsize i = 0; i < n; i++)
     fg_augment_apply (f->aug, &self->shape, f->src_rows[i], f->xbuf + i * f->dim, &f->aug_rng);
-  if (f->aug != NULL)
+  if (f->x2buf != NULL && self->neighbor_cons && f->graph != NULL)
+    /* x″ of an unlabeled row: a random one of its nearest neighbours (graph consistency) */
+    for (gsize i = 0; i < n; i++)
+      {
+        const float *src = f->src_rows[i];
+        if (i >= f->n_lb)
+          {
+            const guint32 *nb = fg_knn_graph_get_neighbors (f->graph, f->uidx[i - f->n_lb]);
+            src = fg_tensor_row (f->gx, nb[fg_rng_below (&f->aug_rng, self->graph_k)]);
+          }
+        fg_augment_apply (f->aug, &self->shape, src, f->x2buf + i * f->dim, &f->aug_rng);
+      }
+  else if (f->x2buf != NULL)
     for (gsize i = 0; i < n; i++)
       fg_augment_apply (f->aug, &self->shape, f->src_rows[i], f->x2buf + i * f->dim,
                         &f->aug_rng);
@@ -1558,7 +1902,9 @@ fit_begin_batch (Fit *f, const FgTensor *x, gsize nl, gsize nu, const gsize *sha
       slice = fg_tensor_view_rows (x, a, e - a);
       fg_loss_batch_begin (f->batch, self->tape, &slice, a < nl ? MIN (nl, e) - a : 0,
                            a < nl ? f->ybuf + a : NULL);
-      if (f->aug != NULL)
+      if (f->gq != NULL && e > nl)
+        fg_loss_batch_set_targets (f->batch, f->tbuf + (MAX (a, nl) - nl) * self->K);
+      if (f->x2buf != NULL)
         {
           FgTensor x2 = fg_tensor_wrap (f->x2buf, self->shape.ndim + 1, shape);
           FgTensor slice2 = fg_tensor_view_rows (&x2, a, e - a);
@@ -1569,7 +1915,9 @@ fit_begin_batch (Fit *f, const FgTensor *x, gsize nl, gsize nu, const gsize *sha
   else
     {
       fg_loss_batch_begin (f->batch, self->tape, x, nl, f->ybuf);
-      if (f->aug != NULL)
+      if (f->gq != NULL && nu > 0)
+        fg_loss_batch_set_targets (f->batch, f->tbuf);
+      if (f->x2buf != NULL)
         {
           FgTensor x2 = fg_tensor_wrap (f->x2buf, self->shape.ndim + 1, shape);
           fg_loss_batch_set_second_view (f->batch, &x2);
@@ -1771,11 +2119,16 @@ fit_phases_init (Fit *f, GError **error)
       for (gsize i = 0; i < rows; i++)
         memcpy (fg_tensor_row (f->ux, i), f->pool.rows[i * f->pool.n / rows],
                 f->dim * sizeof (float));
+      if (f->gq != NULL)
+        f->uq = g_new (float, rows * self->K);
     }
   if (self->early_stopping && split->validation.n > 0 && split->validation.y != NULL)
     f->val_labels = g_new (gint32, split->validation.n);
+  if (!fit_graph_update (f, error))
+    return FALSE;
   return f->val_labels == NULL || f->start_step > 0
-         || phase_check (self, split, f->ux, FALSE, FALSE, f->val_labels, &f->best, error);
+         || phase_check (self, split, f->ux, f->uq, FALSE, FALSE, f->val_labels, &f->best,
+                         error);
 }
 
 /* After training: a last refit and check, then the best model checked on validation. */
@@ -1785,8 +2138,9 @@ fit_phases_finish (Fit *f, GError **error)
   Trainer *self = f->self;
   double acc;
   if (f->total_steps > 0
-      && !phase_check (self, f->split, f->ux, f->refit_means, f->refit_sigma, f->val_labels,
-                       &f->best, error))
+      && (!fit_graph_update (f, error)
+          || !phase_check (self, f->split, f->ux, f->uq, f->refit_means, f->refit_sigma,
+                           f->val_labels, &f->best, error)))
     return FALSE;
   if (f->best.weights == NULL)
     return TRUE;
@@ -1812,10 +2166,12 @@ fit_loop (Fit *f, GError **error)
       if (f->n_ranks == 1 && fg_split_cancelled (f->split))
         return fit_cancel (f, step, error);
       if (step > 0 && step % f->period == 0
-          && !phase_check (self, f->split, f->ux, f->refit_means, f->refit_sigma,
-                           f->val_labels, &f->best, error))
+          && (!fit_graph_update (f, error)
+              || !phase_check (self, f->split, f->ux, f->uq, f->refit_means, f->refit_sigma,
+                               f->val_labels, &f->best, error)))
         return FALSE;
       nu = fit_gather_rows (f, step % f->steps_per_epoch);
+      fit_graph_targets (f, nu);
       x = fit_fill_inputs (f, f->n_lb + nu, shape);
       /* A flow with a data-dependent initialisation sees the first batch once (not when its
        * weights come from a checkpoint). */
@@ -1856,13 +2212,14 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
   f.rs = split->resume;
   f.show_bpd = split->preprocessing == NULL
                || g_strcmp0 (split->preprocessing->description, "none") == 0;
-  if (!fit_plan (&f, error))
+  if (!fit_plan (&f, error) || !fit_graph_init (&f, error))
     goto out;
   fit_allocate (&f);
   if (!fit_resume (&f, error) || !fit_phases_init (&f, error) || !fit_loop (&f, error))
     goto out;
   fg_tape_reset (self->tape);
-  if (!fit_phases_finish (&f, error))
+  if (!fit_phases_finish (&f, error)
+      || (self->graph_predict && f.graph != NULL && !fit_graph_final (&f, error)))
     goto out;
   self->fitted = TRUE;
   ok = TRUE;

@@ -22,6 +22,7 @@ struct _FgLossBatch {
   FgVar *x_var[3];     /* per FgLossSet, made on first use */
   FgTensor x2;         /* a second augmentation of the same rows (ndim 0: none) */
   FgVar *x2_var[3];    /* per FgLossSet, made on first use */
+  const float *targets; /* n_unlabeled × K soft targets of the unlabeled rows, or NULL */
   double nll_sum;      /* Σ −log p(x) of the first training forward of all rows */
   gsize nll_n;         /* its rows (0: none yet) */
 
@@ -93,6 +94,7 @@ fg_loss_batch_begin (FgLossBatch *batch, FgTape *tape, const FgTensor *x, gsize 
   memset (batch->x_var, 0, sizeof batch->x_var);
   memset (&batch->x2, 0, sizeof batch->x2);
   memset (batch->x2_var, 0, sizeof batch->x2_var);
+  batch->targets = NULL;
   batch->nll_sum = 0.0;
   batch->nll_n = 0;
 }
@@ -112,6 +114,37 @@ fg_loss_batch_set_second_view (FgLossBatch *batch, const FgTensor *x2)
   g_return_if_fail (batch != NULL && batch->tape != NULL && x2 != NULL);
   g_return_if_fail (fg_tensor_same_shape (x2, &batch->x));
   batch->x2 = *x2;
+}
+
+/**
+ * fg_loss_batch_set_targets:
+ * @batch: a batch, after fg_loss_batch_begin ()
+ * @targets: (array) (nullable): n_unlabeled × K class distributions of the step's unlabeled
+ *   rows (each row sums to 1), or %NULL for none
+ *
+ * Gives the loss soft targets for the unlabeled rows (e.g. the model's responsibilities
+ * smoothed over a neighbour graph), which the flowgmm losses use in place of their own
+ * E-step.  Borrowed until the tape is reset.
+ */
+void
+fg_loss_batch_set_targets (FgLossBatch *batch, const float *targets)
+{
+  g_return_if_fail (batch != NULL && batch->tape != NULL);
+  batch->targets = targets;
+}
+
+/**
+ * fg_loss_batch_get_targets:
+ * @batch: a batch
+ *
+ * Returns: (nullable): the soft targets of the unlabeled rows (n_unlabeled × K), or %NULL
+ *   when the trainer gave none this step.
+ */
+const float *
+fg_loss_batch_get_targets (FgLossBatch *batch)
+{
+  g_return_val_if_fail (batch != NULL, NULL);
+  return batch->targets;
 }
 
 /**

@@ -8,6 +8,9 @@
  *   circles          sklearn's make_circles: two concentric circles, 2 classes
  *   eight-gaussians  eight Gaussian clusters on a circle grouped into 3 classes
  *   pinwheel         five spiral arms, one class per arm
+ *   warped-clusters  many classes in more dimensions: one anisotropic Gaussian cluster per
+ *                    class in D dimensions, bent by a fixed random smooth warp (not from the
+ *                    paper: a many-class, low-dimensional development set)
  *
  * moons and circles follow sklearn's formulas exactly (sklearn/datasets/_samples_generator.py):
  * the points lie on np.linspace grids, are shuffled, then get isotropic Gaussian noise; only the
@@ -37,6 +40,7 @@ typedef enum {
   SYN_CIRCLES,
   SYN_EIGHT_GAUSSIANS,
   SYN_PINWHEEL,
+  SYN_WARPED,
 } SynKind;
 
 #define COMMON_PARAMS                                                                           \
@@ -105,6 +109,21 @@ static const FgParamSpec pinwheel_params[] = {
   FG_PARAM_SPEC_END,
 };
 
+static const FgParamSpec warped_params[] = {
+  COMMON_PARAMS,
+  FG_PARAM_SPEC_INT ("classes", "20", 2, 1000, "number of classes, one cluster each"),
+  FG_PARAM_SPEC_INT ("dim", "12", 1, 1000, "dimension D of the points"),
+  FG_PARAM_SPEC_DOUBLE ("separation", "1.0", 0.0, INFINITY,
+                        "standard deviation of the cluster centres N(0, s²I) around 0"),
+  FG_PARAM_SPEC_DOUBLE ("noise", "0.45", 0.0, INFINITY,
+                        "cluster spread: coordinate j of class c has std noise·a_cj, a_cj "
+                        "uniform in [0.3, 1.7]"),
+  FG_PARAM_SPEC_DOUBLE ("warp", "0.8", 0.0, INFINITY,
+                        "strength of the warp: twice x_j ← x_j + warp·sin(Σ_m R_jm x_m + φ_j), "
+                        "R_jm ~ N(0, 1/D), φ_j uniform in [0, 2π)"),
+  FG_PARAM_SPEC_END,
+};
+
 /* ---- generators -------------------------------------------------------------------------- */
 
 /* Everything a generator needs, read once from the params. */
@@ -115,6 +134,13 @@ typedef struct {
   double radius;                 /* 8 gaussians */
   gboolean eight_clusters;       /* 8 gaussians: one class per cluster */
   double radial_std, tangential_std, rate, scale; /* pinwheel */
+  gsize dim;                     /* width of a point (2 but for warped-clusters) */
+  /* warped-clusters: the layout, drawn once per seed from its own stream */
+  double separation, warp;
+  double *centres;               /* K × dim */
+  double *spread;                /* K × dim: noise · a_cj */
+  double *rot;                   /* 2 × dim × dim */
+  double *phase;                 /* 2 × dim */
 } SynConfig;
 
 /* numpy.linspace (start, stop, n, endpoint) element i: start + i·step, the last one exactly
@@ -286,6 +312,66 @@ pinwheel_classify (const SynConfig *c, double x, double y)
   return arg;
 }
 
+/* warped-clusters' layout (centres, spreads, warp) from the seed's "synthetic/layout" stream,
+ * shared by the training and the test parts. */
+static void
+warped_layout (SynConfig *c, guint64 seed)
+{
+  const gsize D = c->dim;
+  FgRng rng;
+  fg_rng_init (&rng, seed, fg_rng_stream_id ("synthetic/layout"));
+  c->centres = g_new (double, c->K * D);
+  c->spread = g_new (double, c->K * D);
+  c->rot = g_new (double, 2 * D * D);
+  c->phase = g_new (double, 2 * D);
+  for (gsize i = 0; i < c->K * D; i++)
+    c->centres[i] = c->separation * fg_rng_normal (&rng);
+  for (gsize i = 0; i < c->K * D; i++)
+    c->spread[i] = c->noise * (0.3 + 1.4 * fg_rng_uniform (&rng));
+  for (gsize i = 0; i < 2 * D * D; i++)
+    c->rot[i] = fg_rng_normal (&rng) / sqrt ((double) D);
+  for (gsize i = 0; i < 2 * D; i++)
+    c->phase[i] = 2.0 * G_PI * fg_rng_uniform (&rng);
+}
+
+static void
+warped_layout_clear (SynConfig *c)
+{
+  g_clear_pointer (&c->centres, g_free);
+  g_clear_pointer (&c->spread, g_free);
+  g_clear_pointer (&c->rot, g_free);
+  g_clear_pointer (&c->phase, g_free);
+}
+
+/* Class c uniform per point; u = μ_c + spread_c ⊙ ε; then two warps
+ * x_j ← x_j + warp·sin(Σ_m R_jm x_m + φ_j) (each from the previous x). */
+static void
+gen_warped (const SynConfig *c, FgRng *rng, gsize n, double *x, gint32 *y)
+{
+  const gsize D = c->dim;
+  g_autofree double *t = g_new (double, D);
+  for (gsize i = 0; i < n; i++)
+    {
+      const guint k = (guint) fg_rng_below (rng, c->K);
+      double *xi = x + i * D;
+      y[i] = (gint32) k;
+      for (gsize j = 0; j < D; j++)
+        xi[j] = c->centres[k * D + j] + c->spread[k * D + j] * fg_rng_normal (rng);
+      for (guint l = 0; l < 2; l++)
+        {
+          const double *R = c->rot + l * D * D;
+          for (gsize j = 0; j < D; j++)
+            {
+              double a = c->phase[l * D + j];
+              for (gsize m = 0; m < D; m++)
+                a += R[j * D + m] * xi[m];
+              t[j] = xi[j] + c->warp * sin (a);
+            }
+          memcpy (xi, t, D * sizeof (double));
+        }
+    }
+}
+
 static void
 generate (const SynConfig *c, FgRng *rng, gsize n, double *xy, gint32 *y)
 {
@@ -303,6 +389,9 @@ generate (const SynConfig *c, FgRng *rng, gsize n, double *xy, gint32 *y)
     case SYN_PINWHEEL:
       gen_pinwheel (c, rng, n, xy, y);
       break;
+    case SYN_WARPED:
+      gen_warped (c, rng, n, xy, y);
+      break;
     }
 }
 
@@ -311,7 +400,8 @@ generate (const SynConfig *c, FgRng *rng, gsize n, double *xy, gint32 *y)
 static const char *
 kind_name (SynKind kind)
 {
-  static const char *const names[] = { "moons", "circles", "eight-gaussians", "pinwheel" };
+  static const char *const names[] = { "moons", "circles", "eight-gaussians", "pinwheel",
+                                       "warped-clusters" };
   return names[kind];
 }
 
@@ -331,6 +421,8 @@ authors_counts (const SynConfig *c)
       return c->eight_clusters ? NULL : eight;
     case SYN_PINWHEEL:
       return c->K == 5 ? pinwheel : NULL;
+    case SYN_WARPED:
+      return NULL;
     }
   return NULL;
 }
@@ -487,14 +579,14 @@ read_authors_csv (const SynConfig *c, const char *path, FgTensor **x_out, gint32
 }
 
 static FgTensor *
-to_tensor (const double *xy, gsize n)
+to_tensor (const double *xy, gsize n, gsize dim)
 {
-  FgTensor *x = fg_tensor_new_2d (n, 2);
+  FgTensor *x = fg_tensor_new_2d (n, dim);
   for (gsize i = 0; i < n; i++)
     {
       float *row = fg_tensor_row (x, i);
-      row[0] = (float) xy[2 * i];
-      row[1] = (float) xy[2 * i + 1];
+      for (gsize j = 0; j < dim; j++)
+        row[j] = (float) xy[dim * i + j];
     }
   return x;
 }
@@ -558,6 +650,17 @@ read_shape (SynConfig *c, const FgParams *params, GString *note, GError **error)
         }
       g_string_printf (note, "pinwheel, %u arms: class c = arm at angle 2πc/%u − %g·exp(r)",
                        c->K, c->K, c->rate);
+      break;
+    case SYN_WARPED:
+      c->K = (guint) fg_params_get_int (params, "classes");
+      c->dim = (gsize) fg_params_get_int (params, "dim");
+      c->separation = fg_params_get_double (params, "separation");
+      c->noise = fg_params_get_double (params, "noise");
+      c->warp = fg_params_get_double (params, "warp");
+      g_string_printf (note, "%u anisotropic Gaussian clusters in %" G_GSIZE_FORMAT
+                       " dimensions (centres N(0, %g²I), spread %g), warped twice by "
+                       "x + %g·sin(Rx + φ): class c = cluster c",
+                       c->K, c->dim, c->separation, c->noise, c->warp);
       break;
     }
   return TRUE;
@@ -657,12 +760,12 @@ static gboolean
 generate_part (const SynConfig *c, guint64 seed, const char *stream, gsize n, FgDataset *ds,
                FgPart part, GError **error)
 {
-  g_autofree double *xy = g_new (double, 2 * n);
+  g_autofree double *xy = g_new (double, c->dim * n);
   gint32 *y = g_new (gint32, n);
   FgRng rng;
   fg_rng_init (&rng, seed, fg_rng_stream_id (stream));
   generate (c, &rng, n, xy, y);
-  return set_part_or_free (ds, part, to_tensor (xy, n), y, error);
+  return set_part_or_free (ds, part, to_tensor (xy, n, c->dim), y, error);
 }
 
 /* A generated training part; its labeled subset is the first labeled_counts[k] points of each
@@ -692,13 +795,17 @@ synthetic_load (SynKind kind, const FgParams *params, GError **error)
 {
   SynConfig c = { kind, 2 };
   SynSource src;
+  FgDataset *out = NULL;
   gsize n_test = (gsize) fg_params_get_int (params, "n_test");
   guint64 seed = (guint64) fg_params_get_int (params, "seed");
   g_autoptr (FgDataset) ds = fg_dataset_new (kind_name (kind));
   g_autoptr (GString) note = g_string_new (NULL);
 
+  c.dim = 2;
   if (!read_shape (&c, params, note, error) || !read_source (&c, params, &src, error))
     return NULL;
+  if (kind == SYN_WARPED)
+    warped_layout (&c, seed);
   fg_dataset_set_classes (ds, c.K, NULL);
   if (kind == SYN_MOONS)
     fg_dataset_set_classes (ds, 2, (const char *const[]){ "upper", "lower" });
@@ -706,14 +813,17 @@ synthetic_load (SynKind kind, const FgParams *params, GError **error)
     fg_dataset_set_classes (ds, 2, (const char *const[]){ "outer", "inner" });
   if (src.from_authors ? !load_authors_train (&c, &src, ds, note, error)
                        : !generate_train (&c, params, seed, ds, error))
-    return NULL;
+    goto out;
   /* Test part: fresh points with true labels, from their own stream. */
   if (n_test > 0 && !generate_part (&c, seed, "synthetic/test", n_test, ds, FG_PART_TEST, error))
-    return NULL;
+    goto out;
   fg_dataset_set_note (ds, note->str);
   if (!fg_dataset_finish (ds, error))
-    return NULL;
-  return g_steal_pointer (&ds);
+    goto out;
+  out = g_steal_pointer (&ds);
+out:
+  warped_layout_clear (&c);
+  return out;
 }
 
 static FgDataset *
@@ -740,6 +850,13 @@ pinwheel_load (const FgParams *params, const FgLoadContext *ctx, GError **error)
   return synthetic_load (SYN_PINWHEEL, params, error);
 }
 
+static FgDataset *
+warped_load (const FgParams *params, const FgLoadContext *ctx, GError **error)
+{
+  return synthetic_load (SYN_WARPED, params, error);
+}
+
+static const FgDatasetVTable warped_vtable = { sizeof (FgDatasetVTable), warped_load };
 static const FgDatasetVTable moons_vtable = { sizeof (FgDatasetVTable), moons_load };
 static const FgDatasetVTable circles_vtable = { sizeof (FgDatasetVTable), circles_load };
 static const FgDatasetVTable eight_vtable = { sizeof (FgDatasetVTable), eight_load };
@@ -756,6 +873,9 @@ static const FgComponent synthetic_components[] = {
     eight_params, &eight_vtable, { 0 } },
   { FG_KIND_DATASET, "pinwheel", "five spiral arms, one class each (the FlowGMM authors' pinwheel)",
     pinwheel_params, &pinwheel_vtable, { 0 } },
+  { FG_KIND_DATASET, "warped-clusters",
+    "many classes in D dimensions: one anisotropic Gaussian cluster per class, smoothly warped",
+    warped_params, &warped_vtable, { 0 } },
   { 0 },
 };
 
@@ -766,7 +886,7 @@ static const FgPluginInfo synthetic_info = {
   .version = PACKAGE_VERSION,
   .license = "MIT",
   .description = "The 2-D synthetic data sets of the FlowGMM paper: moons, circles, eight "
-                 "Gaussians, pinwheel",
+                 "Gaussians, pinwheel; and warped-clusters, a many-class set in D dimensions",
   .components = synthetic_components,
 };
 

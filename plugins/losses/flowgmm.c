@@ -260,6 +260,7 @@ loss_compute (gpointer data, FgLossBatch *batch, GError **error)
   const gsize n_u_all = fg_loss_batch_get_n_total (batch, FG_LOSS_SET_UNLABELED);
   const gint32 *labels = fg_loss_batch_get_labels (batch);
   const guint perturb = self->kind == LOSS_CONS ? FG_LOSS_FORWARD_PERTURB : 0;
+  const float *targets;
   FgVar *z, *ld, *comp;
   Roles *r;
 
@@ -278,7 +279,8 @@ loss_compute (gpointer data, FgLossBatch *batch, GError **error)
       g_set_error (error, FG_ERROR, FG_ERROR_FAILED, "flowgmm loss: mixture op failed");
       return NULL;
     }
-  r = roles_new (tape, N, K, self->kind == LOSS_EM);
+  targets = n_u > 0 ? fg_loss_batch_get_targets (batch) : NULL;
+  r = roles_new (tape, N, K, self->kind == LOSS_EM || targets != NULL);
 
   for (gsize i = 0; i < n_l; i++)
     {
@@ -338,6 +340,15 @@ loss_compute (gpointer data, FgLossBatch *batch, GError **error)
             }
           break;
         }
+      if (targets != NULL)
+        /* The trainer's soft targets (e.g. graph-smoothed responsibilities) replace the
+         * unlabeled term's own E-step: E_q[−log p(x, t)] with q given. */
+        for (gsize i = n_l; i < N; i++)
+          {
+            r->beta[i] = 0.0;
+            r->gamma[i] = a;
+            memcpy (r->q + i * K, targets + (i - n_l) * K, K * sizeof (float));
+          }
     }
   return objective_op (tape, comp, ld, r);
 }

@@ -67,6 +67,10 @@ FG_API FgRng        *fg_loss_batch_get_rng (FgLossBatch *batch);
 FG_API gsize          fg_loss_batch_get_n_total (FgLossBatch *batch, FgLossSet set);
 FG_API const FgGroup *fg_loss_batch_get_group (FgLossBatch *batch);
 
+/* Soft targets for the unlabeled rows (n_unlabeled × K, rows summing to 1), or NULL when the
+ * trainer gives none this step (fg_loss_batch_set_targets). */
+FG_API const float  *fg_loss_batch_get_targets (FgLossBatch *batch);
+
 /* ---- For the trainer and tests ------------------------------------------------------------ */
 /* A batch over `flow` (an instance of `flow_vtable`) and `gmm`, drawing from `rng`; all
  * borrowed and kept. */
@@ -85,6 +89,9 @@ FG_API void fg_loss_batch_set_input_noise (FgLossBatch *batch, double std);
 /* After begin: the same rows under a second, independent augmentation (shape of x; borrowed
  * until the tape is reset). */
 FG_API void fg_loss_batch_set_second_view (FgLossBatch *batch, const FgTensor *x2);
+/* After begin: soft targets (n_unlabeled × K, borrowed until the tape is reset) that the loss
+ * may use for the unlabeled rows in place of its own E-step; NULL: none. */
+FG_API void fg_loss_batch_set_targets (FgLossBatch *batch, const float *targets);
 /* Mean −log p(x) (mixture, with the flow's log-det) of the step's first training forward of
  * all rows; NAN when there was none.  For progress lines (bits/dim). */
 FG_API double fg_loss_batch_get_mean_nll (FgLossBatch *batch);

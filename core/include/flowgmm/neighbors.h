@@ -72,4 +72,24 @@ FG_API gboolean fg_neighbor_index_query_self (const FgNeighborIndex *index, gsiz
 FG_API gboolean fg_neighbor_index_distances (const FgNeighborIndex *index, const FgTensor *query,
                                              float *out, gsize ld_out, GError **error);
 
+/* ---- A symmetric kNN graph and smoothing over it (knn-graph.c) ------------------------------ */
+typedef struct _FgKnnGraph FgKnnGraph;
+
+/* The k nearest other rows of every row of x (squared Euclidean; ties to the smaller index; a
+ * duplicate of a row counts, the row itself does not), and the symmetric graph W = max(A, Aᵀ)
+ * with unit weights.  1 ≤ k < N. */
+FG_API FgKnnGraph    *fg_knn_graph_new (const FgTensor *x, gsize k, GError **error);
+FG_API void           fg_knn_graph_free (FgKnnGraph *graph);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (FgKnnGraph, fg_knn_graph_free)
+FG_API gsize          fg_knn_graph_get_n (const FgKnnGraph *graph);
+FG_API gsize          fg_knn_graph_get_k (const FgKnnGraph *graph);
+/* The k nearest other rows of row i, nearest first. */
+FG_API const guint32 *fg_knn_graph_get_neighbors (const FgKnnGraph *graph, gsize i);
+/* F ← α S F + (1 − α) F0 from F = F0, `iterations` times, S = D^{-1/2} W D^{-1/2}; rows with
+ * clamp[i] set stay at F0; then every row of f_out (N × K) normalised to sum 1 (a zero row
+ * stays zero).  f0 and f_out are N × K; clamp may be NULL. */
+FG_API void           fg_knn_graph_smooth (const FgKnnGraph *graph, const float *f0,
+                                           const guint8 *clamp, guint K, double alpha,
+                                           guint iterations, float *f_out);
+
 G_END_DECLS

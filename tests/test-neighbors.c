@@ -295,15 +295,18 @@ test_normalize_rows (void)
 /* The kNN graph against brute force in double, and its smoothing against a dense naive
  * iteration F ← α S F + (1 − α) F0 with S = D^{-1/2} W D^{-1/2}, W = max(A, Aᵀ). */
 static void
-test_knn_graph_naive (void)
+knn_graph_naive (FgKnnWeight weight)
 {
   const gsize n = 40, d = 3, k = 4;
   const guint K = 3, iters = 7;
   const double alpha = 0.8;
   g_autoptr (FgTensor) x = random_rows (11, n, d, 0, 0);
   g_autoptr (GError) error = NULL;
-  g_autoptr (FgKnnGraph) g = fg_knn_graph_new (x, k, &error);
+  g_autoptr (FgKnnGraph) g = fg_knn_graph_new (x, k, weight, &error);
   g_autofree double *W = g_new0 (double, n * n), *deg = g_new0 (double, n);
+  g_autofree double *sig = g_new0 (double, n);
+  double qw[4];
+  float qd[4];
   g_autofree double *F = g_new (double, n * K), *Fn = g_new (double, n * K);
   g_autofree float *f0 = g_new (float, n * K), *out = g_new (float, n * K);
   g_autofree guint8 *clamp = g_new0 (guint8, n);
@@ -328,7 +331,23 @@ test_knn_graph_naive (void)
           g_assert_cmpuint (nb[j], ==, r[j].i);
           W[i * n + r[j].i] = W[r[j].i * n + i] = 1.0;
         }
+      sig[i] = sqrt (r[k - 1].d);
     }
+  if (weight == FG_KNN_WEIGHT_LOCAL)
+    for (gsize i = 0; i < n; i++)
+      for (gsize j = 0; j < n; j++)
+        if (W[i * n + j] > 0)
+          W[i * n + j] = exp (-naive_dist (fg_tensor_row (x, i), fg_tensor_row (x, j), d,
+                                           FG_DISTANCE_L2)
+                              / (sig[i] * sig[j]));
+  /* a new row's weights: row 0 seen from outside, its neighbours and distances as given */
+  for (gsize j = 0; j < k; j++)
+    qd[j] = (float) naive_dist (fg_tensor_row (x, 0),
+                                fg_tensor_row (x, fg_knn_graph_get_neighbors (g, 0)[j]), d,
+                                FG_DISTANCE_L2);
+  fg_knn_graph_query_weights (g, qd, fg_knn_graph_get_neighbors (g, 0), qw);
+  for (gsize j = 0; j < k; j++)
+    g_assert_cmpfloat_with_epsilon (qw[j], W[fg_knn_graph_get_neighbors (g, 0)[j]], 1e-5);
   for (gsize i = 0; i < n; i++)
     for (gsize j = 0; j < n; j++)
       deg[i] += W[i * n + j];
@@ -357,11 +376,18 @@ test_knn_graph_naive (void)
       for (guint c = 0; c < K; c++)
         s += F[i * K + c];
       for (guint c = 0; c < K; c++)
-        g_assert_cmpfloat_with_epsilon (out[i * K + c], F[i * K + c] / s, 1e-6);
+        g_assert_cmpfloat_with_epsilon (out[i * K + c], F[i * K + c] / s, 1e-5);
     }
   /* errors */
-  g_assert_null (fg_knn_graph_new (x, n, &error));
+  g_assert_null (fg_knn_graph_new (x, n, weight, &error));
   g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+}
+
+static void
+test_knn_graph_naive (void)
+{
+  knn_graph_naive (FG_KNN_WEIGHT_UNIT);
+  knn_graph_naive (FG_KNN_WEIGHT_LOCAL);
 }
 
 /* An exact duplicate of a row is its nearest neighbour; the row itself never is. */
@@ -370,7 +396,7 @@ test_knn_graph_duplicates (void)
 {
   g_autoptr (FgTensor) x = random_rows (3, 30, 2, 0, 5);
   g_autoptr (GError) error = NULL;
-  g_autoptr (FgKnnGraph) g = fg_knn_graph_new (x, 3, &error);
+  g_autoptr (FgKnnGraph) g = fg_knn_graph_new (x, 3, FG_KNN_WEIGHT_LOCAL, &error);
   g_assert_no_error (error);
   for (gsize i = 0; i < 30; i++)
     {

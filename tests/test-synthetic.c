@@ -626,8 +626,8 @@ test_warped_clusters (void)
     for (gsize j = 0; j < 2; j++)
       {
         const double mean = m[k][j] / n[k], sd = sqrt (q[k][j] / n[k] - mean * mean);
-        g_assert_cmpfloat (sd, >, 0.45 * 0.3 * 0.9);
-        g_assert_cmpfloat (sd, <, 0.45 * 1.7 * 1.1);
+        g_assert_cmpfloat (sd, >, 1.0 * 0.3 * 0.9);
+        g_assert_cmpfloat (sd, <, 1.0 * 1.7 * 1.1);
       }
 }
 

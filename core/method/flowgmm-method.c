@@ -121,7 +121,11 @@ static const FgParamSpec trainer_params[] = {
                         "Laplacian-regularised E-step) and become the soft targets of the "
                         "unlabeled term and the weights of the EM refit"),
   FG_PARAM_SPEC_INT ("graph_k", "10", 1, 100000,
-                     "neighbours per row of the graph (graph, neighbor_consistency)"),
+                     "neighbours per row of the graph (graph, graph_predict, "
+                     "neighbor_consistency)"),
+  FG_PARAM_SPEC_CHOICE ("graph_weights", "local", "unit|local",
+                        "edge weights: 1, or exp(−‖xi−xj‖²/(σi σj)) with σi the distance to "
+                        "the k-th neighbour (local scaling)"),
   FG_PARAM_SPEC_DOUBLE ("graph_alpha", "0.99", 0.0, 0.999999,
                         "weight α of the neighbours in F ← αSF + (1−α)P"),
   FG_PARAM_SPEC_INT ("graph_iterations", "50", 0, 100000,
@@ -129,7 +133,7 @@ static const FgParamSpec trainer_params[] = {
   FG_PARAM_SPEC_DOUBLE ("graph_prior", "1", 0.0, 1.0,
                         "weight of the model's responsibilities in the prior P of an unlabeled "
                         "row (labeled rows: 1); 0 gives plain label spreading's targets"),
-  FG_PARAM_SPEC_BOOL ("graph_predict", "false",
+  FG_PARAM_SPEC_BOOL ("graph_predict", "true",
                       "predict p(y|x) ∝ α·mean of the smoothed distributions F of x's graph_k "
                       "nearest training rows + (1−α)·w·p_flow(y|x), F smoothed from the trained "
                       "model's responsibilities weighted by w; the flow alone or w from {1, 0.3, "
@@ -173,6 +177,7 @@ typedef struct {
   gint64 default_iterations, refit_every, refit_max_rows;
   gboolean graph_smooth, neighbor_cons, graph_predict;
   gsize graph_k;
+  FgKnnWeight graph_weights;
   double graph_alpha, graph_prior;
   guint graph_iterations;
   FgRng rng; /* the cell's stream (copied) */
@@ -189,6 +194,7 @@ typedef struct {
   gboolean fitted;
   /* graph_predict: the training rows' index, their smoothed distributions and w */
   FgNeighborIndex *gindex;
+  FgKnnGraph *graph;
   float *gF;
   double gw;
 } Trainer;
@@ -220,6 +226,7 @@ trainer_destroy (gpointer data)
   g_clear_pointer (&self->gmm_weights, fg_weight_set_free);
   g_clear_pointer (&self->tape, fg_tape_free);
   g_clear_pointer (&self->gindex, fg_neighbor_index_free);
+  g_clear_pointer (&self->graph, fg_knn_graph_free);
   g_free (self->gF);
   g_clear_pointer (&self->flow_params, fg_params_free);
   g_clear_pointer (&self->loss_params, fg_params_free);
@@ -284,6 +291,9 @@ trainer_create (const FgParams *params, FgRng *rng, GError **error)
   self->early_stopping = fg_params_get_bool (params, "early_stopping");
   self->graph_smooth = g_strcmp0 (fg_params_get_string (params, "graph"), "smooth") == 0;
   self->graph_k = (gsize) fg_params_get_int (params, "graph_k");
+  self->graph_weights = g_strcmp0 (fg_params_get_string (params, "graph_weights"), "unit") == 0
+                          ? FG_KNN_WEIGHT_UNIT
+                          : FG_KNN_WEIGHT_LOCAL;
   self->graph_alpha = fg_params_get_double (params, "graph_alpha");
   self->graph_prior = fg_params_get_double (params, "graph_prior");
   self->graph_iterations = (guint) fg_params_get_int (params, "graph_iterations");
@@ -511,27 +521,32 @@ sanitize_rows (float *p, gsize n, guint K)
 }
 
 /* graph_predict: rows [0, n) of `proba` (the flow's p(y|x), n × K) become
- * normalise(α · mean_j F[nb_ij] + (1 − α) · w · proba_i), nb the k nearest training rows of
- * each row; labels the argmax (ties to the smaller class). */
+ * normalise(α · Σ_j ω_ij F[nb_ij] / Σ_j ω_ij + (1 − α) · w · proba_i), nb the k nearest
+ * training rows of each row at squared distances d2, ω their edge weights; labels the argmax
+ * (ties to the smaller class). */
 static void
-graph_combine (const Trainer *self, const float *F, double w, const guint32 *nb, gsize n,
-               float *proba, gint32 *labels)
+graph_combine (const Trainer *self, const FgKnnGraph *graph, const float *F, double w,
+               const guint32 *nb, const float *d2, gsize n, float *proba, gint32 *labels)
 {
   const guint K = self->K;
   const gsize k = self->graph_k;
   const double a = self->graph_alpha;
+  g_autofree double *p = g_new (double, K), *om = g_new (double, k);
   for (gsize i = 0; i < n; i++)
     {
-      double p[K], sum = 0.0;
+      double sum = 0.0, osum = 0.0;
       float *pi = proba + i * K;
       guint best = 0;
+      fg_knn_graph_query_weights (graph, d2 + i * k, nb + i * k, om);
+      for (gsize j = 0; j < k; j++)
+        osum += om[j];
       for (guint c = 0; c < K; c++)
         p[c] = (1.0 - a) * w * pi[c];
-      for (gsize j = 0; j < k; j++)
+      for (gsize j = 0; j < k && osum > 0.0; j++)
         {
           const float *fj = F + (gsize) nb[i * k + j] * K;
           for (guint c = 0; c < K; c++)
-            p[c] += a * fj[c] / (double) k;
+            p[c] += a * om[j] / osum * fj[c];
         }
       for (guint c = 0; c < K; c++)
         sum += p[c];
@@ -554,6 +569,7 @@ trainer_predict (gpointer data, const FgTensor *x, gint32 *labels_out, float *pr
   const gsize n = fg_tensor_rows (x);
   g_autofree float *own = NULL;
   g_autofree guint32 *nb = NULL;
+  g_autofree float *d2 = NULL;
   PredictOut o = { labels_out, proba_out };
   if (self->gindex == NULL)
     return for_each_latent (self, x, "predict", predict_chunk, &o, error);
@@ -563,6 +579,7 @@ trainer_predict (gpointer data, const FgTensor *x, gint32 *labels_out, float *pr
     return FALSE;
   sanitize_rows (o.proba, n, self->K);
   nb = g_new (guint32, self->predict_batch * self->graph_k);
+  d2 = g_new (float, self->predict_batch * self->graph_k);
   for (gsize start = 0; start < n; start += self->predict_batch)
     {
       const gsize rows = MIN (self->predict_batch, n - start);
@@ -570,10 +587,10 @@ trainer_predict (gpointer data, const FgTensor *x, gint32 *labels_out, float *pr
       for (gsize i = 0; i < rows; i++)
         memcpy (fg_tensor_row (chunk, i), fg_tensor_row (x, start + i),
                 self->D * sizeof (float));
-      if (!fg_neighbor_index_query (self->gindex, chunk, self->graph_k, nb, NULL, error))
+      if (!fg_neighbor_index_query (self->gindex, chunk, self->graph_k, nb, d2, error))
         return FALSE;
-      graph_combine (self, self->gF, self->gw, nb, rows, o.proba + start * self->K,
-                     labels_out + start);
+      graph_combine (self, self->graph, self->gF, self->gw, nb, d2, rows,
+                     o.proba + start * self->K, labels_out + start);
     }
   return TRUE;
 }
@@ -1548,7 +1565,7 @@ fit_graph_init (Fit *f, GError **error)
   for (gsize i = 0; i < f->n_l; i++)
     memcpy (fg_tensor_row (f->gx, f->pool.n + i), fg_tensor_row (&split->labeled.x, i),
             f->dim * sizeof (float));
-  f->graph = fg_knn_graph_new (f->gx, self->graph_k, error);
+  f->graph = fg_knn_graph_new (f->gx, self->graph_k, self->graph_weights, error);
   if (f->graph == NULL)
     {
       g_prefix_error (error, "flowgmm: ");
@@ -1614,6 +1631,7 @@ fit_graph_final (Fit *f, GError **error)
   g_autofree float *F = g_new (float, n * K), *vflow = NULL, *vp = NULL;
   g_autofree gint32 *labels = g_new (gint32, MAX (n, MAX (nv, 1)));
   g_autofree guint32 *nb = NULL;
+  g_autofree float *d2 = NULL;
   PredictOut o = { labels, P };
   double best_acc = -1.0;
 
@@ -1632,9 +1650,10 @@ fit_graph_final (Fit *f, GError **error)
       ov.labels = labels;
       ov.proba = vflow;
       nb = g_new (guint32, nv * self->graph_k);
+      d2 = g_new (float, nv * self->graph_k);
       if (!for_each_latent (self, &split->validation.x, NULL, predict_chunk, &ov, error)
           || !fg_neighbor_index_query (self->gindex, &split->validation.x, self->graph_k, nb,
-                                       NULL, error))
+                                       d2, error))
         return FALSE;
       sanitize_rows (vflow, nv, K);
     }
@@ -1673,7 +1692,7 @@ fit_graph_final (Fit *f, GError **error)
           break;
         }
       memcpy (vp, vflow, nv * K * sizeof (float));
-      graph_combine (self, F, w, nb, nv, vp, labels);
+      graph_combine (self, f->graph, F, w, nb, d2, nv, vp, labels);
       for (gsize i = 0; i < nv; i++)
         hit += labels[i] == split->validation.y[i];
       acc = (double) hit / (double) nv;
@@ -1690,6 +1709,8 @@ fit_graph_final (Fit *f, GError **error)
       g_clear_pointer (&self->gindex, fg_neighbor_index_free);
       g_clear_pointer (&self->gF, g_free);
     }
+  else
+    self->graph = g_steal_pointer (&f->graph);
   return TRUE;
 }
 

@@ -12,16 +12,42 @@
 struct _FgKnnGraph {
   gsize n, k;
   guint32 *knn;     /* n × k directed neighbours, nearest first, never the row itself */
+  float *kdist;     /* n × k their squared distances */
+  double *scale;    /* n: σ_i, the distance to the k-th neighbour (local weights) */
+  FgKnnWeight weight;
   gsize *start;     /* n + 1 CSR offsets of the symmetric graph */
   guint32 *adj;     /* its neighbour lists, sorted */
+  double *w;        /* their weights */
   double *dinv;     /* n: 1/√degree (1 for an isolated row) */
 };
 
+typedef struct {
+  guint32 to;
+  double w;
+} Edge;
+
 static int
-compare_u32 (const void *a, const void *b)
+compare_edge (const void *a, const void *b)
 {
-  const guint32 x = *(const guint32 *) a, y = *(const guint32 *) b;
+  const guint32 x = ((const Edge *) a)->to, y = ((const Edge *) b)->to;
   return x < y ? -1 : x > y;
+}
+
+/* The weight of a pair at squared distance d2, σ of a row scale[i] (local weights). */
+static double
+weight_of (FgKnnWeight weight, double d2, double si, double sj)
+{
+  if (weight == FG_KNN_WEIGHT_UNIT)
+    return 1.0;
+  if (si * sj <= 0.0)
+    return d2 <= 0.0 ? 1.0 : 0.0;
+  return exp (-MAX (d2, 0.0) / (si * sj));
+}
+
+static double
+edge_weight (const FgKnnGraph *g, gsize i, gsize j, double d2)
+{
+  return weight_of (g->weight, d2, g->scale[i], g->scale[j]);
 }
 
 /**
@@ -32,15 +58,18 @@ compare_u32 (const void *a, const void *b)
  *
  * The k nearest other rows of every row under squared Euclidean distance (ties to the smaller
  * index; an exact duplicate of a row counts as a neighbour, the row itself does not), and the
- * symmetric graph W = max(A, Aᵀ) of unit weights with its normalisation D^{-1/2} W D^{-1/2}.
+ * symmetric graph W = max(A, Aᵀ) with its normalisation D^{-1/2} W D^{-1/2}.  Edge weights:
+ * 1 (FG_KNN_WEIGHT_UNIT), or exp(−‖x_i − x_j‖² / (σ_i σ_j)) with σ_i the distance of row i
+ * to its k-th neighbour (FG_KNN_WEIGHT_LOCAL, Zelnik-Manor and Perona's local scaling).
  *
  * Returns: (transfer full): the graph, or %NULL with an error.
  */
 FgKnnGraph *
-fg_knn_graph_new (const FgTensor *x, gsize k, GError **error)
+fg_knn_graph_new (const FgTensor *x, gsize k, FgKnnWeight weight, GError **error)
 {
   g_autoptr (FgNeighborIndex) index = NULL;
   g_autofree guint32 *idx = NULL;
+  g_autofree float *dist = NULL;
   g_autofree gsize *deg = NULL;
   FgKnnGraph *g;
   gsize n;
@@ -57,13 +86,17 @@ fg_knn_graph_new (const FgTensor *x, gsize k, GError **error)
   if (index == NULL)
     return NULL;
   idx = g_new (guint32, n * (k + 1));
-  if (!fg_neighbor_index_query_self (index, k + 1, idx, NULL, error))
+  dist = g_new (float, n * (k + 1));
+  if (!fg_neighbor_index_query_self (index, k + 1, idx, dist, error))
     return NULL;
 
   g = g_new0 (FgKnnGraph, 1);
   g->n = n;
   g->k = k;
+  g->weight = weight;
   g->knn = g_new (guint32, n * k);
+  g->kdist = g_new (float, n * k);
+  g->scale = g_new (double, n);
   for (gsize i = 0; i < n; i++)
     {
       gsize m = 0;
@@ -71,7 +104,11 @@ fg_knn_graph_new (const FgTensor *x, gsize k, GError **error)
        * first: then drop the last one */
       for (gsize j = 0; j <= k && m < k; j++)
         if (idx[i * (k + 1) + j] != i)
-          g->knn[i * k + m++] = idx[i * (k + 1) + j];
+          {
+            g->kdist[i * k + m] = dist[i * (k + 1) + j];
+            g->knn[i * k + m++] = idx[i * (k + 1) + j];
+          }
+      g->scale[i] = sqrt (MAX ((double) g->kdist[i * k + k - 1], 0.0));
     }
 
   /* symmetric adjacency: every directed edge both ways, duplicates removed */
@@ -86,30 +123,35 @@ fg_knn_graph_new (const FgTensor *x, gsize k, GError **error)
   g->start[0] = 0;
   for (gsize i = 0; i < n; i++)
     g->start[i + 1] = g->start[i] + deg[i];
-  g->adj = g_new (guint32, g->start[n]);
-  memset (deg, 0, n * sizeof *deg);
-  for (gsize i = 0; i < n; i++)
-    for (gsize j = 0; j < k; j++)
-      {
-        const guint32 t = g->knn[i * k + j];
-        g->adj[g->start[i] + deg[i]++] = t;
-        g->adj[g->start[t] + deg[t]++] = (guint32) i;
-      }
+  /* each directed edge both ways, as (neighbour, weight) pairs sorted by neighbour, then
+   * duplicates merged (the same pair has the same weight both ways) */
   {
+    g_autofree Edge *edges = g_new (Edge, g->start[n]);
     gsize w = 0;
-    gsize prev_start = 0;
+    memset (deg, 0, n * sizeof *deg);
     for (gsize i = 0; i < n; i++)
+      for (gsize j = 0; j < k; j++)
+        {
+          const guint32 t = g->knn[i * k + j];
+          const double e = edge_weight (g, i, t, g->kdist[i * k + j]);
+          edges[g->start[i] + deg[i]++] = (Edge){ t, e };
+          edges[g->start[t] + deg[t]++] = (Edge){ (guint32) i, e };
+        }
+    g->adj = g_new (guint32, g->start[n]);
+    g->w = g_new (double, g->start[n]);
+    for (gsize i = 0, prev = 0; i < n; i++)
       {
-        guint32 *row = g->adj + prev_start;
-        const gsize len = g->start[i + 1] - prev_start;
+        Edge *row = edges + prev;
+        const gsize len = g->start[i + 1] - prev;
         gsize m = 0;
-        qsort (row, len, sizeof *row, compare_u32);
-        prev_start = g->start[i + 1];
+        qsort (row, len, sizeof *row, compare_edge);
+        prev = g->start[i + 1];
         g->start[i] = w;
         for (gsize j = 0; j < len; j++)
-          if (m == 0 || row[j] != g->adj[w + m - 1])
+          if (m == 0 || row[j].to != g->adj[w + m - 1])
             {
-              g->adj[w + m] = row[j];
+              g->adj[w + m] = row[j].to;
+              g->w[w + m] = row[j].w;
               m++;
             }
         w += m;
@@ -119,8 +161,10 @@ fg_knn_graph_new (const FgTensor *x, gsize k, GError **error)
   g->dinv = g_new (double, n);
   for (gsize i = 0; i < n; i++)
     {
-      const gsize d = g->start[i + 1] - g->start[i];
-      g->dinv[i] = d > 0 ? 1.0 / sqrt ((double) d) : 1.0;
+      double d = 0.0;
+      for (gsize e = g->start[i]; e < g->start[i + 1]; e++)
+        d += g->w[e];
+      g->dinv[i] = d > 0 ? 1.0 / sqrt (d) : 1.0;
     }
   return g;
 }
@@ -135,8 +179,11 @@ fg_knn_graph_free (FgKnnGraph *graph)
   if (graph == NULL)
     return;
   g_free (graph->knn);
+  g_free (graph->kdist);
+  g_free (graph->scale);
   g_free (graph->start);
   g_free (graph->adj);
+  g_free (graph->w);
   g_free (graph->dinv);
   g_free (graph);
 }
@@ -182,6 +229,25 @@ fg_knn_graph_get_neighbors (const FgKnnGraph *graph, gsize i)
 }
 
 /**
+ * fg_knn_graph_query_weights:
+ * @graph: a graph
+ * @d2: (array): a new row's squared distances to its k nearest graph rows, nearest first
+ * @nb: (array): those rows
+ * @w_out: (array): their k edge weights (1 for unit weights; local weights with σ of the new
+ *   row its distance to the k-th of them)
+ */
+void
+fg_knn_graph_query_weights (const FgKnnGraph *graph, const float *d2, const guint32 *nb,
+                            double *w_out)
+{
+  double s;
+  g_return_if_fail (graph != NULL && d2 != NULL && nb != NULL && w_out != NULL);
+  s = sqrt (MAX ((double) d2[graph->k - 1], 0.0));
+  for (gsize j = 0; j < graph->k; j++)
+    w_out[j] = weight_of (graph->weight, d2[j], s, graph->scale[nb[j]]);
+}
+
+/**
  * fg_knn_graph_smooth:
  * @graph: a graph over N rows
  * @f0: (array): N × @K prior rows (e.g. a model's class probabilities; one-hot for labeled rows)
@@ -223,7 +289,7 @@ fg_knn_graph_smooth (const FgKnnGraph *graph, const float *f0, const guint8 *cla
           for (gsize e = graph->start[i]; e < graph->start[i + 1]; e++)
             {
               const guint32 j = graph->adj[e];
-              const double w = graph->dinv[j];
+              const double w = graph->w[e] * graph->dinv[j];
               const double *fj = cur + (gsize) j * K;
               for (guint c = 0; c < K; c++)
                 o[c] += w * fj[c];

@@ -115,10 +115,10 @@ static const FgParamSpec warped_params[] = {
   FG_PARAM_SPEC_INT ("dim", "12", 1, 1000, "dimension D of the points"),
   FG_PARAM_SPEC_DOUBLE ("separation", "1.0", 0.0, INFINITY,
                         "standard deviation of the cluster centres N(0, s²I) around 0"),
-  FG_PARAM_SPEC_DOUBLE ("noise", "0.45", 0.0, INFINITY,
+  FG_PARAM_SPEC_DOUBLE ("noise", "1.0", 0.0, INFINITY,
                         "cluster spread: coordinate j of class c has std noise·a_cj, a_cj "
                         "uniform in [0.3, 1.7]"),
-  FG_PARAM_SPEC_DOUBLE ("warp", "0.8", 0.0, INFINITY,
+  FG_PARAM_SPEC_DOUBLE ("warp", "1.0", 0.0, INFINITY,
                         "strength of the warp: twice x_j ← x_j + warp·sin(Σ_m R_jm x_m + φ_j), "
                         "R_jm ~ N(0, 1/D), φ_j uniform in [0, 2π)"),
   FG_PARAM_SPEC_END,

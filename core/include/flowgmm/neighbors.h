@@ -75,16 +75,27 @@ FG_API gboolean fg_neighbor_index_distances (const FgNeighborIndex *index, const
 /* ---- A symmetric kNN graph and smoothing over it (knn-graph.c) ------------------------------ */
 typedef struct _FgKnnGraph FgKnnGraph;
 
+typedef enum {
+  FG_KNN_WEIGHT_UNIT = 0,  /* every edge weighs 1 */
+  FG_KNN_WEIGHT_LOCAL = 1, /* exp(−‖x_i − x_j‖² / (σ_i σ_j)), σ_i the distance of row i to its
+                            * k-th neighbour (local scaling, Zelnik-Manor and Perona 2004) */
+} FgKnnWeight;
+
 /* The k nearest other rows of every row of x (squared Euclidean; ties to the smaller index; a
  * duplicate of a row counts, the row itself does not), and the symmetric graph W = max(A, Aᵀ)
- * with unit weights.  1 ≤ k < N. */
-FG_API FgKnnGraph    *fg_knn_graph_new (const FgTensor *x, gsize k, GError **error);
+ * with `weight`'s edge weights.  1 ≤ k < N. */
+FG_API FgKnnGraph    *fg_knn_graph_new (const FgTensor *x, gsize k, FgKnnWeight weight,
+                                        GError **error);
 FG_API void           fg_knn_graph_free (FgKnnGraph *graph);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (FgKnnGraph, fg_knn_graph_free)
 FG_API gsize          fg_knn_graph_get_n (const FgKnnGraph *graph);
 FG_API gsize          fg_knn_graph_get_k (const FgKnnGraph *graph);
 /* The k nearest other rows of row i, nearest first. */
 FG_API const guint32 *fg_knn_graph_get_neighbors (const FgKnnGraph *graph, gsize i);
+/* A new row's edge weights to its k nearest graph rows nb (squared distances d2, nearest
+ * first) into w_out (k values), its σ the distance to the k-th of them. */
+FG_API void           fg_knn_graph_query_weights (const FgKnnGraph *graph, const float *d2,
+                                                  const guint32 *nb, double *w_out);
 /* F ← α S F + (1 − α) F0 from F = F0, `iterations` times, S = D^{-1/2} W D^{-1/2}; rows with
  * clamp[i] set stay at F0; then every row of f_out (N × K) normalised to sum 1 (a zero row
  * stays zero).  f0 and f_out are N × K; clamp may be NULL. */

@@ -133,8 +133,9 @@ static const FgParamSpec trainer_params[] = {
   FG_PARAM_SPEC_DOUBLE ("graph_prior", "1", 0.0, 1.0,
                         "weight of the model's responsibilities in the prior P of an unlabeled "
                         "row (labeled rows: 1); 0 gives plain label spreading's targets"),
-  FG_PARAM_SPEC_BOOL ("graph_predict", "true",
-                      "predict p(y|x) ∝ α·mean of the smoothed distributions F of x's graph_k "
+  FG_PARAM_SPEC_CHOICE ("graph_predict", "auto", "auto|true|false",
+                      "auto: true for vector examples with at most 20000 training rows (pool "
+                      "and labeled), else false.  true: predict p(y|x) ∝ α·mean of the smoothed distributions F of x's graph_k "
                       "nearest training rows + (1−α)·w·p_flow(y|x), F smoothed from the trained "
                       "model's responsibilities weighted by w; the flow alone or w from {1, 0.3, "
                       "0.1, 0}, whichever predicts the validation rows best (ties: the earlier; "
@@ -158,6 +159,10 @@ static const FgParamSpec trainer_params[] = {
 
 typedef enum { ORDER_FIXED, ORDER_SHUFFLE, ORDER_SAMPLE } UnlabeledOrder;
 
+/* graph_predict = auto: on for vector examples with at most this many graph rows */
+#define GRAPH_AUTO_MAX_ROWS 20000
+typedef enum { GRAPH_PREDICT_AUTO, GRAPH_PREDICT_ON, GRAPH_PREDICT_OFF } GraphPredict;
+
 typedef struct {
   /* Configuration. */
   const FgComponent *flow_c, *loss_c;
@@ -175,7 +180,8 @@ typedef struct {
   gboolean means_trainable, sigma_trainable;
   gboolean sigma_auto, refit_em, early_stopping;
   gint64 default_iterations, refit_every, refit_max_rows;
-  gboolean graph_smooth, neighbor_cons, graph_predict;
+  gboolean graph_smooth, neighbor_cons;
+  GraphPredict graph_predict;
   gsize graph_k;
   FgKnnWeight graph_weights;
   double graph_alpha, graph_prior;
@@ -298,7 +304,10 @@ trainer_create (const FgParams *params, FgRng *rng, GError **error)
   self->graph_prior = fg_params_get_double (params, "graph_prior");
   self->graph_iterations = (guint) fg_params_get_int (params, "graph_iterations");
   self->neighbor_cons = fg_params_get_bool (params, "neighbor_consistency");
-  self->graph_predict = fg_params_get_bool (params, "graph_predict");
+  s = fg_params_get_string (params, "graph_predict");
+  self->graph_predict = g_strcmp0 (s, "true") == 0 ? GRAPH_PREDICT_ON
+                        : g_strcmp0 (s, "false") == 0 ? GRAPH_PREDICT_OFF
+                                                      : GRAPH_PREDICT_AUTO;
   self->labeled_batch = (gsize) fg_params_get_int (params, "labeled_batch");
   self->unlabeled_batch = (gsize) fg_params_get_int (params, "unlabeled_batch");
   self->predict_batch = (gsize) fg_params_get_int (params, "predict_batch");
@@ -1550,7 +1559,11 @@ fit_graph_init (Fit *f, GError **error)
   const FgSplit *split = f->split;
   const gsize n = f->pool.n + f->n_l;
   const guint K = self->K;
-  if (!(self->graph_smooth || self->neighbor_cons || self->graph_predict) || f->pool.n == 0)
+  if (self->graph_predict == GRAPH_PREDICT_AUTO)
+    self->graph_predict = self->shape.ndim == 1 && n <= GRAPH_AUTO_MAX_ROWS ? GRAPH_PREDICT_ON
+                                                                           : GRAPH_PREDICT_OFF;
+  if (!(self->graph_smooth || self->neighbor_cons || self->graph_predict == GRAPH_PREDICT_ON)
+      || f->pool.n == 0)
     return TRUE;
   if (self->graph_k >= n)
     {
@@ -2240,7 +2253,8 @@ trainer_fit (gpointer data, const FgSplit *split, GError **error)
     goto out;
   fg_tape_reset (self->tape);
   if (!fit_phases_finish (&f, error)
-      || (self->graph_predict && f.graph != NULL && !fit_graph_final (&f, error)))
+      || (self->graph_predict == GRAPH_PREDICT_ON && f.graph != NULL
+          && !fit_graph_final (&f, error)))
     goto out;
   self->fitted = TRUE;
   ok = TRUE;

@@ -298,12 +298,13 @@ accuracy (Model *m, const FgTensor *x, const gint32 *y, guint K)
 /* The authors' two-moons setup (REFERENCE §4: 5 couplings, fixed means (∓3.5, ∓3.5), σ = 1,
  * Adam with L2 1e-2, lr ÷10 at 50 % and 80 %, each step all labeled points plus as many
  * unlabeled ones sampled with replacement), scaled down to run in seconds: width 64 instead of
- * 512, lr 1e-3 instead of 1e-4, 64 unlabeled points per step, 1000 steps. */
+ * 512, lr 1e-3 instead of 1e-4, 64 unlabeled points per step, 1000 steps; the flow's own
+ * classifier (graph_predict = false). */
 static const char *const moons_settings[] = {
   "loss=flowgmm-nll", "flow.layers=5", "flow.hidden=64", "flow.dropout=0", "means=given",
   "means_values=-3.5,-3.5;3.5,3.5", "optimizer=adam", "lr=1e-3", "weight_decay=1e-2",
   "schedule=step", "clip=0", "iterations=1000", "unlabeled_batch=64", "unlabeled_order=sample",
-  NULL,
+  "graph_predict=false", NULL,
 };
 
 static double
@@ -381,6 +382,42 @@ test_options_run (void)
       g_test_message ("case %u (%s ...): accuracy %.3f", i, cases[i][0], acc);
       g_assert_cmpfloat (acc, >, 0.6);
     }
+  moons_clear (&d);
+}
+
+/* The kNN graph: with a barely trained flow (20 steps), graph_predict = true labels two moons
+ * from 10 labeled points as label spreading would (the flow alone cannot); graph_predict = auto
+ * is true for these vectors; graph = smooth and neighbor_consistency train and beat chance. */
+static void
+test_graph (void)
+{
+  const char *const flow_only[] = { "iterations=20", "graph_predict=false", NULL };
+  const char *const with_graph[] = { "iterations=20", "graph_predict=true", NULL };
+  const char *const with_auto[] = { "iterations=20", "graph_predict=auto", NULL };
+  const char *const unit[] = { "iterations=20", "graph_predict=true", "graph_weights=unit",
+                               NULL };
+  const char *const smooth[] = { "iterations=150", "graph=smooth", "graph_prior=0.3",
+                                 "graph_predict=false", NULL };
+  const char *const ncons[] = { "iterations=150", "loss=flowgmm-cons",
+                                "neighbor_consistency=true", "graph_predict=false", NULL };
+  Moons d;
+  double a_flow, a_graph, a_auto, a_unit, a_smooth, a_ncons;
+  moons_init (&d, 6, 10);
+  a_flow = moons_run (&d, flow_only, 3);
+  a_graph = moons_run (&d, with_graph, 3);
+  a_auto = moons_run (&d, with_auto, 3);
+  a_unit = moons_run (&d, unit, 3);
+  a_smooth = moons_run (&d, smooth, 3);
+  a_ncons = moons_run (&d, ncons, 3);
+  g_printerr ("# two moons, 20 steps: flow alone %.3f, graph_predict %.3f (unit weights %.3f); "
+              "150 steps: graph=smooth %.3f, neighbor_consistency %.3f\n",
+              a_flow, a_graph, a_unit, a_smooth, a_ncons);
+  g_assert_cmpfloat (a_graph, >=, 0.97);
+  g_assert_cmpfloat (a_unit, >=, 0.97);
+  g_assert_cmpfloat (a_graph, >, a_flow);
+  g_assert_cmpfloat (a_auto, ==, a_graph);
+  g_assert_cmpfloat (a_smooth, >, 0.6);
+  g_assert_cmpfloat (a_ncons, >, 0.6);
   moons_clear (&d);
 }
 
@@ -800,6 +837,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/two-moons", test_two_moons);
   g_test_add_func ("/trainer/options-run", test_options_run);
   g_test_add_func ("/trainer/predict-chunks", test_predict_chunks);
+  g_test_add_func ("/trainer/graph", test_graph);
   g_test_add_func ("/trainer/nan-stops", test_nan_stops);
   g_test_add_func ("/trainer/refit-mixture", test_refit_mixture);
   g_test_add_func ("/trainer/no-allocation-per-step", test_no_allocation_per_step);

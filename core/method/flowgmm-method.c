@@ -1560,8 +1560,18 @@ fit_graph_init (Fit *f, GError **error)
   const gsize n = f->pool.n + f->n_l;
   const guint K = self->K;
   if (self->graph_predict == GRAPH_PREDICT_AUTO)
-    self->graph_predict = self->shape.ndim == 1 && n <= GRAPH_AUTO_MAX_ROWS ? GRAPH_PREDICT_ON
-                                                                           : GRAPH_PREDICT_OFF;
+    {
+      /* vectors, not too many, all finite (non-finite inputs are the training loop's to
+       * report) */
+      gboolean on = self->shape.ndim == 1 && n <= GRAPH_AUTO_MAX_ROWS;
+      for (gsize i = 0; i < f->pool.n && on; i++)
+        for (gsize j = 0; j < f->dim && on; j++)
+          on = isfinite (f->pool.rows[i][j]);
+      for (gsize i = 0; i < f->n_l && on; i++)
+        for (gsize j = 0; j < f->dim && on; j++)
+          on = isfinite (fg_tensor_row (&split->labeled.x, i)[j]);
+      self->graph_predict = on ? GRAPH_PREDICT_ON : GRAPH_PREDICT_OFF;
+    }
   if (!(self->graph_smooth || self->neighbor_cons || self->graph_predict == GRAPH_PREDICT_ON)
       || f->pool.n == 0)
     return TRUE;

@@ -174,53 +174,86 @@ static const double wg_G[WG_A][3] = {
   { 0, 0, 1 },
 };
 
-static void
-wg_weights (const float *w, gsize ldw, gsize cout, gsize cin, float *U)
+/* Both run as loops over the input channels (vectorised), in double, with the same sums in
+ * the same order for every channel; scratch holds 27·cin doubles. */
+static void FG_CLONES
+wg_weights (const float *w, gsize ldw, gsize cout, gsize cin, float *U, double *scratch)
 {
   const gsize xs = cout * cin;
+  double *restrict kt = scratch;         /* [9][cin]: the kernels, tap-major */
+  double *restrict t = scratch + 9 * cin; /* [6][3][cin]: G g */
   for (gsize co = 0; co < cout; co++)
-    for (gsize ci = 0; ci < cin; ci++)
-      {
-        const float *k = w + co * ldw + ci * 9;
-        double t[WG_A][3];
-        for (int a = 0; a < WG_A; a++)
-          for (int j = 0; j < 3; j++)
-            t[a][j] = wg_G[a][0] * k[j] + wg_G[a][1] * k[3 + j] + wg_G[a][2] * k[6 + j];
-        for (int a = 0; a < WG_A; a++)
-          for (int b = 0; b < WG_A; b++)
-            U[(a * WG_A + b) * xs + co * cin + ci]
-              = (float) (t[a][0] * wg_G[b][0] + t[a][1] * wg_G[b][1] + t[a][2] * wg_G[b][2]);
-      }
+    {
+      const float *wc = w + co * ldw;
+      for (gsize ci = 0; ci < cin; ci++)
+        for (int r = 0; r < 9; r++)
+          kt[r * cin + ci] = wc[ci * 9 + r];
+      for (int a = 0; a < WG_A; a++)
+        for (int j = 0; j < 3; j++)
+          {
+            const double g0 = wg_G[a][0], g1 = wg_G[a][1], g2 = wg_G[a][2];
+            const double *restrict k0 = kt + j * cin, *restrict k1 = kt + (3 + j) * cin;
+            const double *restrict k2 = kt + (6 + j) * cin;
+            double *restrict o = t + (a * 3 + j) * cin;
+            for (gsize ci = 0; ci < cin; ci++)
+              o[ci] = g0 * k0[ci] + g1 * k1[ci] + g2 * k2[ci];
+          }
+      for (int a = 0; a < WG_A; a++)
+        for (int b = 0; b < WG_A; b++)
+          {
+            const double h0 = wg_G[b][0], h1 = wg_G[b][1], h2 = wg_G[b][2];
+            const double *restrict t0 = t + a * 3 * cin, *restrict t1 = t0 + cin;
+            const double *restrict t2 = t1 + cin;
+            float *restrict u = U + (a * WG_A + b) * xs + co * cin;
+            for (gsize ci = 0; ci < cin; ci++)
+              u[ci] = (float) (t0[ci] * h0 + t1[ci] * h1 + t2[ci] * h2);
+          }
+    }
 }
 
 /* dw[co, ci] (+)= Gᵀ dU[·][co][ci] G: the adjoint of wg_weights. */
-static void
+static void FG_CLONES
 wg_weights_adjoint (const float *dU, gsize cout, gsize cin, float *dw, gsize lddw,
-                    gboolean overwrite)
+                    gboolean overwrite, double *scratch)
 {
   const gsize xs = cout * cin;
+  double *restrict t = scratch;            /* [3][6][cin]: Gᵀ dU */
+  double *restrict kt = scratch + 18 * cin; /* [9][cin]: Gᵀ dU G, tap-major */
   for (gsize co = 0; co < cout; co++)
-    for (gsize ci = 0; ci < cin; ci++)
-      {
-        double t[3][WG_A]; /* Gᵀ dU */
-        for (int i = 0; i < 3; i++)
-          for (int b = 0; b < WG_A; b++)
-            {
-              double s = 0.0;
-              for (int a = 0; a < WG_A; a++)
-                s += wg_G[a][i] * dU[(a * WG_A + b) * xs + co * cin + ci];
-              t[i][b] = s;
-            }
-        float *k = dw + co * lddw + ci * 9;
-        for (int i = 0; i < 3; i++)
-          for (int j = 0; j < 3; j++)
-            {
-              double s = 0.0;
-              for (int b = 0; b < WG_A; b++)
-                s += t[i][b] * wg_G[b][j];
-              k[i * 3 + j] = (float) (overwrite ? s : k[i * 3 + j] + s);
-            }
-      }
+    {
+      for (int i = 0; i < 3; i++)
+        for (int b = 0; b < WG_A; b++)
+          {
+            double *restrict o = t + (i * WG_A + b) * cin;
+            for (gsize ci = 0; ci < cin; ci++)
+              o[ci] = 0.0;
+            for (int a = 0; a < WG_A; a++)
+              {
+                const double g = wg_G[a][i];
+                const float *restrict d = dU + (a * WG_A + b) * xs + co * cin;
+                for (gsize ci = 0; ci < cin; ci++)
+                  o[ci] += g * d[ci];
+              }
+          }
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+          {
+            double *restrict o = kt + (i * 3 + j) * cin;
+            for (gsize ci = 0; ci < cin; ci++)
+              o[ci] = 0.0;
+            for (int b = 0; b < WG_A; b++)
+              {
+                const double g = wg_G[b][j];
+                const double *restrict r = t + (i * WG_A + b) * cin;
+                for (gsize ci = 0; ci < cin; ci++)
+                  o[ci] += r[ci] * g;
+              }
+          }
+      float *k = dw + co * lddw;
+      for (gsize ci = 0; ci < cin; ci++)
+        for (int r = 0; r < 9; r++)
+          k[ci * 9 + r] = (float) (overwrite ? kt[r * cin + ci] : k[ci * 9 + r] + kt[r * cin + ci]);
+    }
 }
 
 /* The 1-D transforms, each on nc lanes: inputs i0.., outputs o0.. (distinct buffers). */
@@ -524,9 +557,11 @@ wg_forward (FgTape *tape, const ConvGeom *g, const FgTensor *X, const FgTensor *
   wg_geom (g, (N + tasks - 1) / tasks, &wg);
   const gsize tmax = wg.nb * wg.tpi;
   const gsize u_size = round_up_floats (WG_XI * g->cout * g->cin);
-  const gsize ws_task = round_up_floats (WG_XI * (g->cin + g->cout) * tmax + wg.tmp);
+  const gsize ws_task = round_up_floats (MAX (WG_XI * (g->cin + g->cout) * tmax + wg.tmp,
+                                              54 * g->cin)); /* wg_weights' scratch */
   float *ws = _fg_tape_workspace (tape, (u_size + tasks * ws_task) * sizeof (float));
-  wg_weights (W->data, MAX (W->ld, K), g->cout, g->cin, ws);
+  /* task 0's share of the workspace is free until the tasks start */
+  wg_weights (W->data, MAX (W->ld, K), g->cout, g->cin, ws, (double *) (ws + u_size));
   WgFwdJob j = { g, &wg, X, ws, bias, Y, ws + u_size, ws_task, N };
   if (tasks > 1)
     _fg_pool_run (tasks, wg_fwd_task, &j);
@@ -610,14 +645,15 @@ wg_backward (FgTape *tape, const ConvGeom *g, const FgTensor *X, const FgTensor 
   wg_geom (g, (N + tasks - 1) / tasks, &wg);
   const gsize tmax = wg.nb * wg.tpi;
   const gsize u_size = round_up_floats (WG_XI * g->cout * g->cin);
-  const gsize ws_task = round_up_floats (WG_XI * (g->cin + g->cout) * tmax + wg.tmp);
+  const gsize ws_task = round_up_floats (MAX (WG_XI * (g->cin + g->cout) * tmax + wg.tmp,
+                                              54 * g->cin)); /* wg_weights' scratch */
   const gsize n_du = dW != NULL ? tasks : 0;
   float *ws = _fg_tape_workspace (tape, ((1 + n_du) * u_size + tasks * ws_task) * sizeof (float));
   float *U = ws, *dU = n_du ? ws + u_size : NULL;
+  float *task_ws = ws + (1 + n_du) * u_size; /* free before and after the tasks: scratch */
   if (dX != NULL)
-    wg_weights (W->data, MAX (W->ld, K), g->cout, g->cin, U);
-  WgBwdJob j = { g, &wg, X, G, U, dX, dx_fresh, dU, u_size, ws + (1 + n_du) * u_size, ws_task,
-                 N };
+    wg_weights (W->data, MAX (W->ld, K), g->cout, g->cin, U, (double *) task_ws);
+  WgBwdJob j = { g, &wg, X, G, U, dX, dx_fresh, dU, u_size, task_ws, ws_task, N };
   if (tasks > 1)
     _fg_pool_run (tasks, wg_bwd_task, &j);
   else
@@ -630,7 +666,8 @@ wg_backward (FgTape *tape, const ConvGeom *g, const FgTensor *X, const FgTensor 
           const float *restrict s = dU + t * u_size;
           FG_SIMD_FOR (k, WG_XI * g->cout * g->cin, d[k] += s[k]);
         }
-      wg_weights_adjoint (dU, g->cout, g->cin, dW->data, MAX (dW->ld, K), dw_fresh);
+      wg_weights_adjoint (dU, g->cout, g->cin, dW->data, MAX (dW->ld, K), dw_fresh,
+                          (double *) task_ws);
     }
 }
 

@@ -194,7 +194,8 @@ arena_add_block (FgTape *tape, gsize need)
  * @tape: a tape
  * @bytes: size of the request
  *
- * Scratch memory from the arena, valid until the next fg_tape_reset().  Not zeroed.
+ * Scratch memory from the arena, valid until the next fg_tape_reset (), or, when called inside
+ * a backward function, until that function returns.  Not zeroed.
  *
  * Returns: (transfer none): 64-byte aligned memory (never NULL for a valid tape).
  */

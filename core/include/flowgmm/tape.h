@@ -5,6 +5,11 @@
  * and, when gradients are enabled and an input needs one, records how to propagate the gradient
  * back.  fg_tape_backward () walks the records in reverse.  fg_tape_reset () forgets every node
  * but keeps the arena's blocks, so a training step allocates nothing from the heap once warm.
+ * A backward pass gives each recorded node's gradient back to the tape as soon as that node's
+ * own backward has run (its grad.data is NULL afterwards): only the gradients of weights (and
+ * of nodes that are not records) outlive the pass, and memory for the rest is that of the
+ * gradients alive at one time.  Scratch taken with fg_tape_alloc () inside a backward function
+ * is reused after it returns.
  *
  * Shapes: binary ops take a full operand `a` and an operand `b` that is either the same shape,
  * a row vector [1, cols] (broadcast over rows), a column [rows, 1] (broadcast over columns) or a

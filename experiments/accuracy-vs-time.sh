@@ -84,7 +84,7 @@ narrow () {
       if (lines != \"\") print lines
     }" "$exp"
 }
-narrow "run_steps = $slice" "" > "$dir/train.exp"
+[ -n "$plot_only" ] || narrow "run_steps = $slice" "" > "$dir/train.exp"
 
 curve=$dir/curve.tsv
 [ -f "$curve" ] || printf 'step\twall_s\tcpu_s\ttest_accuracy\ttest_bpd\n' > "$curve"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flowgmm — a symmetric k-nearest-neighbour graph and smoothing of per-row distributions over
  * it (label spreading with a prior, Zhou et al. 2004; the Laplacian-regularised E-step of
  * LapGMM, He et al. 2011).  See neighbors.h.

@@ -38,3 +38,17 @@ th_params_new (const FgComponent *c, const char *const *settings)
   g_assert_no_error (error);
   return p;
 }
+
+void
+th_assert_partial_passes_reject_layer (const FgFlowVTable *vt, gpointer flow, const FgTensor *x,
+                                       guint n_layers)
+{
+  g_autoptr (FgTape) tape = fg_tape_new ();
+  g_autoptr (GError) error = NULL;
+  g_assert_null (vt->forward_to (flow, tape, fg_tape_constant (tape, x), n_layers + 1, NULL,
+                                 &error));
+  g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+  g_clear_error (&error);
+  g_assert_null (vt->inverse_from (flow, tape, fg_tape_constant (tape, x), n_layers + 1, &error));
+  g_assert_error (error, FG_ERROR, FG_ERROR_INVALID_PARAM);
+}

@@ -19,4 +19,9 @@ gboolean th_params_set_all (FgParams *params, const char *const *settings, GErro
 /* A component's parameters with `settings` set, asserting that they are valid. */
 FgParams *th_params_new (const FgComponent *c, const char *const *settings);
 
+/* A flow's partial passes (forward_to, inverse_from) refuse a layer past its last, n_layers,
+ * with FG_ERROR_INVALID_PARAM: asserted on input x (a row batch of the flow's shape). */
+void th_assert_partial_passes_reject_layer (const FgFlowVTable *vt, gpointer flow,
+                                            const FgTensor *x, guint n_layers);
+
 G_END_DECLS
